@@ -1,0 +1,160 @@
+"""The one Redis connection factory, the key prefix, and the write-step runner.
+
+Every app builds its key names in its own ``keys`` module through :func:`key`, so a
+deployment prefix (``MOOKTI_REDIS_PREFIX``) lands in front of every key and a test run
+can live in a namespace of its own.
+
+Writes are expressed as ordered *steps*. A step touches keys of one hash slot only, so it
+can run as MULTI/EXEC on Redis Cluster. On a standalone server (the common case, Upstash
+included) all steps of a write go out as one MULTI/EXEC: one round trip, fully atomic. On
+a cluster they run one after the other, which keeps the write protocol's order: entity
+first, index last; unindex first, entity last.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import redis
+from django.conf import settings
+from redis.cluster import RedisCluster
+
+Step = Callable[[Any], None]
+
+_lock = threading.Lock()
+_clients: dict[tuple[str, bool], redis.Redis | RedisCluster] = {}
+
+
+def get_redis() -> redis.Redis | RedisCluster:
+    """The process-wide client for ``REDIS_URL`` (thread-safe pool, decoded str replies)."""
+    url, cluster = settings.REDIS_URL, settings.REDIS_CLUSTER
+    client = _clients.get((url, cluster))
+    if client is None:
+        with _lock:
+            client = _clients.get((url, cluster))
+            if client is None:
+                options: dict[str, Any] = {
+                    "decode_responses": True,
+                    "socket_timeout": 10,
+                    "socket_connect_timeout": 5,
+                    "health_check_interval": 30,
+                    "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
+                }
+                if cluster:
+                    client = RedisCluster.from_url(url, **options)
+                else:
+                    client = redis.Redis.from_url(url, max_connections=256, **options)
+                _clients[(url, cluster)] = client
+    return client
+
+
+def close_clients() -> None:
+    """Drop cached clients (after a fork, or when tests swap ``REDIS_URL``)."""
+    with _lock:
+        for client in _clients.values():
+            client.close()
+        _clients.clear()
+
+
+def is_cluster() -> bool:
+    return bool(settings.REDIS_CLUSTER)
+
+
+def key(name: str) -> str:
+    """Prefix a key name. Only ``keys`` modules call this."""
+    return f"{settings.MOOKTI_REDIS_PREFIX}{name}"
+
+
+def pipeline(transaction: bool = False):
+    """A pipeline for reads: one round trip, any slots (split per node on a cluster)."""
+    return get_redis().pipeline(transaction=transaction)
+
+
+class Write:
+    """An ordered set of write steps plus callbacks that run once they are applied.
+
+    Each step queues commands on keys of one hash slot. :meth:`execute` runs them with
+    :func:`run_steps` semantics and hands every callback the replies of each step, so
+    e.g. an event's stream id (the XADD reply) can be pushed to listeners afterwards.
+    """
+
+    def __init__(self) -> None:
+        self._steps: list[Step] = []
+        self._callbacks: list[Callable[[list[list[Any]]], None]] = []
+
+    def __bool__(self) -> bool:
+        return bool(self._steps)
+
+    def step(self, fn: Step) -> int:
+        """Add a step; returns its index into the replies given to callbacks."""
+        self._steps.append(fn)
+        return len(self._steps) - 1
+
+    def on_commit(self, fn: Callable[[list[list[Any]]], None]) -> None:
+        self._callbacks.append(fn)
+
+    def execute(self) -> list[list[Any]]:
+        replies = _run_grouped(self._steps)
+        for callback in self._callbacks:
+            callback(replies)
+        return replies
+
+
+def _run_grouped(steps: list[Step]) -> list[list[Any]]:
+    client = get_redis()
+    if not is_cluster():
+        pipe = client.pipeline(transaction=True)
+        bounds = []
+        for step in steps:
+            start = len(pipe)
+            step(pipe)
+            bounds.append((start, len(pipe)))
+        flat = pipe.execute() if len(pipe) else []
+        return [flat[a:b] for a, b in bounds]
+    grouped = []
+    for step in steps:
+        pipe = client.pipeline(transaction=True)
+        step(pipe)
+        grouped.append(pipe.execute() if len(pipe) else [])
+    return grouped
+
+
+def run_steps(steps: Iterable[Step]) -> list[Any]:
+    """Run write steps in order (see module docstring); returns the flat list of replies."""
+    return [reply for group in _run_grouped(list(steps)) for reply in group]
+
+
+def register_script(source: str) -> LuaScript:
+    return LuaScript(source)
+
+
+class LuaScript:
+    """A Lua script kept next to the code that calls it.
+
+    Called on a pipeline it queues EVAL with the source: redis-py's ``Script`` would add a
+    SCRIPT EXISTS round trip to every pipeline, and an EVALSHA inside MULTI that meets an
+    empty script cache (e.g. after a restart) fails without rolling back its neighbours.
+    Called directly it uses EVALSHA with a NOSCRIPT fallback.
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._bound: dict[int, Any] = {}
+
+    def __call__(self, keys: list[str], args: list[Any], client: Any = None) -> Any:
+        if client is not None:
+            return client.eval(self.source, len(keys), *keys, *args)
+        target = get_redis()
+        script = self._bound.get(id(target))
+        if script is None:
+            script = self._bound[id(target)] = target.register_script(self.source)
+        return script(keys=keys, args=args)
+
+
+def ping() -> bool:
+    try:
+        return bool(get_redis().ping())
+    except redis.RedisError:
+        return False

@@ -1,0 +1,3 @@
+"""Websocket routes (the consumer arrives with live updates)."""
+
+websocket_urlpatterns: list = []

@@ -1,0 +1,164 @@
+"""Settings, read from the environment (12-factor).
+
+Every knob has a safe local default so `make run` works on a fresh machine; production
+(`DJANGO_DEBUG=false`) refuses to start with the development secret key.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+DEV_SECRET_KEY = "dev-insecure-mookti-secret-key-change-me"
+
+DEBUG = env.bool("DJANGO_DEBUG", default=True)
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=DEV_SECRET_KEY)
+if not DEBUG and (SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 32):
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY must be set to a random value of at least 32 characters when DJANGO_DEBUG is false."
+    )
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+DATA_DIR = Path(env.str("MOOKTI_DATA_DIR", default=str(BASE_DIR / "var")))
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "channels",
+    "storage",
+    "gamification",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "mookti.urls"
+WSGI_APPLICATION = "mookti.wsgi.application"
+ASGI_APPLICATION = "mookti.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Only Django's own staff accounts (auth/admin tables) live in SQL; application data lives in Redis.
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'staff.sqlite3'}")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis -------------------------------------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+# "cluster" talks the Redis Cluster protocol (hash tags keep each aggregate in one slot).
+REDIS_CLUSTER = env.bool("REDIS_CLUSTER", default=False)
+MOOKTI_REDIS_PREFIX = env.str("MOOKTI_REDIS_PREFIX", default="mookti:")
+if "{" in MOOKTI_REDIS_PREFIX or "}" in MOOKTI_REDIS_PREFIX:
+    raise ImproperlyConfigured("MOOKTI_REDIS_PREFIX must not contain braces (they are hash tags).")
+# The channel layer needs a non-cluster Redis (channels-redis has no cluster support).
+CHANNEL_REDIS_URL = env.str("CHANNEL_REDIS_URL", default=REDIS_URL if not REDIS_CLUSTER else "redis://127.0.0.1:6379/0")
+
+CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": CHANNEL_REDIS_URL if REDIS_CLUSTER else REDIS_URL,
+        "KEY_PREFIX": f"{MOOKTI_REDIS_PREFIX}cache",
+        "OPTIONS": {"CLIENT_CLASS": "django_redis.client.DefaultClient"},
+    }
+}
+SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            "hosts": [CHANNEL_REDIS_URL],
+            "prefix": f"{MOOKTI_REDIS_PREFIX}asgi",
+            "capacity": 1000,
+            "expiry": 30,
+        },
+    }
+}
+
+# --- Access ------------------------------------------------------------------------------------
+MOOKTI_SERVICE_KEY = env.str("MOOKTI_SERVICE_KEY", default="")
+MOOKTI_TOKEN_TTL = env.int("MOOKTI_TOKEN_TTL", default=30 * 24 * 3600)
+# User messages a user may send in 24 hours, by user type.
+MOOKTI_MESSAGE_LIMITS = {
+    "guest": env.int("MOOKTI_LIMIT_GUEST", default=20),
+    "free": env.int("MOOKTI_LIMIT_FREE", default=50),
+    "basic": env.int("MOOKTI_LIMIT_BASIC", default=500),
+    "pro": env.int("MOOKTI_LIMIT_PRO", default=2000),
+}
+MOOKTI_MAX_MESSAGE_BYTES = env.int("MOOKTI_MAX_MESSAGE_BYTES", default=64 * 1024)
+MOOKTI_MAX_DOCUMENT_BYTES = env.int("MOOKTI_MAX_DOCUMENT_BYTES", default=2 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MOOKTI_MAX_BODY_BYTES", default=4 * 1024 * 1024)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "storage.auth.BearerAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["storage.permissions.IsMooktiUser"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_PARSER_CLASSES": ["storage.parsers.StrictJSONParser", "rest_framework.parsers.MultiPartParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "storage.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Mookti storage API",
+    "DESCRIPTION": "Users, chats, messages, documents, search and progress of the Mookti tutoring app (Redis).",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("MOOKTI_LOG_LEVEL", "INFO")},
+}
+
+# --- Live updates --------------------------------------------------------------------------
+MOOKTI_EVENTS_MAXLEN = env.int("MOOKTI_EVENTS_MAXLEN", default=1000)

@@ -1,0 +1,119 @@
+"""One error format for the whole API, and the domain errors managers raise.
+
+Every error body is ``{"error": {"code": ..., "message": ..., "fields": {...}}}``; codes follow
+ai-chatbot's ``type:surface`` style (``bad_request:api``, ``not_found:chat``, ...).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+logger = logging.getLogger(__name__)
+
+
+class StorageError(exceptions.APIException):
+    """Base of the domain errors: managers raise these, the handler renders them."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    code = "bad_request:api"
+
+    def __init__(self, message: str, fields: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields or {}
+
+
+class Invalid(StorageError):
+    pass
+
+
+class NotFound(StorageError):
+    status_code = status.HTTP_404_NOT_FOUND
+
+    def __init__(self, what: str, message: str | None = None) -> None:
+        super().__init__(message or f"{what.capitalize()} not found.")
+        self.code = f"not_found:{what}"
+
+
+class Forbidden(StorageError):
+    status_code = status.HTTP_403_FORBIDDEN
+    code = "forbidden:api"
+
+
+class Conflict(StorageError):
+    status_code = status.HTTP_409_CONFLICT
+    code = "conflict:api"
+
+
+class PayloadTooLarge(StorageError):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    code = "payload_too_large:api"
+
+
+class RateLimited(StorageError):
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    code = "rate_limit:chat"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after))
+
+
+class Unavailable(StorageError):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    code = "unavailable:api"
+
+
+def _body(code: str, message: str, fields: dict[str, Any] | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if fields:
+        error["fields"] = fields
+    return {"error": error}
+
+
+_DRF_CODES = {
+    400: "bad_request:api",
+    401: "unauthorized:auth",
+    403: "forbidden:auth",
+    404: "not_found:api",
+    405: "method_not_allowed:api",
+    406: "not_acceptable:api",
+    413: "payload_too_large:api",
+    415: "unsupported_media_type:api",
+    429: "rate_limit:api",
+}
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, StorageError):
+        response = Response(_body(exc.code, exc.message, exc.fields), status=exc.status_code)
+        if isinstance(exc, RateLimited):
+            response["Retry-After"] = str(exc.retry_after)
+        return response
+    if isinstance(exc, RequestDataTooBig):
+        return Response(_body("payload_too_large:api", "Request body too large."), status=413)
+    if isinstance(exc, redis.RedisError):
+        logger.error("Redis unavailable: %s", type(exc).__name__)
+        return Response(_body("unavailable:database", "The data store is unavailable; try again."), status=503)
+    if isinstance(exc, (Http404, PermissionDenied)):
+        exc = exceptions.NotFound() if isinstance(exc, Http404) else exceptions.PermissionDenied()
+    from rest_framework.views import exception_handler as drf_exception_handler  # DRF imports this module
+
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    code = _DRF_CODES.get(response.status_code, "error:api")
+    if isinstance(exc, exceptions.ValidationError):
+        fields = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        response.data = _body(code, "Invalid input.", fields)
+    else:
+        detail = getattr(exc, "detail", "")
+        response.data = _body(code, str(detail) if detail else response.status_text)
+    return response

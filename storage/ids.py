@@ -1,0 +1,63 @@
+"""Ids and time: what may go into a key name, new ids, and timestamps.
+
+Timestamps are stored as integer microseconds since the epoch (exact in a ZSET score,
+which holds integers up to 2**53) and rendered as ISO-8601 UTC at the API edge.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+from datetime import UTC, datetime
+
+# UUIDs, ULIDs, nanoids and similar short tokens: no braces, colons, whitespace or control chars.
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+
+
+class InvalidId(ValueError):
+    pass
+
+
+def is_valid_id(value: object) -> bool:
+    return isinstance(value, str) and bool(ID_PATTERN.fullmatch(value))
+
+
+def check_id(value: object, field: str = "id") -> str:
+    if not is_valid_id(value):
+        raise InvalidId(f"{field}: must be 1-100 letters, digits, '-', '_' or '.' (e.g. a UUID).")
+    return value  # type: ignore[return-value]
+
+
+def new_id() -> str:
+    """A UUIDv7 string: unique and time-ordered, so equal timestamps still sort by creation."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (
+        (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | ((rand >> 68) & 0xFFF) << 64 | 0b10 << 62 | (rand & ((1 << 62) - 1))
+    )
+    return str(uuid.UUID(int=value))
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def to_us(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp()) * 1_000_000 + moment.microsecond
+
+
+def from_us(value: int | str) -> datetime:
+    value = int(value)
+    return datetime.fromtimestamp(value // 1_000_000, tz=UTC).replace(microsecond=value % 1_000_000)
+
+
+def iso(value: int | str | None) -> str | None:
+    """ISO-8601 UTC with millisecond precision and a Z, as JavaScript's Date.toISOString()."""
+    if value in (None, ""):
+        return None
+    moment = from_us(value)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

@@ -1,0 +1,133 @@
+"""Every Redis key name of the storage app, and nothing else builds them.
+
+Braces are Redis Cluster hash tags: an aggregate (a user, a chat, a document) and its
+indexes share one slot, so writes inside an aggregate are one MULTI/EXEC or Lua call.
+Ids are validated (:mod:`storage.ids`) before they reach these functions.
+"""
+
+from __future__ import annotations
+
+from mookti.redis import key
+
+
+# --- users -------------------------------------------------------------------------------------
+def user(user_id: str) -> str:
+    return key(f"user:{{{user_id}}}")
+
+
+def user_email(email: str) -> str:
+    """STRING email -> user id, claimed with SET NX."""
+    return key(f"user-email:{{{email}}}")
+
+
+def users() -> str:
+    """ZSET of every user id by createdAt (admin listing)."""
+    return key("users")
+
+
+def users_by_type(user_type: str) -> str:
+    return key(f"users:type:{user_type}")
+
+
+def user_chats(user_id: str) -> str:
+    """ZSET chat ids by createdAt (ai-chatbot's history order)."""
+    return key(f"user:{{{user_id}}}:chats")
+
+
+def user_chats_by_activity(user_id: str) -> str:
+    """ZSET chat ids by lastMessageAt."""
+    return key(f"user:{{{user_id}}}:chats-by-activity")
+
+
+def user_message_times(user_id: str) -> str:
+    """ZSET ``chatId/messageId`` of the user's own (role user) messages by createdAt: rate limits."""
+    return key(f"user:{{{user_id}}}:message-times")
+
+
+def user_documents(user_id: str) -> str:
+    """ZSET document ids by the time of their first version."""
+    return key(f"user:{{{user_id}}}:documents")
+
+
+def user_tokens(user_id: str) -> str:
+    """ZSET token digests by expiry, so tokens can be listed and revoked with the user."""
+    return key(f"user:{{{user_id}}}:tokens")
+
+
+def token(digest: str) -> str:
+    """HASH userId, createdAt, expiresAt for a hashed API token (EXPIRE = its TTL)."""
+    return key(f"token:{{{digest}}}")
+
+
+# --- chats and messages ------------------------------------------------------------------------
+def chat(chat_id: str) -> str:
+    return key(f"chat:{{{chat_id}}}")
+
+
+def chat_messages(chat_id: str) -> str:
+    """ZSET message ids by createdAt (microseconds); equal times fall back to id order."""
+    return key(f"chat:{{{chat_id}}}:messages")
+
+
+def chat_message(chat_id: str, message_id: str) -> str:
+    return key(f"chat:{{{chat_id}}}:message:{message_id}")
+
+
+def chat_votes(chat_id: str) -> str:
+    """HASH messageId -> up/down."""
+    return key(f"chat:{{{chat_id}}}:votes")
+
+
+def chat_streams(chat_id: str) -> str:
+    """ZSET resumable-stream ids by createdAt."""
+    return key(f"chat:{{{chat_id}}}:streams")
+
+
+def message_chat(message_id: str) -> str:
+    """STRING message id -> chat id (getMessageById needs no chat id)."""
+    return key(f"message-chat:{{{message_id}}}")
+
+
+# --- documents ---------------------------------------------------------------------------------
+def document(document_id: str) -> str:
+    """HASH id, userId, createdAt of the first version, latest version's time and title."""
+    return key(f"document:{{{document_id}}}")
+
+
+def document_versions(document_id: str) -> str:
+    """ZSET version timestamps (member = score = createdAt microseconds)."""
+    return key(f"document:{{{document_id}}}:versions")
+
+
+def document_version(document_id: str, created_at: int) -> str:
+    return key(f"document:{{{document_id}}}:version:{created_at}")
+
+
+def document_suggestions(document_id: str) -> str:
+    """ZSET suggestion ids by the createdAt of the version they belong to."""
+    return key(f"document:{{{document_id}}}:suggestions")
+
+
+def document_suggestion(document_id: str, suggestion_id: str) -> str:
+    return key(f"document:{{{document_id}}}:suggestion:{suggestion_id}")
+
+
+# --- search indexing ---------------------------------------------------------------------------
+def outbox() -> str:
+    """STREAM of indexing work (consumer group of ``run_indexer`` processes)."""
+    return key("outbox:index")
+
+
+def outbox_dead() -> str:
+    """STREAM of entries that failed too often, with their error."""
+    return key("outbox:index:dead")
+
+
+def query_embedding(model_id: str, digest: str) -> str:
+    """STRING cached query embedding (TTL)."""
+    return key(f"embedding-cache:{model_id}:{digest}")
+
+
+def vector_index_meta() -> str:
+    """HASH model and dimension the vector store was built with."""
+    return key("vector-index:meta")

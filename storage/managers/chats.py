@@ -1,0 +1,200 @@
+"""Chats: ``chat:{cid}`` HASH, the owner's ZSET indexes, visibility, title, stream ids."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mookti import events
+from mookti.redis import Write, get_redis, pipeline
+from storage import keys, outbox
+from storage.errors import Conflict, NotFound
+from storage.ids import new_id, now_us
+from storage.managers.common import create_if_absent
+from storage.managers.paging import PageRequest
+
+VISIBILITIES = ("private", "public")
+ORDERINGS = {"createdAt": keys.user_chats, "lastMessageAt": keys.user_chats_by_activity}
+BULK_BATCH = 200
+
+
+def decode_chat(raw: dict[str, str]) -> dict[str, Any] | None:
+    if not raw or "id" not in raw:
+        return None
+    last = raw.get("lastMessageAt")
+    return {
+        "id": raw["id"],
+        "userId": raw.get("userId", ""),
+        "title": raw.get("title", ""),
+        "visibility": raw.get("visibility", "private"),
+        "createdAt": int(raw.get("createdAt", 0)),
+        "lastMessageAt": int(last) if last else None,
+    }
+
+
+def can_read(chat: dict[str, Any] | None, actor_id: str | None) -> bool:
+    """Owners read their chats; anyone reads a public chat."""
+    return chat is not None and (chat["userId"] == actor_id or chat["visibility"] == "public")
+
+
+def require_readable(chat: dict[str, Any] | None, actor_id: str | None) -> dict[str, Any]:
+    """Someone else's private chat is a 404, not a 403: its existence is not revealed."""
+    if not can_read(chat, actor_id):
+        raise NotFound("chat")
+    return chat  # type: ignore[return-value]
+
+
+def require_owned(chat: dict[str, Any] | None, actor_id: str | None) -> dict[str, Any]:
+    if chat is None or chat["userId"] != actor_id:
+        raise NotFound("chat")
+    return chat
+
+
+def public_summary(chat: dict[str, Any]) -> dict[str, Any]:
+    return {key: chat[key] for key in ("id", "title", "visibility", "createdAt", "lastMessageAt")}
+
+
+class ChatManager:
+    def create(
+        self,
+        user_id: str,
+        *,
+        chat_id: str | None = None,
+        title: str = "New chat",
+        visibility: str = "private",
+        created_at: int | None = None,
+    ) -> dict[str, Any]:
+        """saveChat: the hash first (only if the id is free), then the owner's indexes."""
+        chat_id = chat_id or new_id()
+        created_at = created_at or now_us()
+        fields = {
+            "id": chat_id,
+            "userId": user_id,
+            "title": title,
+            "visibility": visibility,
+            "createdAt": str(created_at),
+        }
+        if not create_if_absent(keys.chat(chat_id), fields):
+            raise Conflict("A chat with this id already exists.", {"id": ["already exists"]})
+        chat = decode_chat(fields)
+        write = Write()
+
+        def index(p: Any) -> None:
+            p.zadd(keys.user_chats(user_id), {chat_id: created_at})
+            p.zadd(keys.user_chats_by_activity(user_id), {chat_id: created_at})
+
+        write.step(index)
+        events.stage(write, user_id, "chat.created", chat, chat_id=chat_id)
+        write.execute()
+        return chat  # type: ignore[return-value]
+
+    def get(self, chat_id: str) -> dict[str, Any] | None:
+        return decode_chat(get_redis().hgetall(keys.chat(chat_id)))
+
+    def list_for_user(
+        self, user_id: str, page: PageRequest, order_by: str = "createdAt"
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """getChatsByUserId: newest first, keyset pages; an unknown cursor id is a 404."""
+        pipe = pipeline()
+        page.queue(pipe, ORDERINGS[order_by](user_id))
+        found, ids, has_more = page.split(pipe.execute()[0])
+        if not found:
+            raise NotFound("chat", "The cursor chat was not found.")
+        if not ids:
+            return [], has_more
+        pipe = pipeline()
+        for chat_id in ids:
+            pipe.hgetall(keys.chat(chat_id))
+        chats = [chat for chat in map(decode_chat, pipe.execute()) if chat]
+        return chats, has_more
+
+    def update(self, actor_id: str, chat_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """updateChatVisibilityById / updateChatTitleById (owner only)."""
+        chat = require_owned(self.get(chat_id), actor_id)
+        fields = {name: changes[name] for name in ("title", "visibility") if name in changes}
+        if not fields:
+            return chat
+        chat.update(fields)
+        write = Write()
+        write.step(lambda p: p.hset(keys.chat(chat_id), mapping=fields))
+        public = chat["visibility"] == "public" or changes.get("visibility") == "private"
+        events.stage(write, actor_id, "chat.updated", public_summary(chat), chat_id=chat_id, public=public)
+        write.execute()
+        return chat
+
+    def delete(self, actor_id: str, chat_id: str) -> dict[str, Any]:
+        """deleteChatById: votes, messages, stream ids and the chat; returns the deleted chat."""
+        pipe = pipeline()
+        pipe.hgetall(keys.chat(chat_id))
+        pipe.zrange(keys.chat_messages(chat_id), 0, -1)
+        raw, message_ids = pipe.execute()
+        chat = require_owned(decode_chat(raw), actor_id)
+        write = Write()
+        self._stage_delete(write, chat, message_ids)
+        events.stage(
+            write, actor_id, "chat.deleted", {"id": chat_id}, chat_id=chat_id, public=chat["visibility"] == "public"
+        )
+        write.execute()
+        return chat
+
+    def delete_all_for_user(self, user_id: str, *, publish: bool = True) -> int:
+        """deleteAllChatsByUserId: in batches, each batch one read and one write round trip."""
+        deleted = 0
+        client = get_redis()
+        while True:
+            chat_ids = client.zrange(keys.user_chats(user_id), 0, BULK_BATCH - 1)
+            if not chat_ids:
+                break
+            pipe = pipeline()
+            for chat_id in chat_ids:
+                pipe.hgetall(keys.chat(chat_id))
+                pipe.zrange(keys.chat_messages(chat_id), 0, -1)
+            replies = pipe.execute()
+            write = Write()
+            for chat_id, raw, message_ids in zip(chat_ids, replies[::2], replies[1::2], strict=True):
+                chat = decode_chat(raw) or {"id": chat_id, "userId": user_id}
+                self._stage_delete(write, chat, message_ids)
+            write.execute()
+            deleted += len(chat_ids)
+        if publish and deleted:
+            events.publish(user_id, "chat.deleted_all", {"deletedCount": deleted})
+        return deleted
+
+    @staticmethod
+    def _stage_delete(write: Write, chat: dict[str, Any], message_ids: list[str]) -> None:
+        """Unindex first (owner's ZSETs, message lookups), then the chat's own keys."""
+        chat_id, user_id = chat["id"], chat["userId"]
+
+        def unindex(p: Any) -> None:
+            p.zrem(keys.user_chats(user_id), chat_id)
+            p.zrem(keys.user_chats_by_activity(user_id), chat_id)
+
+        write.step(unindex)
+        for message_id in message_ids:
+            write.step(lambda p, m=message_id: p.delete(keys.message_chat(m)))
+        chat_keys = [keys.chat_message(chat_id, m) for m in message_ids]
+        chat_keys += [
+            keys.chat_messages(chat_id),
+            keys.chat_votes(chat_id),
+            keys.chat_streams(chat_id),
+            keys.chat(chat_id),
+        ]
+        write.step(lambda p: p.unlink(*chat_keys))
+        outbox.stage(write, "delete_chat", userId=user_id, chatId=chat_id)
+
+    # --- resumable stream ids (createStreamId / getStreamIdsByChatId) ---------------------------
+    def add_stream(self, actor_id: str, chat_id: str, stream_id: str) -> dict[str, Any]:
+        require_owned(self.get(chat_id), actor_id)
+        created_at = now_us()
+        get_redis().zadd(keys.chat_streams(chat_id), {stream_id: created_at}, nx=True)
+        return {"id": stream_id, "chatId": chat_id, "createdAt": created_at}
+
+    def list_streams(self, actor_id: str, chat_id: str) -> list[dict[str, Any]]:
+        pipe = pipeline()
+        pipe.hgetall(keys.chat(chat_id))
+        pipe.zrange(keys.chat_streams(chat_id), 0, -1, withscores=True)
+        raw, streams = pipe.execute()
+        require_readable(decode_chat(raw), actor_id)
+        return [{"id": sid, "chatId": chat_id, "createdAt": int(score)} for sid, score in streams]
+
+
+chats = ChatManager()

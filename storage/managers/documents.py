@@ -1,0 +1,292 @@
+"""Documents (artifacts): every save is a new version; suggestions belong to a version.
+
+``document:{did}`` holds the owner and the latest version's title and kind;
+``document:{did}:versions`` (ZSET) indexes ``document:{did}:version:{createdAt}`` hashes and
+``document:{did}:suggestions`` (ZSET by the version's createdAt) the suggestion hashes. All
+share the document's slot.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mookti import events
+from mookti.redis import Write, get_redis, pipeline
+from storage import keys, outbox
+from storage.errors import NotFound
+from storage.ids import new_id, now_us
+from storage.managers.paging import PageRequest
+
+KINDS = ("text", "code", "image", "sheet")
+
+
+def decode_version(raw: dict[str, str]) -> dict[str, Any] | None:
+    if not raw or "id" not in raw:
+        return None
+    return {
+        "id": raw["id"],
+        "userId": raw.get("userId", ""),
+        "title": raw.get("title", ""),
+        "kind": raw.get("kind", "text"),
+        "content": raw.get("content") or None,
+        "createdAt": int(raw.get("createdAt", 0)),
+    }
+
+
+def decode_suggestion(raw: dict[str, str]) -> dict[str, Any] | None:
+    if not raw or "id" not in raw:
+        return None
+    return {
+        "id": raw["id"],
+        "documentId": raw.get("documentId", ""),
+        "documentCreatedAt": int(raw.get("documentCreatedAt", 0)),
+        "originalText": raw.get("originalText", ""),
+        "suggestedText": raw.get("suggestedText", ""),
+        "description": raw.get("description") or None,
+        "isResolved": raw.get("isResolved") == "1",
+        "userId": raw.get("userId", ""),
+        "createdAt": int(raw.get("createdAt", 0)),
+    }
+
+
+def _owned(raw_meta: dict[str, str], actor_id: str | None) -> dict[str, str]:
+    if not raw_meta or raw_meta.get("userId") != actor_id:
+        raise NotFound("document")
+    return raw_meta
+
+
+class DocumentManager:
+    def save(
+        self,
+        actor_id: str,
+        *,
+        document_id: str | None,
+        title: str,
+        kind: str,
+        content: str | None,
+        created_at: int | None = None,
+    ) -> dict[str, Any]:
+        """saveDocument: a new version (createdAt = now) of a new or an own document."""
+        document_id = document_id or new_id()
+        meta = get_redis().hgetall(keys.document(document_id))
+        if meta and meta.get("userId") != actor_id:
+            raise NotFound("document")
+        created_at = created_at or now_us()
+        version = {
+            "id": document_id,
+            "userId": actor_id,
+            "title": title,
+            "kind": kind,
+            "content": content or "",
+            "createdAt": str(created_at),
+        }
+        write = Write()
+
+        def store(p: Any) -> None:
+            p.hset(keys.document_version(document_id, created_at), mapping=version)
+            p.zadd(keys.document_versions(document_id), {str(created_at): created_at})
+            p.hsetnx(keys.document(document_id), "createdAt", created_at)
+            p.hset(
+                keys.document(document_id),
+                mapping={"id": document_id, "userId": actor_id, "title": title, "kind": kind, "updatedAt": created_at},
+            )
+
+        write.step(store)
+        first = int(meta.get("createdAt", created_at)) if meta else created_at
+        write.step(lambda p: p.zadd(keys.user_documents(actor_id), {document_id: first}))
+        outbox.stage(write, "upsert", kind="document", userId=actor_id, documentId=document_id)
+        saved = decode_version(version)
+        event = {k: saved[k] for k in ("id", "title", "kind", "createdAt")}  # type: ignore[index]
+        events.stage(write, actor_id, "document.saved", event)
+        write.execute()
+        return saved  # type: ignore[return-value]
+
+    def versions(self, actor_id: str | None, document_id: str) -> list[dict[str, Any]]:
+        """getDocumentsById: all versions, oldest first."""
+        pipe = pipeline()
+        pipe.hgetall(keys.document(document_id))
+        pipe.zrange(keys.document_versions(document_id), 0, -1)
+        meta, stamps = pipe.execute()
+        _owned(meta, actor_id)
+        return self._load_versions(document_id, stamps)
+
+    def latest(self, actor_id: str | None, document_id: str) -> dict[str, Any]:
+        """getDocumentById: the newest version."""
+        pipe = pipeline()
+        pipe.hgetall(keys.document(document_id))
+        pipe.zrange(keys.document_versions(document_id), -1, -1)
+        meta, stamps = pipe.execute()
+        _owned(meta, actor_id)
+        found = self._load_versions(document_id, stamps)
+        if not found:
+            raise NotFound("document")
+        return found[0]
+
+    @staticmethod
+    def _load_versions(document_id: str, stamps: list[str]) -> list[dict[str, Any]]:
+        if not stamps:
+            return []
+        pipe = pipeline()
+        for stamp in stamps:
+            pipe.hgetall(keys.document_version(document_id, int(stamp)))
+        return [v for v in map(decode_version, pipe.execute()) if v]
+
+    def list_for_user(self, user_id: str, page: PageRequest) -> tuple[list[dict[str, Any]], bool]:
+        """The user's documents (latest title and kind), newest first."""
+        pipe = pipeline()
+        page.queue(pipe, keys.user_documents(user_id))
+        found, ids, has_more = page.split(pipe.execute()[0])
+        if not found:
+            raise NotFound("document", "The cursor document was not found.")
+        pipe = pipeline()
+        for document_id in ids:
+            pipe.hgetall(keys.document(document_id))
+        docs = []
+        for meta in pipe.execute():
+            if meta.get("userId") == user_id:
+                docs.append(
+                    {
+                        "id": meta["id"],
+                        "title": meta.get("title", ""),
+                        "kind": meta.get("kind", "text"),
+                        "createdAt": int(meta.get("createdAt", 0)),
+                        "updatedAt": int(meta.get("updatedAt", 0)),
+                    }
+                )
+        return docs, has_more
+
+    def delete_after(self, actor_id: str, document_id: str, timestamp: int) -> int:
+        """deleteDocumentsByIdAfterTimestamp: versions and suggestions with createdAt > timestamp.
+
+        Removing every version removes the document.
+        """
+        pipe = pipeline()
+        pipe.hgetall(keys.document(document_id))
+        pipe.zrangebyscore(keys.document_versions(document_id), f"({timestamp}", "+inf")
+        pipe.zrangebyscore(keys.document_suggestions(document_id), f"({timestamp}", "+inf")
+        pipe.zrevrangebyscore(keys.document_versions(document_id), timestamp, "-inf", start=0, num=1)
+        meta, stamps, suggestion_ids, remaining = pipe.execute()
+        _owned(meta, actor_id)
+        if not stamps:
+            return 0
+        write = Write()
+        if not remaining:
+            write.step(lambda p: p.zrem(keys.user_documents(actor_id), document_id))
+        self._stage_remove(write, document_id, stamps, suggestion_ids, whole=not remaining)
+        if remaining:
+            # the document's summary follows the version that is now the latest
+            latest = get_redis().hmget(keys.document_version(document_id, int(remaining[0])), "title", "kind")
+            write.step(
+                lambda p: p.hset(
+                    keys.document(document_id),
+                    mapping={"title": latest[0] or "", "kind": latest[1] or "text", "updatedAt": remaining[0]},
+                )
+            )
+            outbox.stage(write, "upsert", kind="document", userId=actor_id, documentId=document_id)
+        else:
+            outbox.stage(write, "delete_document", userId=actor_id, documentId=document_id)
+        events.stage(write, actor_id, "document.versions_deleted", {"id": document_id, "after": timestamp})
+        write.execute()
+        return len(stamps)
+
+    def delete(self, actor_id: str, document_id: str) -> None:
+        self.delete_after(actor_id, document_id, -1)
+
+    def delete_all_for_user(self, user_id: str) -> int:
+        document_ids = get_redis().zrange(keys.user_documents(user_id), 0, -1)
+        if not document_ids:
+            return 0
+        pipe = pipeline()
+        for document_id in document_ids:
+            pipe.zrange(keys.document_versions(document_id), 0, -1)
+            pipe.zrange(keys.document_suggestions(document_id), 0, -1)
+        replies = pipe.execute()
+        write = Write()
+        write.step(lambda p: p.delete(keys.user_documents(user_id)))
+        for document_id, stamps, suggestion_ids in zip(document_ids, replies[::2], replies[1::2], strict=True):
+            self._stage_remove(write, document_id, stamps, suggestion_ids, whole=True)
+        write.execute()
+        return len(document_ids)
+
+    @staticmethod
+    def _stage_remove(
+        write: Write, document_id: str, stamps: list[str], suggestion_ids: list[str], whole: bool
+    ) -> None:
+        def remove(p: Any) -> None:
+            if suggestion_ids:
+                p.zrem(keys.document_suggestions(document_id), *suggestion_ids)
+                p.unlink(*(keys.document_suggestion(document_id, s) for s in suggestion_ids))
+            p.zrem(keys.document_versions(document_id), *stamps)
+            p.unlink(*(keys.document_version(document_id, int(s)) for s in stamps))
+            if whole:
+                p.unlink(
+                    keys.document(document_id),
+                    keys.document_versions(document_id),
+                    keys.document_suggestions(document_id),
+                )
+
+        write.step(remove)
+
+    # --- suggestions ---------------------------------------------------------------------------
+    def save_suggestions(
+        self, actor_id: str, document_id: str, suggestions: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """saveSuggestions: each tied to a version (default: the latest)."""
+        pipe = pipeline()
+        pipe.hgetall(keys.document(document_id))
+        pipe.zrange(keys.document_versions(document_id), 0, -1)
+        meta, stamps = pipe.execute()
+        _owned(meta, actor_id)
+        known = {int(s) for s in stamps}
+        now = now_us()
+        saved = []
+        for item in suggestions:
+            version = item.get("documentCreatedAt") or int(meta["updatedAt"])
+            if version not in known:
+                raise NotFound("document", "documentCreatedAt names no version of this document.")
+            saved.append(
+                {
+                    "id": item.get("id") or new_id(),
+                    "documentId": document_id,
+                    "documentCreatedAt": version,
+                    "originalText": item["originalText"],
+                    "suggestedText": item["suggestedText"],
+                    "description": item.get("description") or None,
+                    "isResolved": bool(item.get("isResolved", False)),
+                    "userId": actor_id,
+                    "createdAt": item.get("createdAt") or now,
+                }
+            )
+
+        def store(p: Any) -> None:
+            for s in saved:
+                fields = {
+                    k: ("1" if v is True else "0" if v is False else "" if v is None else str(v)) for k, v in s.items()
+                }
+                p.hset(keys.document_suggestion(document_id, s["id"]), mapping=fields)
+            p.zadd(keys.document_suggestions(document_id), {s["id"]: s["documentCreatedAt"] for s in saved})
+
+        write = Write()
+        write.step(store)
+        events.stage(
+            write, actor_id, "suggestion.created", {"documentId": document_id, "ids": [s["id"] for s in saved]}
+        )
+        write.execute()
+        return saved
+
+    def suggestions(self, actor_id: str | None, document_id: str) -> list[dict[str, Any]]:
+        """getSuggestionsByDocumentId: every version's suggestions."""
+        pipe = pipeline()
+        pipe.hgetall(keys.document(document_id))
+        pipe.zrange(keys.document_suggestions(document_id), 0, -1)
+        meta, ids = pipe.execute()
+        _owned(meta, actor_id)
+        if not ids:
+            return []
+        pipe = pipeline()
+        for suggestion_id in ids:
+            pipe.hgetall(keys.document_suggestion(document_id, suggestion_id))
+        return [s for s in map(decode_suggestion, pipe.execute()) if s]
+
+
+documents = DocumentManager()

@@ -1,0 +1,305 @@
+"""Messages and votes of a chat.
+
+A message is ``chat:{cid}:message:{mid}`` (HASH) indexed in ``chat:{cid}:messages`` (ZSET by
+createdAt); both live in the chat's slot, so saving a message, indexing it and bumping the
+chat's lastMessageAt is one MULTI/EXEC. ``message-chat:{mid}`` lets a message be found by id
+alone (ai-chatbot's getMessageById).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Any
+
+from django.conf import settings
+
+from mookti import events
+from mookti.redis import Write, get_redis, pipeline, register_script
+from storage import keys, outbox, signals
+from storage.errors import Conflict, NotFound, RateLimited
+from storage.ids import new_id, now_us
+from storage.managers.chats import decode_chat, require_owned, require_readable
+from storage.managers.paging import PageRequest
+from storage.managers.users import decode_user
+
+ROLES = ("user", "assistant", "system")
+DAY_US = 24 * 3600 * 1_000_000
+# Rate-limit history kept per user; covers the longest window the count endpoint accepts.
+MESSAGE_TIMES_RETENTION_US = 31 * DAY_US
+
+# KEYS[1] message hash, KEYS[2] chat hash; ARGV field/value pairs.
+# Updates an existing message; replies {0} if it is gone, else {1, visibility, field, value, ...}.
+UPDATE_IF_EXISTS = register_script(
+    """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+local reply = {1, redis.call('HGET', KEYS[2], 'visibility') or 'private'}
+for _, v in ipairs(redis.call('HGETALL', KEYS[1])) do table.insert(reply, v) end
+return reply
+"""
+)
+
+
+def text_of(parts: list[Any]) -> str:
+    """Plain text of AI SDK UI parts: the text of every ``{"type": "text"}`` part."""
+    texts = [p.get("text", "") for p in parts if isinstance(p, dict) and p.get("type") == "text"]
+    return "\n".join(t for t in texts if isinstance(t, str))
+
+
+def decode_message(raw: dict[str, str]) -> dict[str, Any] | None:
+    if not raw or "id" not in raw:
+        return None
+    return {
+        "id": raw["id"],
+        "chatId": raw.get("chatId", ""),
+        "role": raw.get("role", "user"),
+        "parts": json.loads(raw.get("parts") or "[]"),
+        "attachments": json.loads(raw.get("attachments") or "[]"),
+        "content": raw.get("content", ""),
+        "createdAt": int(raw.get("createdAt", 0)),
+    }
+
+
+def _encode(message: dict[str, Any]) -> dict[str, str]:
+    return {
+        "id": message["id"],
+        "chatId": message["chatId"],
+        "role": message["role"],
+        "parts": json.dumps(message["parts"], separators=(",", ":")),
+        "attachments": json.dumps(message["attachments"], separators=(",", ":")),
+        "content": message["content"],
+        "createdAt": str(message["createdAt"]),
+    }
+
+
+def _lookup(value: str | None) -> tuple[str, str]:
+    """(chat id, owner id) from a ``message-chat`` value; a missing one is a 404."""
+    if not value:
+        raise NotFound("message")
+    chat_id, _, owner_id = value.partition("/")
+    return chat_id, owner_id
+
+
+def _flat(fields: dict[str, str]) -> list[str]:
+    return [x for kv in fields.items() for x in kv]
+
+
+class MessageManager:
+    def save(self, actor_id: str, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """saveMessages (bulk). Checks and rate limit in one read, then one write."""
+        now = now_us()
+        for index, message in enumerate(messages):
+            message["id"] = message.get("id") or new_id()
+            message.setdefault("attachments", [])
+            message["createdAt"] = message.get("createdAt") or now + index
+            if not message.get("content"):
+                message["content"] = text_of(message["parts"])
+        chat_ids = list(dict.fromkeys(m["chatId"] for m in messages))
+        pipe = pipeline()
+        for chat_id in chat_ids:
+            pipe.hgetall(keys.chat(chat_id))
+        for message in messages:
+            pipe.get(keys.message_chat(message["id"]))
+        pipe.hgetall(keys.user(actor_id))
+        times_key = keys.user_message_times(actor_id)
+        pipe.zcount(times_key, now - DAY_US, "+inf")
+        pipe.zrangebyscore(times_key, now - DAY_US, "+inf", start=0, num=1, withscores=True)
+        replies = pipe.execute()
+        chats = {cid: require_owned(decode_chat(raw), actor_id) for cid, raw in zip(chat_ids, replies, strict=False)}
+        owners = replies[len(chat_ids) : len(chat_ids) + len(messages)]
+        user_raw, sent_today, oldest = replies[-3:]
+        for message, owner in zip(messages, owners, strict=True):
+            if owner:
+                raise Conflict(f"Message {message['id']} already exists.", {"id": ["already exists"]})
+        user = decode_user(user_raw)
+        if user is None:
+            raise NotFound("user")
+        from_user = [m for m in messages if m["role"] == "user"]
+        self._check_rate(user, len(from_user), sent_today, oldest, now)
+
+        write = Write()
+        by_chat: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for message in messages:
+            by_chat[message["chatId"]].append(message)
+        for chat_id, group in by_chat.items():
+            last = max(m["createdAt"] for m in group)
+            chat = chats[chat_id]
+            if chat["lastMessageAt"] and chat["lastMessageAt"] > last:
+                last = chat["lastMessageAt"]
+            chat["lastMessageAt"] = last
+            write.step(lambda p, c=chat_id, g=group, t=last: self._stage_chat_write(p, c, g, t))
+        for message in messages:
+            write.step(lambda p, m=message: p.set(keys.message_chat(m["id"]), f"{m['chatId']}/{actor_id}"))
+
+        def index(p: Any) -> None:
+            for chat_id, chat in chats.items():
+                p.zadd(keys.user_chats_by_activity(actor_id), {chat_id: chat["lastMessageAt"]})
+            if from_user:
+                p.zadd(times_key, {f"{m['chatId']}/{m['id']}": m["createdAt"] for m in from_user})
+                p.zremrangebyscore(times_key, "-inf", now - MESSAGE_TIMES_RETENTION_US)
+
+        write.step(index)
+        for message in messages:
+            outbox.stage(
+                write, "upsert", kind="message", userId=actor_id, chatId=message["chatId"], messageId=message["id"]
+            )
+            public = chats[message["chatId"]]["visibility"] == "public"
+            events.stage(write, actor_id, "message.created", message, chat_id=message["chatId"], public=public)
+        signals.messages_saving.send(sender=MessageManager, write=write, user=user, messages=messages)
+        write.execute()
+        return messages
+
+    @staticmethod
+    def _stage_chat_write(p: Any, chat_id: str, group: list[dict[str, Any]], last: int) -> None:
+        for message in group:
+            p.hset(keys.chat_message(chat_id, message["id"]), mapping=_encode(message))
+        p.zadd(keys.chat_messages(chat_id), {m["id"]: m["createdAt"] for m in group})
+        p.hset(keys.chat(chat_id), "lastMessageAt", last)
+
+    @staticmethod
+    def _check_rate(user: dict[str, Any], new: int, sent_today: int, oldest: list, now: int) -> None:
+        if not new:
+            return
+        kind = "guest" if user["isGuest"] else user["type"]
+        limit = settings.MOOKTI_MESSAGE_LIMITS.get(kind, settings.MOOKTI_MESSAGE_LIMITS["free"])
+        if sent_today + new > limit:
+            frees_at = (int(oldest[0][1]) + DAY_US) if oldest else now + DAY_US
+            raise RateLimited(
+                f"Daily message limit of {limit} reached for {kind} users.",
+                retry_after=(frees_at - now) // 1_000_000 + 1,
+            )
+
+    def list(self, actor_id: str | None, chat_id: str, page: PageRequest) -> tuple[list[dict[str, Any]], bool]:
+        """getMessagesByChatId: oldest first, keyset pages by message id."""
+        pipe = pipeline()
+        pipe.hgetall(keys.chat(chat_id))
+        page.queue(pipe, keys.chat_messages(chat_id))
+        raw_chat, page_reply = pipe.execute()
+        require_readable(decode_chat(raw_chat), actor_id)
+        found, ids, has_more = page.split(page_reply)
+        if not found:
+            raise NotFound("message", "The cursor message was not found.")
+        if not ids:
+            return [], has_more
+        pipe = pipeline()
+        for message_id in ids:
+            pipe.hgetall(keys.chat_message(chat_id, message_id))
+        return [m for m in map(decode_message, pipe.execute()) if m], has_more
+
+    def get(self, actor_id: str | None, message_id: str) -> dict[str, Any]:
+        """getMessageById."""
+        chat_id, _ = _lookup(get_redis().get(keys.message_chat(message_id)))
+        pipe = pipeline()
+        pipe.hgetall(keys.chat(chat_id))
+        pipe.hgetall(keys.chat_message(chat_id, message_id))
+        raw_chat, raw = pipe.execute()
+        require_readable(decode_chat(raw_chat), actor_id)
+        message = decode_message(raw)
+        if message is None:
+            raise NotFound("message")
+        return message
+
+    def update(self, actor_id: str, message_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """updateMessage: replace parts (and attachments/content) of the owner's message."""
+        chat_id, owner_id = _lookup(get_redis().get(keys.message_chat(message_id)))
+        if owner_id != actor_id:
+            raise NotFound("message")
+        fields: dict[str, str] = {}
+        if "parts" in changes:
+            fields["parts"] = json.dumps(changes["parts"], separators=(",", ":"))
+            fields["content"] = changes.get("content") or text_of(changes["parts"])
+        elif "content" in changes:
+            fields["content"] = changes["content"]
+        if "attachments" in changes:
+            fields["attachments"] = json.dumps(changes["attachments"], separators=(",", ":"))
+        write = Write()
+        index = write.step(
+            lambda p: UPDATE_IF_EXISTS(
+                keys=[keys.chat_message(chat_id, message_id), keys.chat(chat_id)], args=_flat(fields), client=p
+            )
+        )
+        outbox.stage(write, "upsert", kind="message", userId=actor_id, chatId=chat_id, messageId=message_id)
+        data = {"id": message_id, "chatId": chat_id, **changes}
+        event_index = events.stage(write, actor_id, "message.updated", data, chat_id=chat_id)
+
+        def fan_out(replies: list[list[Any]]) -> None:
+            found, visibility = replies[index][0][:2]
+            if found and visibility == "public":
+                events.notify_chat(chat_id, actor_id, replies[event_index][0], "message.updated", data)
+
+        write.on_commit(fan_out)
+        reply = write.execute()[index][0]
+        if not reply[0]:
+            raise NotFound("message")
+        return decode_message(dict(zip(reply[2::2], reply[3::2], strict=True)))  # type: ignore[return-value]
+
+    def delete_after(self, actor_id: str, chat_id: str, timestamp: int) -> list[str]:
+        """deleteMessagesByChatIdAfterTimestamp: createdAt >= timestamp (inclusive), votes too."""
+        pipe = pipeline()
+        pipe.hgetall(keys.chat(chat_id))
+        pipe.zrangebyscore(keys.chat_messages(chat_id), timestamp, "+inf")
+        raw_chat, message_ids = pipe.execute()
+        chat = require_owned(decode_chat(raw_chat), actor_id)
+        if not message_ids:
+            return []
+        write = Write()
+
+        def unindex(p: Any) -> None:
+            p.zrem(keys.chat_messages(chat_id), *message_ids)
+            p.hdel(keys.chat_votes(chat_id), *message_ids)
+            p.unlink(*(keys.chat_message(chat_id, m) for m in message_ids))
+
+        for message_id in message_ids:
+            write.step(lambda p, m=message_id: p.delete(keys.message_chat(m)))
+        write.step(unindex)
+        outbox.stage(write, "delete", kind="message", userId=actor_id, chatId=chat_id, messageIds=",".join(message_ids))
+        events.stage(
+            write,
+            actor_id,
+            "message.deleted",
+            {"chatId": chat_id, "ids": message_ids, "after": timestamp},
+            chat_id=chat_id,
+            public=chat["visibility"] == "public",
+        )
+        write.execute()
+        return message_ids
+
+    def count_recent(self, user_id: str, hours: int) -> int:
+        """getMessageCountByUserId: the user's own messages (role user) sent in the last N hours.
+
+        Counts messages as sent, so deleting a chat does not hand back a day's quota.
+        """
+        since = now_us() - hours * 3600 * 1_000_000
+        return int(get_redis().zcount(keys.user_message_times(user_id), since, "+inf"))
+
+
+class VoteManager:
+    def vote(self, actor_id: str, chat_id: str, message_id: str, vote_type: str) -> dict[str, Any]:
+        """voteMessage: upsert keyed by (chat, message); only the chat's owner votes."""
+        pipe = pipeline()
+        pipe.hgetall(keys.chat(chat_id))
+        pipe.exists(keys.chat_message(chat_id, message_id))
+        raw_chat, exists = pipe.execute()
+        require_owned(decode_chat(raw_chat), actor_id)
+        if not exists:
+            raise NotFound("message")
+        vote = {"chatId": chat_id, "messageId": message_id, "isUpvoted": vote_type == "up"}
+        write = Write()
+        write.step(lambda p: p.hset(keys.chat_votes(chat_id), message_id, vote_type))
+        events.stage(write, actor_id, "vote.updated", vote, chat_id=chat_id)
+        write.execute()
+        return vote
+
+    def list(self, actor_id: str | None, chat_id: str) -> list[dict[str, Any]]:
+        """getVotesByChatId."""
+        pipe = pipeline()
+        pipe.hgetall(keys.chat(chat_id))
+        pipe.hgetall(keys.chat_votes(chat_id))
+        raw_chat, votes = pipe.execute()
+        require_readable(decode_chat(raw_chat), actor_id)
+        return [{"chatId": chat_id, "messageId": mid, "isUpvoted": v == "up"} for mid, v in sorted(votes.items())]
+
+
+messages = MessageManager()
+votes = VoteManager()

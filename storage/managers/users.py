@@ -1,0 +1,243 @@
+"""Users: ``user:{uid}`` HASH, unique email claim, admin indexes, API tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.hashers import check_password, make_password
+
+from mookti import events
+from mookti.redis import Write, get_redis, pipeline
+from storage import keys, outbox, signals
+from storage.errors import Conflict, NotFound
+from storage.ids import new_id, now_us
+from storage.managers.common import create_if_absent
+
+USER_TYPES = ("free", "basic", "pro")
+TOKEN_PREFIX = "mkt_"
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def decode_user(raw: dict[str, str]) -> dict[str, Any] | None:
+    if not raw or "id" not in raw:
+        return None
+    return {
+        "id": raw["id"],
+        "email": raw.get("email", ""),
+        "name": raw.get("name", ""),
+        "type": raw.get("type", "free"),
+        "isGuest": raw.get("isGuest") == "1",
+        "timezone": raw.get("timezone", "UTC"),
+        "preferences": json.loads(raw.get("preferences") or "{}"),
+        "createdAt": int(raw.get("createdAt", 0)),
+    }
+
+
+class UserManager:
+    def create(
+        self,
+        email: str,
+        password: str | None = None,
+        *,
+        name: str = "",
+        user_type: str = "free",
+        timezone: str = "UTC",
+        preferences: dict[str, Any] | None = None,
+        user_id: str | None = None,
+        created_at: int | None = None,
+        is_guest: bool = False,
+        password_hash: str | None = None,
+    ) -> dict[str, Any]:
+        """Claim the email (SET NX), create the hash if the id is free, then index it."""
+        client = get_redis()
+        email = normalize_email(email)
+        user_id = user_id or new_id()
+        created_at = created_at or now_us()
+        if not client.set(keys.user_email(email), user_id, nx=True):
+            owner = client.get(keys.user_email(email))
+            if owner != user_id or client.exists(keys.user(user_id)):
+                raise Conflict("A user with this email already exists.", {"email": ["already registered"]})
+        fields = {
+            "id": user_id,
+            "email": email,
+            "name": name,
+            "type": user_type,
+            "isGuest": "1" if is_guest else "0",
+            "timezone": timezone,
+            "preferences": json.dumps(preferences or {}),
+            "createdAt": str(created_at),
+            "password": password_hash or (make_password(password) if password else ""),
+        }
+        created = create_if_absent(keys.user(user_id), fields)
+        if not created:
+            client.delete(keys.user_email(email))
+            raise Conflict("A user with this id already exists.", {"id": ["already exists"]})
+        write = Write()
+        write.step(lambda p: p.zadd(keys.users(), {user_id: created_at}))
+        write.step(lambda p: p.zadd(keys.users_by_type(user_type), {user_id: created_at}))
+        write.execute()
+        return decode_user(fields)  # type: ignore[return-value]
+
+    def create_guest(self) -> dict[str, Any]:
+        """ai-chatbot's guest: email ``guest-<ms>``, random password nobody knows."""
+        return self.create(
+            f"guest-{time.time_ns() // 1_000_000}{secrets.randbelow(1000):03d}",
+            secrets.token_urlsafe(24),
+            is_guest=True,
+        )
+
+    def get(self, user_id: str) -> dict[str, Any] | None:
+        return decode_user(get_redis().hgetall(keys.user(user_id)))
+
+    def get_many(self, user_ids: list[str]) -> list[dict[str, Any] | None]:
+        pipe = pipeline()
+        for user_id in user_ids:
+            pipe.hgetall(keys.user(user_id))
+        return [decode_user(raw) for raw in pipe.execute()]
+
+    def get_by_email(self, email: str) -> dict[str, Any] | None:
+        user_id = get_redis().get(keys.user_email(normalize_email(email)))
+        return self.get(user_id) if user_id else None
+
+    def authenticate(self, email: str, password: str) -> dict[str, Any] | None:
+        client = get_redis()
+        user_id = client.get(keys.user_email(normalize_email(email)))
+        if not user_id:
+            make_password(password)  # same cost whether or not the email exists
+            return None
+        raw = client.hgetall(keys.user(user_id))
+        if not raw or not raw.get("password") or not check_password(password, raw["password"]):
+            return None
+        return decode_user(raw)
+
+    def update(self, user_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change name, type, timezone or preferences (``changes`` is validated by the caller)."""
+        current = self.get(user_id)
+        if current is None:
+            raise NotFound("user")
+        fields = {}
+        for name in ("name", "timezone", "type"):
+            if name in changes:
+                fields[name] = changes[name]
+        if "preferences" in changes:
+            fields["preferences"] = json.dumps(changes["preferences"])
+        if "password" in changes:
+            fields["password"] = make_password(changes["password"])
+        if not fields:
+            return current
+        write = Write()
+        write.step(lambda p: p.hset(keys.user(user_id), mapping=fields))
+        new_type = fields.get("type")
+        if new_type and new_type != current["type"]:
+            write.step(lambda p: p.zrem(keys.users_by_type(current["type"]), user_id))
+            write.step(lambda p: p.zadd(keys.users_by_type(new_type), {user_id: current["createdAt"]}))
+        events.stage(write, user_id, "user.updated", {"userId": user_id, "changed": sorted(changes)})
+        write.execute()
+        return self.get(user_id)  # type: ignore[return-value]
+
+    def list(self, *, user_type: str | None = None, offset: int = 0, limit: int = 50) -> tuple[list[dict], int]:
+        """Newest users first, one page (for the admin): (users, total)."""
+        index = keys.users_by_type(user_type) if user_type else keys.users()
+        pipe = pipeline()
+        pipe.zrevrange(index, offset, offset + limit - 1)
+        pipe.zcard(index)
+        ids, total = pipe.execute()
+        return [u for u in self.get_many(ids) if u], total
+
+    def delete(self, user_id: str) -> bool:
+        """Remove the user with all their data: unindex first, then data, the hash last."""
+        from storage.managers import chats, documents  # avoid an import cycle at module load
+
+        user = self.get(user_id)
+        if user is None:
+            return False
+        write = Write()
+        write.step(lambda p: p.zrem(keys.users(), user_id))
+        write.step(lambda p: p.zrem(keys.users_by_type(user["type"]), user_id))
+        write.step(lambda p: p.delete(keys.user_email(user["email"])))
+        write.execute()
+        chats.delete_all_for_user(user_id, publish=False)
+        documents.delete_all_for_user(user_id)
+        tokens.revoke_all(user_id)
+        signals.user_deleting.send(sender=UserManager, user_id=user_id)
+        write = Write()
+        outbox.stage(write, "delete_user", userId=user_id)
+        write.step(
+            lambda p: p.delete(
+                keys.user_chats(user_id),
+                keys.user_chats_by_activity(user_id),
+                keys.user_message_times(user_id),
+                keys.user_documents(user_id),
+                keys.user_tokens(user_id),
+                keys.user(user_id),
+            )
+        )
+        write.execute()
+        return True
+
+
+class TokenManager:
+    """API tokens: only a SHA-256 digest is stored, with the token's TTL as the key's EXPIRE."""
+
+    @staticmethod
+    def digest(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    def issue(self, user_id: str, ttl: int | None = None) -> dict[str, Any]:
+        ttl = ttl or settings.MOOKTI_TOKEN_TTL
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        digest = self.digest(token)
+        created = now_us()
+        expires = created + ttl * 1_000_000
+        write = Write()
+
+        def store(p: Any) -> None:
+            p.hset(keys.token(digest), mapping={"userId": user_id, "createdAt": created, "expiresAt": expires})
+            p.expire(keys.token(digest), ttl)
+
+        def index(p: Any) -> None:
+            p.zremrangebyscore(keys.user_tokens(user_id), "-inf", created)
+            p.zadd(keys.user_tokens(user_id), {digest: expires})
+
+        write.step(store)
+        write.step(index)
+        write.execute()
+        return {"token": token, "userId": user_id, "expiresAt": expires}
+
+    def user_for(self, token: str) -> str | None:
+        """The user id a token belongs to, or None (unknown, expired or revoked): one round trip."""
+        if not token.startswith(TOKEN_PREFIX) or len(token) > 128:
+            return None
+        return get_redis().hget(keys.token(self.digest(token)), "userId")
+
+    def revoke(self, token: str) -> bool:
+        digest = self.digest(token)
+        user_id = get_redis().hget(keys.token(digest), "userId")
+        if not user_id:
+            return False
+        write = Write()
+        write.step(lambda p: p.zrem(keys.user_tokens(user_id), digest))
+        write.step(lambda p: p.delete(keys.token(digest)))
+        write.execute()
+        return True
+
+    def revoke_all(self, user_id: str) -> int:
+        digests = get_redis().zrange(keys.user_tokens(user_id), 0, -1)
+        write = Write()
+        write.step(lambda p: p.delete(keys.user_tokens(user_id)))
+        for digest in digests:
+            write.step(lambda p, d=digest: p.delete(keys.token(d)))
+        write.execute()
+        return len(digests)
+
+
+users = UserManager()
+tokens = TokenManager()

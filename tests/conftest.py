@@ -1,0 +1,105 @@
+"""Shared fixtures: real Redis under this run's prefix, users with tokens, API clients."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from mookti.redis import get_redis
+from storage.managers import tokens, users
+
+
+def delete_keys(prefix: str) -> int:
+    """Remove every key under ``prefix`` (never anything else: the same Redis may hold other data)."""
+    client = get_redis()
+    removed = 0
+    batch: list[str] = []
+    for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        batch.append(key)
+        if len(batch) >= 500:
+            removed += client.unlink(*batch)
+            batch.clear()
+    if batch:
+        removed += client.unlink(*batch)
+    return removed
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _redis_namespace() -> Iterator[str]:
+    prefix = settings.MOOKTI_REDIS_PREFIX
+    assert prefix.startswith("mookti-test:"), prefix
+    yield prefix
+    delete_keys(prefix)
+
+
+def snapshot_keys() -> dict[str, str]:
+    """Every key of this run with a fingerprint of its value (to prove a request wrote nothing)."""
+    client = get_redis()
+    found = {}
+    for key in client.scan_iter(match=f"{settings.MOOKTI_REDIS_PREFIX}*", count=1000):
+        kind = client.type(key)
+        if kind == "stream":
+            found[key] = f"stream:{client.xlen(key)}"
+        else:
+            found[key] = f"{kind}:{client.dump(key)!r}"
+    return found
+
+
+class Api:
+    """An API client acting as one user (token) or as the service key."""
+
+    def __init__(self, token: str | None = None, act_as: str | None = None) -> None:
+        self.client = APIClient()
+        headers: dict[str, Any] = {}
+        if token:
+            headers["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+        if act_as:
+            headers["HTTP_X_MOOKTI_USER"] = act_as
+        self.client.credentials(**headers)
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.client, name)
+
+        def call(path: str, data: Any = None, **kwargs: Any) -> Any:
+            if name in ("get", "delete") and data is not None and not kwargs.get("format"):
+                return method(path, data, **kwargs)
+            return method(path, data, format=kwargs.pop("format", "json"), **kwargs)
+
+        return call
+
+
+@pytest.fixture
+def make_user():
+    def make(**fields: Any) -> dict[str, Any]:
+        email = fields.pop("email", f"{uuid.uuid4().hex[:10]}@example.com")
+        user = users.create(email, fields.pop("password", "correct horse battery"), **fields)
+        user["token"] = tokens.issue(user["id"])["token"]
+        user["api"] = Api(user["token"])
+        return user
+
+    return make
+
+
+@pytest.fixture
+def alice(make_user):
+    return make_user(name="Alice")
+
+
+@pytest.fixture
+def bob(make_user):
+    return make_user(name="Bob")
+
+
+@pytest.fixture
+def service() -> Api:
+    return Api(settings.MOOKTI_SERVICE_KEY)
+
+
+@pytest.fixture
+def anon() -> Api:
+    return Api()
