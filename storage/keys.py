@@ -131,3 +131,9 @@ def query_embedding(model_id: str, digest: str) -> str:
 def vector_index_meta() -> str:
     """HASH model and dimension the vector store was built with."""
     return key("vector-index:meta")
+
+
+# --- admin ------------------------------------------------------------------------------------
+def admin_audit() -> str:
+    """STREAM of staff actions in the admin (staff, action, target, detail), approximately capped."""
+    return key("admin:audit")
