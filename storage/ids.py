@@ -1,7 +1,9 @@
 """Ids and time: what may go into a key name, new ids, and timestamps.
 
 Timestamps are stored as integer microseconds since the epoch (exact in a ZSET score,
-which holds integers up to 2**53) and rendered as ISO-8601 UTC at the API edge.
+which holds integers up to 2**53) and rendered as ISO-8601 UTC at the API edge. Server
+clocks give millisecond precision, like the JavaScript clients, so a timestamp read from the
+API and sent back (e.g. "delete versions after") names exactly the same instant.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ def new_id() -> str:
 
 
 def now_us() -> int:
-    return time.time_ns() // 1000
+    """Now, at millisecond precision (as JavaScript's Date), so an ISO string round-trips exactly."""
+    return time.time_ns() // 1_000_000 * 1000
 
 
 def to_us(moment: datetime) -> int:

@@ -31,6 +31,8 @@ def delete_keys(prefix: str) -> int:
 
 @pytest.fixture(scope="session", autouse=True)
 def _redis_namespace() -> Iterator[str]:
+    # Fast password hashing for fixtures (Django's own advice for test suites).
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     prefix = settings.MOOKTI_REDIS_PREFIX
     assert prefix.startswith("mookti-test:"), prefix
     yield prefix

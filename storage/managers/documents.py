@@ -71,7 +71,8 @@ class DocumentManager:
         meta = get_redis().hgetall(keys.document(document_id))
         if meta and meta.get("userId") != actor_id:
             raise NotFound("document")
-        created_at = created_at or now_us()
+        # versions are keyed by time: never two in one millisecond, never out of order
+        created_at = created_at or max(now_us(), int(meta.get("updatedAt", 0)) + 1000)
         version = {
             "id": document_id,
             "userId": actor_id,

@@ -92,7 +92,7 @@ class MessageManager:
         for index, message in enumerate(messages):
             message["id"] = message.get("id") or new_id()
             message.setdefault("attachments", [])
-            message["createdAt"] = message.get("createdAt") or now + index
+            message["createdAt"] = message.get("createdAt") or now + index * 1000
             if not message.get("content"):
                 message["content"] = text_of(message["parts"])
         chat_ids = list(dict.fromkeys(m["chatId"] for m in messages))

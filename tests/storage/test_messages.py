@@ -1,0 +1,146 @@
+"""Messages and votes: saveMessages, getMessagesByChatId, updateMessage, trailing deletes, counts."""
+
+from __future__ import annotations
+
+import pytest
+
+from mookti.redis import get_redis
+from storage import keys
+
+T0 = 1_760_000_000_000  # epoch ms
+
+
+@pytest.fixture
+def chat(alice):
+    return alice["api"].post("/api/storage/chat", {"title": "Algebra"}).json()
+
+
+def save(api, chat_id, *specs):
+    body = {
+        "messages": [
+            {"chatId": chat_id, "role": role, "content": text, **({"createdAt": at} if at else {})}
+            for role, text, at in specs
+        ]
+    }
+    r = api.post("/api/storage/message", body)
+    assert r.status_code == 201, r.content
+    return r.json()
+
+
+def test_bulk_save_keeps_parts_attachments_and_derives_content(alice, chat):
+    parts = [
+        {"type": "text", "text": "What is x"},
+        {"type": "reasoning", "text": "hidden"},
+        {"type": "text", "text": "?"},
+    ]
+    r = alice["api"].post(
+        "/api/storage/message",
+        {
+            "messages": [
+                {"id": "m-1", "chatId": chat["id"], "role": "user", "parts": parts, "attachments": [{"url": "u"}]},
+                {"id": "m-2", "chatId": chat["id"], "role": "assistant", "parts": [{"type": "text", "text": "4"}]},
+            ]
+        },
+    )
+    assert r.status_code == 201, r.content
+    first = alice["api"].get("/api/storage/message/m-1").json()
+    assert first["parts"] == parts
+    assert first["attachments"] == [{"url": "u"}]
+    assert first["content"] == "What is x\n?"
+    assert first["chatId"] == chat["id"]
+    chat_after = alice["api"].get(f"/api/storage/chat/{chat['id']}").json()
+    assert chat_after["lastMessageAt"] is not None
+
+
+def test_messages_oldest_first_and_paginated(alice, chat):
+    save(
+        alice["api"],
+        chat["id"],
+        ("user", "one", T0 + 3000),
+        ("assistant", "two", T0 + 1000),
+        ("user", "three", T0 + 2000),
+    )
+    r = alice["api"].get("/api/storage/message", {"chatId": chat["id"]})
+    assert [m["content"] for m in r.json()["messages"]] == ["two", "three", "one"]
+    first = alice["api"].get("/api/storage/message", {"chatId": chat["id"], "limit": 2}).json()
+    assert [m["content"] for m in first["messages"]] == ["two", "three"] and first["hasMore"] is True
+    last_id = first["messages"][-1]["id"]
+    rest = alice["api"].get("/api/storage/message", {"chatId": chat["id"], "startingAfter": last_id}).json()
+    assert [m["content"] for m in rest["messages"]] == ["one"] and rest["hasMore"] is False
+
+
+def test_timestamps_are_iso_utc(alice, chat):
+    msg = save(alice["api"], chat["id"], ("user", "t", "2026-03-01T10:00:00.123+02:00"))[0]
+    assert msg["createdAt"] == "2026-03-01T08:00:00.123Z"
+
+
+def test_update_message_parts(alice, chat):
+    msg = save(alice["api"], chat["id"], ("assistant", "draft", T0))[0]
+    r = alice["api"].patch(f"/api/storage/message/{msg['id']}", {"parts": [{"type": "text", "text": "final"}]})
+    assert r.status_code == 200, r.content
+    assert r.json()["content"] == "final"
+    assert alice["api"].get(f"/api/storage/message/{msg['id']}").json()["parts"] == [{"type": "text", "text": "final"}]
+
+
+def test_delete_after_timestamp_is_inclusive_and_takes_votes(alice, chat):
+    kept, at, later = save(
+        alice["api"], chat["id"], ("user", "a", T0), ("assistant", "b", T0 + 1000), ("user", "c", T0 + 2000)
+    )
+    for m in (kept, at, later):
+        alice["api"].post("/api/storage/vote", {"chatId": chat["id"], "messageId": m["id"], "type": "down"})
+    r = alice["api"].delete(f"/api/storage/message/after?chatId={chat['id']}&timestamp={at['createdAt']}")
+    assert r.status_code == 200, r.content
+    assert sorted(r.json()["deletedIds"]) == sorted([at["id"], later["id"]])
+    remaining = alice["api"].get("/api/storage/message", {"chatId": chat["id"]}).json()["messages"]
+    assert [m["id"] for m in remaining] == [kept["id"]]
+    votes = alice["api"].get("/api/storage/vote", {"chatId": chat["id"]}).json()
+    assert [v["messageId"] for v in votes] == [kept["id"]]
+    assert not get_redis().exists(keys.message_chat(at["id"]))
+
+
+def test_votes_upsert(alice, chat):
+    msg = save(alice["api"], chat["id"], ("assistant", "a", T0))[0]
+    body = {"chatId": chat["id"], "messageId": msg["id"], "type": "up"}
+    assert alice["api"].post("/api/storage/vote", body).json()["isUpvoted"] is True
+    assert alice["api"].post("/api/storage/vote", {**body, "type": "down"}).json()["isUpvoted"] is False
+    votes = alice["api"].get("/api/storage/vote", {"chatId": chat["id"]}).json()
+    assert votes == [{"chatId": chat["id"], "messageId": msg["id"], "isUpvoted": False}]
+
+
+def test_vote_on_unknown_message_is_404(alice, chat):
+    r = alice["api"].post("/api/storage/vote", {"chatId": chat["id"], "messageId": "nope", "type": "up"})
+    assert r.status_code == 404
+
+
+def test_count_counts_own_user_messages_in_window(alice, chat):
+    save(alice["api"], chat["id"], ("user", "a", None), ("assistant", "b", None), ("user", "c", None))
+    r = alice["api"].get("/api/storage/message/count", {"hours": 24})
+    assert r.json()["count"] == 2
+
+
+def test_duplicate_message_id_is_conflict(alice, bob, chat):
+    save(alice["api"], chat["id"], ("user", "a", T0))
+    existing = alice["api"].get("/api/storage/message", {"chatId": chat["id"]}).json()["messages"][0]["id"]
+    bobs = bob["api"].post("/api/storage/chat", {}).json()
+    r = bob["api"].post("/api/storage/message", {"id": existing, "chatId": bobs["id"], "role": "user", "content": "x"})
+    assert r.status_code == 409
+    assert alice["api"].get(f"/api/storage/message/{existing}").json()["content"] == "a"
+
+
+def test_rate_limit_by_user_type(make_user, settings):
+    settings.MOOKTI_MESSAGE_LIMITS = {**settings.MOOKTI_MESSAGE_LIMITS, "free": 3}
+    user = make_user()
+    chat = user["api"].post("/api/storage/chat", {}).json()
+    save(user["api"], chat["id"], ("user", "1", None), ("user", "2", None), ("assistant", "ok", None))
+    save(user["api"], chat["id"], ("user", "3", None))
+    r = user["api"].post("/api/storage/message", {"chatId": chat["id"], "role": "user", "content": "4"})
+    assert r.status_code == 429
+    assert int(r["Retry-After"]) > 0
+    assert r.json()["error"]["code"] == "rate_limit:chat"
+    # assistant messages are not limited
+    assert (
+        user["api"]
+        .post("/api/storage/message", {"chatId": chat["id"], "role": "assistant", "content": "x"})
+        .status_code
+        == 201
+    )
