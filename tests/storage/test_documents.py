@@ -27,7 +27,7 @@ def essay(alice):
 
 
 def test_every_save_is_a_version(alice, essay):
-    v1, v2, v3 = essay
+    v1 = essay[0]
     versions = alice["api"].get(f"/api/storage/document/{v1['id']}/versions").json()
     assert [v["content"] for v in versions] == ["v1", "v2", "v3"]
     latest = alice["api"].get(f"/api/storage/document/{v1['id']}").json()
