@@ -137,3 +137,9 @@ def vector_index_meta() -> str:
 def admin_audit() -> str:
     """STREAM of staff actions in the admin (staff, action, target, detail), approximately capped."""
     return key("admin:audit")
+
+
+# --- migration ---------------------------------------------------------------------------------
+def import_checkpoint(source: str) -> str:
+    """HASH table -> last imported key (JSON) of an interrupted ``import_chatbot`` run from ``source``."""
+    return key(f"import-checkpoint:{source}")
