@@ -24,19 +24,23 @@ from redis.cluster import RedisCluster
 Step = Callable[[Any], None]
 
 _lock = threading.Lock()
-_clients: dict[tuple[str, bool], redis.Redis | RedisCluster] = {}
+_clients: dict[tuple[str, bool, bool], redis.Redis | RedisCluster] = {}
 
 
-def get_redis() -> redis.Redis | RedisCluster:
-    """The process-wide client for ``REDIS_URL`` (thread-safe pool, decoded str replies)."""
+def get_redis(*, raw: bool = False) -> redis.Redis | RedisCluster:
+    """The process-wide client for ``REDIS_URL`` (thread-safe pool, decoded str replies).
+
+    ``raw=True`` gives a client with bytes replies, for code that must read any value
+    (the admin's raw key browser meets pickled cache entries).
+    """
     url, cluster = settings.REDIS_URL, settings.REDIS_CLUSTER
-    client = _clients.get((url, cluster))
+    client = _clients.get((url, cluster, raw))
     if client is None:
         with _lock:
-            client = _clients.get((url, cluster))
+            client = _clients.get((url, cluster, raw))
             if client is None:
                 options: dict[str, Any] = {
-                    "decode_responses": True,
+                    "decode_responses": not raw,
                     "socket_timeout": 10,
                     "socket_connect_timeout": 5,
                     "health_check_interval": 30,
@@ -46,7 +50,7 @@ def get_redis() -> redis.Redis | RedisCluster:
                     client = RedisCluster.from_url(url, **options)
                 else:
                     client = redis.Redis.from_url(url, max_connections=256, **options)
-                _clients[(url, cluster)] = client
+                _clients[(url, cluster, raw)] = client
     return client
 
 
