@@ -105,15 +105,11 @@ CACHES = {
 }
 SESSION_ENGINE = "django.contrib.sessions.backends.cache"
 
+# Redis pub/sub: a best-effort poke to live sockets; the replay stream makes delivery complete.
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {
-            "hosts": [CHANNEL_REDIS_URL],
-            "prefix": f"{MOOKTI_REDIS_PREFIX}asgi",
-            "capacity": 1000,
-            "expiry": 30,
-        },
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [CHANNEL_REDIS_URL], "prefix": f"{MOOKTI_REDIS_PREFIX}asgi"},
     }
 }
 
@@ -171,3 +167,11 @@ LOGGING = {
 
 # --- Live updates --------------------------------------------------------------------------
 MOOKTI_EVENTS_MAXLEN = env.int("MOOKTI_EVENTS_MAXLEN", default=1000)
+# Events older than this are trimmed from the replay stream; an idle stream expires after it.
+MOOKTI_EVENTS_RETENTION = env.int("MOOKTI_EVENTS_RETENTION", default=7 * 24 * 3600)
+# Seconds between websocket heartbeats; each one also re-checks the token and the stream.
+MOOKTI_WS_HEARTBEAT = env.float("MOOKTI_WS_HEARTBEAT", default=20.0)
+# Lifetime of a single-use websocket ticket (at most 60 s).
+MOOKTI_WS_TICKET_TTL = min(env.int("MOOKTI_WS_TICKET_TTL", default=30), 60)
+# Live events buffered per socket before it falls back to reading the stream.
+MOOKTI_WS_QUEUE = env.int("MOOKTI_WS_QUEUE", default=256)
