@@ -1,0 +1,131 @@
+"""A local Redis for development and tests: started only when ``REDIS_URL`` does not answer.
+
+Used by ``manage.py serve`` (``make run``) and ``scripts/run_tests.py`` (``make test``). The
+server it starts keeps its data under ``<MOOKTI_DATA_DIR>/redis`` with the settings Redis needs
+as a system of record: AOF on (fsync every second) and ``noeviction`` (a full Redis refuses
+writes instead of silently dropping data). :func:`config_warnings` checks any Redis for the same.
+
+No Django import here: the test runner uses this before Django is set up.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import redis
+
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+# What a system-of-record Redis needs; also what `config_warnings` checks for.
+DURABLE_SETTINGS = {
+    "appendonly": "yes",
+    "appendfsync": "everysec",
+    "maxmemory-policy": "noeviction",
+}
+
+
+class LocalRedisError(RuntimeError):
+    """The local Redis could not be started (or must not be, e.g. a remote URL)."""
+
+
+def answers(url: str, timeout: float = 1.0) -> bool:
+    """True if a Redis at ``url`` replies to PING."""
+    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def server_args(url: str, data_dir: Path) -> list[str]:
+    """The ``redis-server`` command line for ``url`` (host, port, password) keeping data in ``data_dir``."""
+    parts = urlsplit(url)
+    if parts.scheme != "redis" or (parts.hostname or "127.0.0.1") not in LOCAL_HOSTS:
+        raise LocalRedisError(f"{url} does not answer, and only a local redis:// URL can be started here.")
+    host = parts.hostname or "127.0.0.1"
+    args = ["--port", str(parts.port or 6379), "--bind", host, "--dir", str(data_dir)]
+    args += ["--daemonize", "no", "--logfile", str(data_dir / "redis.log"), "--protected-mode", "yes"]
+    for name, value in DURABLE_SETTINGS.items():
+        args += [f"--{name}", value]
+    if parts.password:
+        args += ["--requirepass", parts.password]
+    return args
+
+
+def start(url: str, data_dir: Path, *, timeout: float = 30.0, **popen: object) -> subprocess.Popen:
+    """Start ``redis-server`` for ``url`` in the foreground (a child process) and wait until it answers."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise LocalRedisError(f"{url} does not answer and no redis-server binary is installed.")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [binary, *server_args(url, data_dir)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, **popen
+    )
+    deadline = time.monotonic() + timeout
+    while not answers(url, timeout=0.5):
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop(process)
+            raise LocalRedisError(f"redis-server did not start; see {data_dir / 'redis.log'}:\n{log_tail(data_dir)}")
+        time.sleep(0.1)
+    return process
+
+
+def stop(process: subprocess.Popen, timeout: float = 30.0) -> int | None:
+    """SIGTERM (Redis flushes its AOF and exits), then SIGKILL if it hangs."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+def log_tail(data_dir: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join((data_dir / "redis.log").read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def config_warnings(client: redis.Redis) -> list[str]:
+    """Production guidance for the Redis in use: persistence on, nothing evicted.
+
+    Managed services often disable CONFIG; that is reported too (check it in their console).
+    """
+    try:
+        raw = client.config_get("*")
+    except redis.RedisError as exc:
+        return [f"cannot read the Redis configuration ({exc}); make sure it persists data (AOF) and uses noeviction"]
+    config = {_text(name): _text(value) for name, value in raw.items()}
+    found: list[str] = []
+    if config.get("appendonly") != "yes":
+        snapshots = f"only RDB snapshots ({config['save']!r})" if config.get("save") else "nothing"
+        found.append(
+            f"Redis persistence is off: appendonly={config.get('appendonly')!r}, {snapshots} kept on disk; "
+            "a restart loses data. Use appendonly yes (appendfsync everysec)."
+        )
+    policy = config.get("maxmemory-policy")
+    if policy != "noeviction":
+        found.append(
+            f"Redis maxmemory-policy is {policy!r}: keys (i.e. application data) can be evicted when memory "
+            "runs out. Use noeviction."
+        )
+    return found
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def data_dir_from_env(base: Path) -> Path:
+    """``<MOOKTI_DATA_DIR>/redis``; ``MOOKTI_DATA_DIR`` defaults to ``<repo>/var`` as in settings."""
+    return Path(os.environ.get("MOOKTI_DATA_DIR") or base / "var") / "redis"
