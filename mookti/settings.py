@@ -148,6 +148,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "UserTypeEnum": "storage.managers.users.USER_TYPES",
+        "VoteTypeEnum": ["up", "down"],
+    },
 }
 
 LANGUAGE_CODE = "en-us"

@@ -3,3 +3,6 @@ from django.apps import AppConfig
 
 class StorageConfig(AppConfig):
     name = "storage"
+
+    def ready(self) -> None:
+        from storage import schema  # noqa: F401 - registers the OpenAPI auth extension

@@ -9,6 +9,8 @@ from functools import cache
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from storage.errors import PayloadTooLarge
@@ -27,6 +29,7 @@ def known_timezones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())
 
 
+@extend_schema_field(OpenApiTypes.DATETIME)
 class TimestampField(serializers.Field):
     """Microseconds since the epoch inside, ISO-8601 UTC (``...Z``) outside.
 
@@ -42,6 +45,8 @@ class TimestampField(serializers.Field):
     def to_internal_value(self, data: Any) -> int:
         if isinstance(data, bool):
             self.fail("invalid")
+        if isinstance(data, str) and data.isdigit() and len(data) <= 14:
+            data = int(data)  # epoch milliseconds in a query string
         if isinstance(data, int | float):
             if not 0 <= data < 10**14:
                 self.fail("invalid")

@@ -1,0 +1,103 @@
+"""Concurrency and namespacing: indexes always match their entities."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+from django.test import override_settings
+
+from mookti.redis import get_redis
+from storage import keys
+from storage.managers import chats, messages, users
+from storage.managers.paging import PageRequest
+from tests.conftest import delete_keys
+
+
+def assert_chat_consistent(chat_id: str) -> list[str]:
+    client = get_redis()
+    ids = client.zrange(keys.chat_messages(chat_id), 0, -1)
+    pipe = client.pipeline()
+    for message_id in ids:
+        pipe.exists(keys.chat_message(chat_id, message_id))
+        pipe.get(keys.message_chat(message_id))
+    replies = pipe.execute()
+    assert all(replies[::2]), "index entry without message"
+    assert all(value.startswith(f"{chat_id}/") for value in replies[1::2]), "lookup does not point to the chat"
+    assert len(set(ids)) == len(ids)
+    return ids
+
+
+def test_parallel_message_writes_into_one_chat(alice, settings):
+    settings.MOOKTI_MESSAGE_LIMITS = {**settings.MOOKTI_MESSAGE_LIMITS, "free": 10_000}
+    chat = chats.create(alice["id"], title="busy")
+
+    def writer(thread: int) -> list[str]:
+        written = []
+        for i in range(50):
+            saved = messages.save(
+                alice["id"], [{"chatId": chat["id"], "role": "user", "parts": [], "content": f"{thread}-{i}"}]
+            )
+            written.append(saved[0]["id"])
+        return written
+
+    with ThreadPoolExecutor(8) as pool:
+        written = [m for batch in pool.map(writer, range(8)) for m in batch]
+    ids = assert_chat_consistent(chat["id"])
+    assert sorted(ids) == sorted(written) and len(ids) == 400
+    assert messages.count_recent(alice["id"], 24) == 400
+    stored = get_redis().hget(keys.chat(chat["id"]), "lastMessageAt")
+    newest = get_redis().zrange(keys.chat_messages(chat["id"]), -1, -1, withscores=True)[0][1]
+    assert int(stored) == int(newest)
+
+
+def test_parallel_chat_creates_for_one_user(alice):
+    with ThreadPoolExecutor(8) as pool:
+        created = list(pool.map(lambda i: chats.create(alice["id"], title=f"c{i}")["id"], range(80)))
+    client = get_redis()
+    indexed = client.zrange(keys.user_chats(alice["id"]), 0, -1)
+    assert sorted(indexed) == sorted(created)
+    assert sorted(client.zrange(keys.user_chats_by_activity(alice["id"]), 0, -1)) == sorted(created)
+    pipe = client.pipeline()
+    for chat_id in indexed:
+        pipe.hget(keys.chat(chat_id), "userId")
+    assert set(pipe.execute()) == {alice["id"]}
+
+
+def test_same_id_created_concurrently_has_one_winner(alice, bob):
+    chat_id = str(uuid.uuid4())
+
+    def attempt(user_id: str) -> str:
+        try:
+            chats.create(user_id, chat_id=chat_id)
+            return "ok"
+        except Exception as exc:  # noqa: BLE001
+            return type(exc).__name__
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(attempt, [alice["id"], bob["id"]] * 4))
+    assert outcomes.count("ok") == 1
+    owner = chats.get(chat_id)["userId"]
+    client = get_redis()
+    loser = bob["id"] if owner == alice["id"] else alice["id"]
+    assert client.zscore(keys.user_chats(owner), chat_id) is not None
+    assert client.zscore(keys.user_chats(loser), chat_id) is None
+
+
+def test_same_code_under_another_prefix(alice):
+    other = f"mookti-test:other-{uuid.uuid4().hex[:8]}:"
+    try:
+        with override_settings(MOOKTI_REDIS_PREFIX=other):
+            user = users.create("prefix@example.com", "pw-123456")
+            chat = chats.create(user["id"], title="elsewhere")
+            messages.save(user["id"], [{"chatId": chat["id"], "role": "user", "parts": [], "content": "hi"}])
+            chat_key = keys.chat(chat["id"])
+            assert chat_key.startswith(other)
+            found, _ = chats.list_for_user(user["id"], PageRequest())
+            assert [c["id"] for c in found] == [chat["id"]]
+        # invisible from this run's prefix, and the same email is free here
+        assert chats.get(chat["id"]) is None
+        assert users.get_by_email("prefix@example.com") is None
+        assert get_redis().exists(chat_key)
+    finally:
+        assert delete_keys(other) > 0
