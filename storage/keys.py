@@ -99,7 +99,7 @@ def document_versions(document_id: str) -> str:
     return key(f"document:{{{document_id}}}:versions")
 
 
-def document_version(document_id: str, created_at: int) -> str:
+def document_version(document_id: str, created_at: int | str) -> str:
     return key(f"document:{{{document_id}}}:version:{created_at}")
 
 

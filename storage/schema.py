@@ -7,7 +7,7 @@ class BearerAuthenticationScheme(OpenApiAuthenticationExtension):
     target_class = "storage.auth.BearerAuthentication"
     name = "bearer"
 
-    def get_security_definition(self, auto_schema):  # noqa: ANN001, ANN201 - drf-spectacular signature
+    def get_security_definition(self, auto_schema):
         return {
             "type": "http",
             "scheme": "bearer",

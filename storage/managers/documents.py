@@ -11,13 +11,26 @@ from __future__ import annotations
 from typing import Any
 
 from mookti import events
-from mookti.redis import Write, get_redis, pipeline
+from mookti.redis import Write, get_redis, pipeline, register_script
 from storage import keys, outbox
 from storage.errors import NotFound
 from storage.ids import new_id, now_us
 from storage.managers.paging import PageRequest
 
 KINDS = ("text", "code", "image", "sheet")
+
+# KEYS[1] document summary, KEYS[2] versions ZSET; ARGV[1] the version key without its time
+# (from keys.document_version). The summary follows the version that is now the latest; the
+# version hash shares the document's hash tag, so this stays in one slot.
+RESUMMARIZE = register_script(
+    """
+local latest = redis.call('ZRANGE', KEYS[2], -1, -1)[1]
+if not latest then return 0 end
+local fields = redis.call('HMGET', ARGV[1] .. latest, 'title', 'kind')
+redis.call('HSET', KEYS[1], 'title', fields[1] or '', 'kind', fields[2] or 'text', 'updatedAt', latest)
+return 1
+"""
+)
 
 
 def decode_version(raw: dict[str, str]) -> dict[str, Any] | None:
@@ -165,7 +178,7 @@ class DocumentManager:
         pipe.hgetall(keys.document(document_id))
         pipe.zrangebyscore(keys.document_versions(document_id), f"({timestamp}", "+inf")
         pipe.zrangebyscore(keys.document_suggestions(document_id), f"({timestamp}", "+inf")
-        pipe.zrevrangebyscore(keys.document_versions(document_id), timestamp, "-inf", start=0, num=1)
+        pipe.zcount(keys.document_versions(document_id), "-inf", timestamp)
         meta, stamps, suggestion_ids, remaining = pipe.execute()
         _owned(meta, actor_id)
         if not stamps:
@@ -175,12 +188,11 @@ class DocumentManager:
             write.step(lambda p: p.zrem(keys.user_documents(actor_id), document_id))
         self._stage_remove(write, document_id, stamps, suggestion_ids, whole=not remaining)
         if remaining:
-            # the document's summary follows the version that is now the latest
-            latest = get_redis().hmget(keys.document_version(document_id, int(remaining[0])), "title", "kind")
             write.step(
-                lambda p: p.hset(
-                    keys.document(document_id),
-                    mapping={"title": latest[0] or "", "kind": latest[1] or "text", "updatedAt": remaining[0]},
+                lambda p: RESUMMARIZE(
+                    keys=[keys.document(document_id), keys.document_versions(document_id)],
+                    args=[keys.document_version(document_id, "")],
+                    client=p,
                 )
             )
             outbox.stage(write, "upsert", kind="document", userId=actor_id, documentId=document_id)

@@ -41,6 +41,14 @@ def decode_user(raw: dict[str, str]) -> dict[str, Any] | None:
     }
 
 
+def _encode_current(user: dict[str, Any]) -> dict[str, str]:
+    return {
+        **{k: str(user[k]) for k in ("id", "email", "name", "type", "timezone", "createdAt")},
+        "isGuest": "1" if user["isGuest"] else "0",
+        "preferences": json.dumps(user["preferences"]),
+    }
+
+
 class UserManager:
     def create(
         self,
@@ -141,7 +149,7 @@ class UserManager:
             write.step(lambda p: p.zadd(keys.users_by_type(new_type), {user_id: current["createdAt"]}))
         events.stage(write, user_id, "user.updated", {"userId": user_id, "changed": sorted(changes)})
         write.execute()
-        return self.get(user_id)  # type: ignore[return-value]
+        return decode_user({**_encode_current(current), **fields})  # type: ignore[return-value]
 
     def list(self, *, user_type: str | None = None, offset: int = 0, limit: int = 50) -> tuple[list[dict], int]:
         """Newest users first, one page (for the admin): (users, total)."""

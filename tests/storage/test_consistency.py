@@ -71,7 +71,7 @@ def test_same_id_created_concurrently_has_one_winner(alice, bob):
         try:
             chats.create(user_id, chat_id=chat_id)
             return "ok"
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             return type(exc).__name__
 
     with ThreadPoolExecutor(8) as pool:
