@@ -179,3 +179,22 @@ MOOKTI_WS_HEARTBEAT = env.float("MOOKTI_WS_HEARTBEAT", default=20.0)
 MOOKTI_WS_TICKET_TTL = min(env.int("MOOKTI_WS_TICKET_TTL", default=30), 60)
 # Live events buffered per socket before it falls back to reading the stream.
 MOOKTI_WS_QUEUE = env.int("MOOKTI_WS_QUEUE", default=256)
+
+# --- Gamification (README "Gamification and progress") -------------------------------------
+MOOKTI_GAMIFICATION = {
+    # XP per activity type: a learner's message, a completed learning item (a node of a learning
+    # path), a practice session (POST /api/gamification/activity) and a completed goal.
+    "XP": {"message": 2, "item": 10, "practice": 5, "goal": 50},
+    # Goal completions that earn XP per local day (stops create-complete-delete farming).
+    "GOAL_XP_PER_DAY": env.int("MOOKTI_GOAL_XP_PER_DAY", default=3),
+    # One streak freeze is earned per this many streak days; at most FREEZE_MAX are held.
+    "FREEZE_EARN_EVERY": env.int("MOOKTI_FREEZE_EARN_EVERY", default=7),
+    "FREEZE_MAX": env.int("MOOKTI_FREEZE_MAX", default=2),
+    # Offline clients may report activity up to this many days late (older is rejected).
+    "BACKFILL_DAYS": env.int("MOOKTI_BACKFILL_DAYS", default=7),
+    "STATS_RETENTION_DAYS": env.int("MOOKTI_STATS_RETENTION_DAYS", default=400),
+    # Entries shown at the top of the weekly leaderboard, and weeks a board is kept.
+    "LEADERBOARD_SIZE": env.int("MOOKTI_LEADERBOARD_SIZE", default=50),
+    "LEADERBOARD_WEEKS_KEPT": env.int("MOOKTI_LEADERBOARD_WEEKS_KEPT", default=5),
+    "MAX_ACTIVE_GOALS": env.int("MOOKTI_MAX_ACTIVE_GOALS", default=100),
+}
