@@ -30,7 +30,7 @@ CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 DATA_DIR = Path(env.str("MOOKTI_DATA_DIR", default=str(BASE_DIR / "var")))
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "storage.admin_apps.MooktiAdminConfig",  # django.contrib.admin with the Mookti pages (storage/admin.py)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -198,3 +198,7 @@ MOOKTI_GAMIFICATION = {
     "LEADERBOARD_WEEKS_KEPT": env.int("MOOKTI_LEADERBOARD_WEEKS_KEPT", default=5),
     "MAX_ACTIVE_GOALS": env.int("MOOKTI_MAX_ACTIVE_GOALS", default=100),
 }
+
+# --- Staff admin -------------------------------------------------------------------------------
+# The raw key browser may delete keys only when this is set (off by default, as in dj-redis-panel).
+MOOKTI_ADMIN_ALLOW_KEY_DELETE = env.bool("MOOKTI_ADMIN_ALLOW_KEY_DELETE", default=False)
