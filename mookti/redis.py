@@ -13,18 +13,36 @@ first, index last; unindex first, entity last.
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import redis
+import redis.asyncio
+import redis.asyncio.cluster
 from django.conf import settings
 from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 Step = Callable[[Any], None]
 
+# What a Redis outage raises: the cluster client reports unreachable nodes outside RedisError.
+REDIS_ERRORS = (redis.RedisError, RedisClusterException)
+
 _lock = threading.Lock()
 _clients: dict[tuple[str, bool, bool], redis.Redis | RedisCluster] = {}
+
+
+def _client_options(raw: bool) -> dict[str, Any]:
+    return {
+        "decode_responses": not raw,
+        "socket_timeout": 10,
+        "socket_connect_timeout": 5,
+        "health_check_interval": 30,
+        "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
+    }
 
 
 def get_redis(*, raw: bool = False) -> redis.Redis | RedisCluster:
@@ -39,13 +57,7 @@ def get_redis(*, raw: bool = False) -> redis.Redis | RedisCluster:
         with _lock:
             client = _clients.get((url, cluster, raw))
             if client is None:
-                options: dict[str, Any] = {
-                    "decode_responses": not raw,
-                    "socket_timeout": 10,
-                    "socket_connect_timeout": 5,
-                    "health_check_interval": 30,
-                    "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
-                }
+                options = _client_options(raw)
                 if cluster:
                     client = RedisCluster.from_url(url, **options)
                 else:
@@ -60,6 +72,29 @@ def close_clients() -> None:
         for client in _clients.values():
             client.close()
         _clients.clear()
+
+
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+
+
+def get_async_redis() -> redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster:
+    """The asyncio client for ``REDIS_URL`` on the running loop (asyncio pools are bound to one loop).
+
+    A blocking pool: a burst of coroutines waits for a free connection instead of failing.
+    """
+    loop = asyncio.get_running_loop()
+    client = _async_clients.get(loop)
+    if client is None:
+        options = _client_options(raw=False)
+        if settings.REDIS_CLUSTER:
+            client = redis.asyncio.cluster.RedisCluster.from_url(settings.REDIS_URL, **options)
+        else:
+            pool = redis.asyncio.BlockingConnectionPool.from_url(
+                settings.REDIS_URL, max_connections=64, timeout=10, **options
+            )
+            client = redis.asyncio.Redis(connection_pool=pool)
+        _async_clients[loop] = client
+    return client
 
 
 def is_cluster() -> bool:
@@ -149,7 +184,8 @@ class LuaScript:
 
     def __call__(self, keys: list[str], args: list[Any], client: Any = None) -> Any:
         if client is not None:
-            return client.eval(self.source, len(keys), *keys, *args)
+            # execute_command: a cluster pipeline routes EVAL by its keys but has no .eval()
+            return client.execute_command("EVAL", self.source, len(keys), *keys, *args)
         target = get_redis()
         script = self._bound.get(id(target))
         if script is None:
@@ -160,5 +196,5 @@ class LuaScript:
 def ping() -> bool:
     try:
         return bool(get_redis().ping())
-    except redis.RedisError:
+    except REDIS_ERRORS:
         return False

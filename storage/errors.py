@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import redis
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
+
+from mookti.redis import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return response
     if isinstance(exc, RequestDataTooBig):
         return Response(_body("payload_too_large:api", "Request body too large."), status=413)
-    if isinstance(exc, redis.RedisError):
+    if isinstance(exc, REDIS_ERRORS):
         logger.error("Redis unavailable: %s", type(exc).__name__)
         return Response(_body("unavailable:database", "The data store is unavailable; try again."), status=503)
     if isinstance(exc, (Http404, PermissionDenied)):
