@@ -1,29 +1,77 @@
-"""The one way to publish a live update.
+"""The one way to publish a live update, and the replay log it lives in.
 
 An event is appended to the user's replay stream ``user:{uid}:events`` (the stream id is the
-event id) in the same MULTI/EXEC as the change that caused it, then the channel layer is
-poked so connected websockets get it at once. The poke is best effort: a client that missed
-it catches up from the stream (``replay``). A channel-layer failure never fails the write.
+event id) in the same MULTI/EXEC as the change that caused it; once the write is applied the
+channel layer (Redis pub/sub) is poked so connected websockets get it at once. The poke is
+best effort: it carries the id of the event before it in the stream, so a socket that sees a
+break in that chain (a lost or reordered poke) reads what it missed from the stream. A
+channel-layer failure never fails, nor noticeably slows, the write that caused the event.
+
+Event data has the REST API's JSON shape: top-level integer timestamps (``...At``, ``after``,
+``before``, ``timestamp``; microseconds inside) are rendered as ISO-8601 UTC when staged.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 import logging
+import os
+import re
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
 from typing import Any
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.dispatch import receiver
 
-from mookti.redis import Write, key
+from mookti import keys
+from mookti.redis import Write, get_async_redis, get_redis, register_script
+from storage.ids import iso
+from storage.signals import user_deleting
 
 logger = logging.getLogger(__name__)
 
+# Channel-layer message type; the websocket consumer handles it in ``event_message``.
+POKE = "event.message"
+TIMESTAMP_NAMES = frozenset({"after", "before", "timestamp"})
+EVENT_ID = re.compile(r"^(\d{1,20})(?:-(\d{1,20}))?$")
+ZERO_ID = "0-0"
+# How long a sync caller waits for the channel layer, and how long a failed layer is skipped.
+NOTIFY_TIMEOUT = 1.0
+NOTIFY_COOLDOWN = 5.0
 
-def events_key(user_id: str) -> str:
-    """STREAM of a user's events (replay log, approximately capped)."""
-    return key(f"user:{{{user_id}}}:events")
+# Runs right after the XADD of the same step: the id before the new one (chain link for
+# listeners), then trims by age and refreshes the idle expiry. KEYS[1] stream;
+# ARGV[1] min id to keep, ARGV[2] TTL seconds.
+AFTER_APPEND = register_script(
+    """
+local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 2)
+redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+if newest[2] then return newest[2][1] end
+return ''
+"""
+)
+
+
+# --- ids and frames ------------------------------------------------------------------------------
+def parse_id(event_id: str) -> tuple[int, int]:
+    """``ms-seq`` (or ``ms``) as a tuple that compares like Redis stream ids; ValueError if malformed."""
+    match = EVENT_ID.fullmatch(event_id or "")
+    if not match:
+        raise ValueError(f"not a stream id: {event_id!r}")
+    return int(match.group(1)), int(match.group(2) or 0)
+
+
+def normalize_id(event_id: str) -> str:
+    ms, seq = parse_id(event_id)
+    return f"{ms}-{seq}"
 
 
 def user_group(user_id: str) -> str:
@@ -34,6 +82,31 @@ def chat_group(chat_id: str) -> str:
     return f"chat.{chat_id}"
 
 
+def frame_text(event_id: str, event_type: str, data_json: str, chat_id: str | None = None) -> str:
+    """The JSON text of an event frame, built around the already-encoded ``data``."""
+    head = f'{{"id":{json.dumps(event_id)},"type":{json.dumps(event_type)},'
+    scope = f'"chatId":{json.dumps(chat_id)},' if chat_id else ""
+    return f'{head}{scope}"data":{data_json}}}'
+
+
+def frame(event_id: str, event_type: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {"id": event_id, "type": event_type, "data": data}
+
+
+def render(data: dict[str, Any]) -> dict[str, Any]:
+    """The API's JSON shape: top-level integer timestamps (microseconds) become ISO-8601 UTC."""
+    return {name: iso(value) if _is_timestamp(name, value) else value for name, value in data.items()}
+
+
+def _is_timestamp(name: str, value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and (name.endswith("At") or name in TIMESTAMP_NAMES)
+
+
+def _encode(data: dict[str, Any]) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+# --- publishing ----------------------------------------------------------------------------------
 def stage(
     write: Write,
     user_id: str,
@@ -45,52 +118,204 @@ def stage(
 ) -> int:
     """Append the event to ``write`` and notify listeners once the write is applied.
 
-    ``public`` also sends it to the viewers of a public chat (``chat_id``); only put data
-    there that anyone who can read the chat may see.
+    Returns the step index; the step's first reply is the event id. ``public`` also sends
+    it to the viewers of a public chat (``chat_id``): only put data there that anyone who
+    can read the chat may see.
     """
-    fields = {"type": event_type, "data": json.dumps(data, separators=(",", ":"))}
+    data_json = _encode(render(data))
+    fields = {"type": event_type, "data": data_json}
     if chat_id:
         fields["chatId"] = chat_id
-    index = write.step(
-        lambda p: p.xadd(events_key(user_id), fields, maxlen=settings.MOOKTI_EVENTS_MAXLEN, approximate=True)
-    )
-    write.on_commit(lambda replies: notify(user_id, replies[index][0], event_type, data, chat_id if public else None))
+    stream = keys.events(user_id)
+
+    def append(p: Any) -> None:
+        p.xadd(stream, fields, maxlen=settings.MOOKTI_EVENTS_MAXLEN, approximate=True)
+        oldest_kept = f"{int(time.time() * 1000) - settings.MOOKTI_EVENTS_RETENTION * 1000}-0"
+        AFTER_APPEND(keys=[stream], args=[oldest_kept, settings.MOOKTI_EVENTS_RETENTION], client=p)
+
+    index = write.step(append)
+
+    def after(replies: list[list[Any]]) -> None:
+        event_id, prev_id = replies[index][0], replies[index][1] or ZERO_ID
+        sends = [(user_group(user_id), _user_poke(event_id, prev_id, event_type, data_json))]
+        if public and chat_id:
+            sends.append((chat_group(chat_id), _chat_poke(chat_id, user_id, event_id, event_type, data_json)))
+        deliver(sends)
+
+    write.on_commit(after)
     return index
 
 
 def publish(
     user_id: str, event_type: str, data: dict[str, Any], *, chat_id: str | None = None, public: bool = False
 ) -> str:
-    """Publish an event on its own (not part of a larger write); returns its id."""
+    """Publish an event on its own (not part of a larger write); returns its id. Sync code."""
     write = Write()
     stage(write, user_id, event_type, data, chat_id=chat_id, public=public)
     return write.execute()[0][0]
 
 
-def frame(event_id: str, event_type: str, data: dict[str, Any]) -> dict[str, Any]:
-    return {"id": event_id, "type": event_type, "data": data}
+async def apublish(
+    user_id: str, event_type: str, data: dict[str, Any], *, chat_id: str | None = None, public: bool = False
+) -> str:
+    """:func:`publish` for async code (the write runs on a worker thread)."""
+    return await sync_to_async(publish, thread_sensitive=False)(
+        user_id, event_type, data, chat_id=chat_id, public=public
+    )
 
 
 def notify_chat(chat_id: str, user_id: str, event_id: str, event_type: str, data: dict[str, Any]) -> None:
-    """Poke only the viewers of a public chat (the owner's stream has the event already)."""
-    _send(chat_group(chat_id), {"type": "event.message", "event": frame(event_id, event_type, data), "userId": user_id})
+    """Poke only the viewers of a public chat (the owner's stream and group have the event already)."""
+    deliver([(chat_group(chat_id), _chat_poke(chat_id, user_id, event_id, event_type, _encode(render(data))))])
 
 
-def _send(group: str, message: dict[str, Any]) -> None:
+def _user_poke(event_id: str, prev_id: str, event_type: str, data_json: str) -> dict[str, Any]:
+    return {"type": POKE, "id": event_id, "prev": prev_id, "text": frame_text(event_id, event_type, data_json)}
+
+
+def _chat_poke(chat_id: str, user_id: str, event_id: str, event_type: str, data_json: str) -> dict[str, Any]:
+    """For viewers: the frame names the chat; ``userId`` (the owner) stays on the server."""
+    return {
+        "type": POKE,
+        "id": event_id,
+        "chatId": chat_id,
+        "userId": user_id,
+        "eventType": event_type,
+        "data": json.loads(data_json),
+        "text": frame_text(event_id, event_type, data_json, chat_id=chat_id),
+    }
+
+
+# --- channel-layer delivery ----------------------------------------------------------------------
+class _PublisherLoop:
+    """An event loop on a daemon thread, so sync callers share one channel-layer connection."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pid = 0
+
+    def get(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None or self._pid != os.getpid():
+            with self._lock:
+                if self._loop is None or self._pid != os.getpid():
+                    loop = asyncio.new_event_loop()
+                    threading.Thread(target=loop.run_forever, name="mookti-events", daemon=True).start()
+                    self._loop, self._pid = loop, os.getpid()
+        return self._loop
+
+
+_publisher = _PublisherLoop()
+# A layer that failed is skipped for NOTIFY_COOLDOWN seconds (per layer object, so a test
+# that swaps CHANNEL_LAYERS starts clean): writes never queue behind a dead Redis.
+_down_until: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+_tasks: set[asyncio.Task] = set()
+
+
+def deliver(sends: list[tuple[str, dict[str, Any]]]) -> None:
+    """Send channel-layer messages to groups; errors are logged, never raised."""
     layer = get_channel_layer()
-    if layer is None:
+    if layer is None or time.monotonic() < _down_until.get(layer, 0.0):
         return
     try:
-        async_to_sync(layer.group_send)(group, message)
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    if loop is not None:  # called from async code: never block its loop
+        task = loop.create_task(_send_all(layer, sends))
+        _tasks.add(task)
+        task.add_done_callback(_tasks.discard)
+        return
+    future = asyncio.run_coroutine_threadsafe(_send_all(layer, sends), _publisher.get())
+    try:
+        future.result(timeout=NOTIFY_TIMEOUT)
+    except concurrent.futures.TimeoutError:
+        future.cancel()
+        _layer_failed(layer, "timed out")
+
+
+async def _send_all(layer: Any, sends: list[tuple[str, dict[str, Any]]]) -> None:
+    try:
+        for group, message in sends:
+            await layer.group_send(group, message)
     except Exception as exc:
-        logger.warning("channel layer unavailable, event stays in the replay log: %s", exc)
+        _layer_failed(layer, exc)
 
 
-def notify(
-    user_id: str, event_id: str, event_type: str, data: dict[str, Any], public_chat_id: str | None = None
-) -> None:
-    """Poke the channel layer; errors are logged, never raised."""
-    message = {"type": "event.message", "event": frame(event_id, event_type, data)}
-    _send(user_group(user_id), message)
-    if public_chat_id:
-        _send(chat_group(public_chat_id), {**message, "userId": user_id})
+def _layer_failed(layer: Any, reason: object) -> None:
+    logger.warning("channel layer unavailable, events stay in the replay log: %s", reason)
+    _down_until[layer] = time.monotonic() + NOTIFY_COOLDOWN
+
+
+# --- replay --------------------------------------------------------------------------------------
+@dataclass
+class Replay:
+    """What a client missed: ``frames`` (JSON texts, in order) after the id it asked from.
+
+    ``complete`` is False when that id is older than the retained history (or not from this
+    stream): the client must resync. ``head`` is the newest id; ``more`` says a batch limit
+    was reached (ask again from ``last_id``).
+    """
+
+    head: str
+    complete: bool = True
+    frames: list[tuple[str, str]] = field(default_factory=list)
+    more: bool = False
+
+    @property
+    def last_id(self) -> str | None:
+        return self.frames[-1][0] if self.frames else None
+
+
+def is_continuous(after: str, info: dict[str, Any] | None) -> bool:
+    """True if every event after ``after`` is still in the stream.
+
+    Trimming records the highest removed id (``max-deleted-entry-id``, Redis 7); if nothing
+    was ever removed, ``after`` must still belong to this stream (an expired and re-created
+    stream starts later). ``0-0`` means "I have seen nothing".
+    """
+    position = parse_id(after)
+    if info is None:
+        return position == (0, 0)
+    if position > parse_id(info["last-generated-id"]):
+        return False
+    max_deleted = parse_id(info.get("max-deleted-entry-id") or ZERO_ID)
+    if max_deleted != (0, 0):
+        return position >= max_deleted
+    first = info.get("first-entry")
+    return position == (0, 0) or not first or parse_id(first[0]) <= position
+
+
+async def replay(user_id: str, after: str | None, limit: int = 500) -> Replay:
+    """The events after ``after`` (exclusive), or just the head when ``after`` is None.
+
+    One MULTI round trip: the stream's bookkeeping and the entries are read together, so a
+    concurrent trim cannot slip between the continuity check and the read.
+    """
+    stream = keys.events(user_id)
+    async with get_async_redis().pipeline(transaction=True) as pipe:
+        pipe.xinfo_stream(stream)
+        if after is not None:
+            pipe.xrange(stream, min=f"({after}", max="+", count=limit)
+        replies = await pipe.execute(raise_on_error=False)
+    info = replies[0] if isinstance(replies[0], dict) else None
+    if isinstance(replies[0], Exception) and "no such key" not in str(replies[0]):
+        raise replies[0]
+    head = info["last-generated-id"] if info else ZERO_ID
+    if after is None:
+        return Replay(head=head)
+    if not is_continuous(after, info):
+        return Replay(head=head, complete=False)
+    entries = replies[1] if info else []
+    frames = [
+        (entry_id, frame_text(entry_id, fields.get("type", ""), fields.get("data") or "{}"))
+        for entry_id, fields in entries
+    ]
+    return Replay(head=head, frames=frames, more=len(entries) >= limit)
+
+
+# --- cleanup -------------------------------------------------------------------------------------
+@receiver(user_deleting, dispatch_uid="mookti.events.drop_stream")
+def _drop_stream(sender: Any, user_id: str, **kwargs: Any) -> None:
+    """A deleted user's replay log goes with them (it holds copies of their messages)."""
+    get_redis().delete(keys.events(user_id))

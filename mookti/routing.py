@@ -1,3 +1,7 @@
-"""Websocket routes (the consumer arrives with live updates)."""
+"""Websocket routes."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from mookti.consumers import EventsConsumer
+
+websocket_urlpatterns = [path("ws/events/", EventsConsumer.as_asgi())]

@@ -1,0 +1,18 @@
+"""Every Redis key name of the project-level plumbing (live updates), and nothing else builds them.
+
+The braces are hash tags: a user's replay stream lives in the slot of the user's other keys.
+"""
+
+from __future__ import annotations
+
+from mookti.redis import key
+
+
+def events(user_id: str) -> str:
+    """STREAM of a user's live-update events: the replay log (stream id = event id)."""
+    return key(f"user:{{{user_id}}}:events")
+
+
+def ws_ticket(digest: str) -> str:
+    """STRING (JSON) behind a single-use websocket ticket, by the ticket's SHA-256 (EX <= 60 s)."""
+    return key(f"ws-ticket:{{{digest}}}")
