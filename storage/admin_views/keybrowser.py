@@ -153,6 +153,8 @@ def ttl_text(pttl: Any) -> str:
         return f"{seconds // 86400}d {seconds % 86400 // 3600}h"
     if seconds >= 3600:
         return f"{seconds // 3600}h {seconds % 3600 // 60}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m {seconds % 60}s"
     return f"{seconds}s" if seconds else f"{pttl}ms"
 
 

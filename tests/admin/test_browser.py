@@ -1,0 +1,142 @@
+"""The admin in a real browser: Debian's headless Chromium driven by Playwright against a live server.
+
+Needs ``/usr/bin/chromium`` (``apt-get install chromium``) and the ``playwright`` Python package;
+never ``playwright install``. Screenshots of the main pages go to ``test-artifacts/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from storage.managers import chats
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("MOOKTI_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = Path(settings.BASE_DIR) / "test-artifacts" / "screenshots"
+STAFF_PASSWORD = "staff-pass-123"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert Path(CHROMIUM).exists(), f"Chromium not found at {CHROMIUM}: apt-get install -y chromium"
+    # Playwright's sync API runs an event loop in this thread; the test body still uses the ORM.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        with sync_playwright() as playwright:
+            launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+            yield launched
+            launched.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture
+def staff_page(browser: Browser, live_server, django_user_model) -> Iterator[Page]:
+    """A browser page logged in to the admin through its login form as a (non-superuser) staff member."""
+    django_user_model.objects.create_user("browser-staff", "staff@example.com", STAFF_PASSWORD, is_staff=True)
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    page.goto("/admin/login/?next=/admin/")
+    page.fill("#id_username", "browser-staff")
+    page.fill("#id_password", STAFF_PASSWORD)
+    page.click("input[type=submit]")
+    expect(page.locator("#site-name")).to_contain_text("Mookti administration")
+    yield page
+    context.close()
+
+
+def shot(page: Page, name: str) -> None:
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def test_staff_opens_a_user_and_their_chat(staff_page: Page, learner) -> None:
+    page = staff_page
+    section = page.locator(".app-mookti")
+    expect(section).to_contain_text("Mookti data")
+    shot(page, "01-admin-index")
+
+    section.get_by_role("link", name="Users").click()
+    page.fill("#searchbar", learner["email"])
+    page.press("#searchbar", "Enter")
+    expect(page.locator("#result_list")).to_contain_text(learner["email"])
+    shot(page, "02-users")
+
+    page.get_by_role("link", name=learner["email"]).click()
+    expect(page.locator("#profile")).to_contain_text("Lena Learner")
+    expect(page.locator("#user-type")).to_have_text("basic")
+    expect(page.locator("#documents")).to_contain_text("Essay v2")
+    shot(page, "03-user")
+
+    page.locator("#chats").get_by_role("link", name="Photosynthesis basics").click()
+    transcript = page.locator("#transcript")
+    expect(transcript.locator(".message")).to_have_count(2)
+    expect(transcript.locator(".role-user")).to_contain_text("How do plants make food?")
+    assistant = transcript.locator(".role-assistant")
+    expect(assistant).to_contain_text("Plants use sunlight, water and carbon dioxide.")
+    expect(assistant.locator(".pill.up")).to_be_visible()
+    assistant.locator("summary", has_text="getWeather").click()
+    expect(assistant.locator(".part-tool pre").first).to_contain_text('"city": "Pune"')
+    expect(assistant.get_by_role("link", name="evil.html")).to_have_count(0)
+    shot(page, "04-chat")
+
+    page.locator("#owner-link").click()
+    page.locator("#documents").get_by_role("link", name="Essay v2").click()
+    expect(page.locator(".version")).to_have_count(2)
+    expect(page.locator(".suggestions")).to_contain_text("need")
+    shot(page, "05-document")
+
+
+def test_staff_deletes_a_chat_through_its_confirmation_page(staff_page: Page, learner) -> None:
+    page = staff_page
+    chat_id = learner["chat"]["id"]
+    page.goto(f"/admin/mookti/chats/{chat_id}/")
+    page.locator("#delete-chat-link").click()
+    expect(page.locator("#question")).to_contain_text("Photosynthesis basics")
+    shot(page, "06-delete-chat-confirmation")
+    page.locator("#confirm-button").click()
+    expect(page).to_have_url(re.compile(rf"/admin/mookti/users/{learner['id']}/$"))
+    expect(page.locator(".messagelist")).to_contain_text("Deleted the chat")
+    expect(page.locator("#chats")).to_contain_text("No chats.")
+    assert chats.get(chat_id) is None
+
+
+def test_operations_and_raw_keys_pages(staff_page: Page, learner) -> None:
+    page = staff_page
+    page.goto("/admin/mookti/operations/")
+    expect(page.locator("#redis-info")).to_contain_text("Ops/s")
+    expect(page.locator("#keyspace")).to_contain_text("chat:{*}:message:*")
+    shot(page, "07-operations")
+    page.locator("#keyspace").get_by_role("link", name="user:{*}", exact=True).click()
+    expect(page.locator("#result_list")).to_contain_text(f"user:{{{learner['id']}}}")
+    shot(page, "08-raw-keys")
+    page.locator("#result_list").get_by_role("link", name=f"user:{{{learner['id']}}}", exact=True).click()
+    expect(page.locator("#key-type")).to_contain_text("hash")
+    expect(page.locator("#value")).to_contain_text(learner["email"])
+    shot(page, "09-raw-key")
+    page.locator("#entity-link").click()
+    expect(page.locator("#profile")).to_contain_text(learner["email"])
