@@ -1,0 +1,278 @@
+"""What every gamification change shares: the Lua call's keys and arguments, its decoded
+outcome, and the one place its live events and leaderboard entry are published.
+
+Scripts decide what changed (a new streak day, XP, an achievement), so the derived events are
+published right after the change is applied, in one write with the leaderboard entry: ZADD GT
+of the learner's weekly XP (an absolute, monotonic total), so a late or repeated update never
+lowers a score and the next change repairs a missed one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from django.conf import settings
+
+from gamification import achievements, keys
+from gamification.days import DAY_US, day_window, local_date, week_start
+from gamification.serializers import AchievementOut, StreakOut
+from mookti import events
+from mookti.redis import LuaScript, Write
+from storage.errors import Invalid
+
+logger = logging.getLogger(__name__)
+
+# Active days kept in the streak-days ZSET before the oldest are folded into the base; must
+# exceed the backfill window so late activity always lands after the base.
+STREAK_DAYS_KEPT = 60
+# Clock skew tolerated on a client's occurredAt / updatedAt before it counts as "in the future".
+FUTURE_SKEW_US = 60 * 1_000_000
+CAS_ATTEMPTS = 8
+
+
+def config() -> dict[str, Any]:
+    return settings.MOOKTI_GAMIFICATION
+
+
+def xp_for(activity_type: str) -> int:
+    return int(config()["XP"].get(activity_type, 0))
+
+
+def check_past(moment: int | None, now: int, field_name: str, *, bounded: bool = True) -> int:
+    """A client's timestamp: not in the future; with ``bounded``, not older than the backfill window."""
+    if moment is None:
+        return now
+    if moment > now + FUTURE_SKEW_US:
+        raise Invalid(f"{field_name} is in the future.", {field_name: ["Must not be in the future."]})
+    days = config()["BACKFILL_DAYS"]
+    if bounded and moment < now - days * DAY_US:
+        raise Invalid(
+            f"{field_name} is more than {days} days ago.", {field_name: [f"Must be within the last {days} days."]}
+        )
+    return min(moment, now)
+
+
+def within_backfill(moment: int, now: int) -> bool:
+    return now - config()["BACKFILL_DAYS"] * DAY_US <= moment <= now + FUTURE_SKEW_US
+
+
+def script_keys(user_id: str, day: date, *extra: str) -> list[str]:
+    """The fixed key layout of ``gamification.lua`` (KEYS[1..7]) plus a script's own keys."""
+    return [
+        keys.streak(user_id),
+        keys.streak_days(user_id),
+        keys.stats(user_id, day.isoformat()),
+        keys.totals(user_id),
+        keys.weekly_xp(user_id),
+        keys.achievements(user_id),
+        keys.activity_ids(user_id),
+        *extra,
+    ]
+
+
+def stats_expire_at(day: date) -> int:
+    """Epoch seconds when a day's stats expire: retention days after the day (plus a day of slack)."""
+    keep_until = day + timedelta(days=config()["STATS_RETENTION_DAYS"] + 1)
+    return int(datetime.combine(keep_until, time(0)).timestamp())
+
+
+def script_args(now: int, day: date, week: str, **parts: Any) -> list[str]:
+    cfg = config()
+    args = {
+        "now": str(now),
+        "week": week,
+        "statsExpireAt": stats_expire_at(day),
+        "rules": achievements.rules(),
+        "earnEvery": cfg["FREEZE_EARN_EVERY"],
+        "maxFreezes": cfg["FREEZE_MAX"],
+        "keep": STREAK_DAYS_KEPT,
+        "goalXpPerDay": cfg["GOAL_XP_PER_DAY"],
+        "seenSince": str(now - (cfg["BACKFILL_DAYS"] + 2) * DAY_US),
+        **parts,
+    }
+    return [json.dumps(args, separators=(",", ":"))]
+
+
+def activity_part(
+    moment: int,
+    tz_name: str,
+    activity_type: str,
+    *,
+    xp: int = 0,
+    messages: int = 0,
+    seconds: int = 0,
+    items: int = 0,
+    streak: bool = True,
+    activity_id: str = "",
+) -> tuple[date, dict[str, Any]]:
+    """The ``act`` argument: the activity and the local-day boundaries around it."""
+    cfg = config()
+    day, starts_back, starts_forward = day_window(moment, tz_name, cfg["FREEZE_MAX"] + 2, cfg["BACKFILL_DAYS"] + 2)
+    return day, {
+        "type": activity_type,
+        "xp": xp,
+        "messages": messages,
+        "seconds": seconds,
+        "items": items,
+        "streak": streak,
+        "id": activity_id,
+        "t": str(moment),
+        "day": day.toordinal(),
+        "back": [str(s) for s in starts_back],
+        "fwd": [str(s) for s in starts_forward],
+    }
+
+
+@dataclass
+class Outcome:
+    """A script's decoded answer, for one user, day and week."""
+
+    user_id: str
+    day: date
+    week: str
+    raw: dict[str, Any]
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    @classmethod
+    def decode(cls, user_id: str, day: date, week: str, reply: str) -> Outcome:
+        return cls(user_id, day, week, json.loads(reply))
+
+    @property
+    def conflict(self) -> bool:
+        return bool(self.raw.get("conflict"))
+
+    @property
+    def duplicate(self) -> bool:
+        return bool(self.raw.get("duplicate"))
+
+    @property
+    def full(self) -> bool:
+        return bool(self.raw.get("full"))
+
+    @property
+    def xp_awarded(self) -> int:
+        return int(self.raw.get("xp", {}).get("awarded", 0))
+
+    @property
+    def xp_total(self) -> int:
+        return int(self.raw.get("xp", {}).get("total", 0))
+
+    @property
+    def week_xp(self) -> int:
+        return int(self.raw.get("xp", {}).get("week", 0))
+
+    @property
+    def awarded(self) -> list[str]:
+        found = self.raw.get("achievements") or []
+        return list(found) if isinstance(found, list) else []  # cjson encodes an empty table as {}
+
+    @property
+    def streak(self) -> dict[str, Any] | None:
+        return self.raw.get("streak")
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        flat = self.raw.get("stats") or []
+        return day_stats(self.day, dict(zip(flat[::2], flat[1::2], strict=True)) if isinstance(flat, list) else {})
+
+
+def run(
+    script: LuaScript, user_id: str, now: int, day: date, week: str, extra_keys: list[str], **parts: Any
+) -> Outcome:
+    """Call a script for ``user_id``: ``day`` names the stats key, ``week`` the weekly XP field."""
+    reply = script(script_keys(user_id, day, *extra_keys), script_args(now, day, week, **parts))
+    return Outcome.decode(user_id, day, week, reply)
+
+
+def day_stats(day: date, raw: dict[str, str]) -> dict[str, Any]:
+    """One day's stats in the API's shape (seconds are summed, minutes shown)."""
+    return {
+        "date": day.isoformat(),
+        "messages": int(raw.get("messages", 0)),
+        "minutes": int(raw.get("seconds", 0)) // 60,
+        "xp": int(raw.get("xp", 0)),
+        "itemsCompleted": int(raw.get("items", 0)),
+        "goalsCompleted": int(raw.get("goals", 0)),
+    }
+
+
+def streak_view(raw: dict[str, str], tz_name: str, now: int) -> dict[str, Any]:
+    """The stored streak as seen today in the user's timezone.
+
+    ``alive``: today's activity would continue it (active today or yesterday, or the missed
+    days in between are covered by the freezes held). A broken streak reads as current 0.
+    """
+    stored = int(raw.get("current", 0) or 0)
+    freezes = int(raw.get("freezes", 0) or 0)
+    last_at = int(raw["lastAt"]) if raw.get("lastAt") else None
+    today = local_date(now, tz_name)
+    last_date = local_date(last_at, tz_name) if last_at is not None else None
+    missed = (today - last_date).days - 1 if last_date else None
+    alive = stored > 0 and missed is not None and missed <= freezes
+    return {
+        "current": stored if alive else 0,
+        "longest": int(raw.get("longest", 0) or 0),
+        "freezes": freezes,
+        "maxFreezes": config()["FREEZE_MAX"],
+        "lastActivity": last_at,
+        "lastActivityDate": last_date.isoformat() if last_date else None,
+        "today": today.isoformat(),
+        "timezone": tz_name,
+        "alive": alive,
+        "activeToday": missed is not None and missed < 0,
+        "freezesNeeded": max(0, missed) if alive and missed is not None else 0,
+    }
+
+
+def publish(outcome: Outcome, *, tz_name: str, now: int) -> None:
+    """Publish the outcome's events (and the leaderboard entry) in one write; never raises:
+    the change is already applied, and the next change repairs a missed leaderboard entry."""
+    try:
+        write = Write()
+        if outcome.xp_awarded > 0:
+            board = keys.leaderboard(outcome.week)
+            expire_at = week_start(outcome.week) + timedelta(weeks=config()["LEADERBOARD_WEEKS_KEPT"] + 1)
+
+            def rank(p: Any) -> None:
+                p.zadd(board, {outcome.user_id: outcome.week_xp}, gt=True)
+                p.expireat(board, int(expire_at.timestamp()))
+
+            write.step(rank)
+        for event_type, data in derived_events(outcome, tz_name, now) + outcome.events:
+            events.stage(write, outcome.user_id, event_type, data)
+        if write:
+            write.execute()
+    except Exception:
+        logger.exception("gamification events for user %s not published", outcome.user_id)
+
+
+def derived_events(outcome: Outcome, tz_name: str, now: int) -> list[tuple[str, dict[str, Any]]]:
+    found: list[tuple[str, dict[str, Any]]] = []
+    streak = outcome.streak
+    if streak and streak.get("changed"):
+        view = streak_view(
+            {k: str(v) for k, v in streak.items() if k in ("current", "longest", "freezes", "lastAt")}, tz_name, now
+        )
+        found.append(("streak.updated", dict(StreakOut(view).data)))
+    stats = outcome.stats
+    if any(stats[name] for name in ("messages", "minutes", "xp", "itemsCompleted", "goalsCompleted")):
+        found.append(("stats.updated", stats))
+    if outcome.xp_awarded:
+        found.append(
+            (
+                "xp.awarded",
+                {
+                    "amount": outcome.xp_awarded,
+                    "total": outcome.xp_total,
+                    "week": outcome.week,
+                    "weekXp": outcome.week_xp,
+                },
+            )
+        )
+    for achievement_id in outcome.awarded:
+        found.append(("achievement.awarded", dict(AchievementOut(achievements.describe(achievement_id, now)).data)))
+    return found

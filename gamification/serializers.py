@@ -1,0 +1,293 @@
+"""Validation (input) and JSON shape (output) of the gamification API: camelCase, ISO-8601 UTC,
+the storage app's strict serializers (unknown fields are errors)."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Any
+
+from rest_framework import serializers
+
+from gamification.days import day_end_us, week_start
+from storage.serializers import IdField, StrictSerializer, TimestampField, known_timezones
+
+MAX_TITLE = 200
+MAX_DESCRIPTION = 2000
+MAX_COUNT = 1_000_000_000
+MAX_MODULES = 200
+MAX_NODES_PER_MODULE = 1000
+MAX_NODES_PER_PATH = 5000
+EXPLICIT_ACTIVITY_TYPES = ("item", "practice")
+DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+WEEK = re.compile(r"^\d{4}-W\d{2}$")
+
+
+class DueDateField(TimestampField):
+    """A timestamp, or a plain date (``2025-03-01``): the end of that day in the user's timezone."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, str) and DATE_ONLY.fullmatch(data):
+            try:
+                day = date.fromisoformat(data)
+            except ValueError:
+                self.fail("invalid")
+            return day_end_us(day, self.context.get("timezone"))
+        return super().to_internal_value(data)
+
+
+def check_timezone(value: str) -> str:
+    if value not in known_timezones():
+        raise serializers.ValidationError("Unknown IANA time zone.")
+    return value
+
+
+# --- streak, activity, stats, achievements ------------------------------------------------------
+class StreakOut(serializers.Serializer):
+    current = serializers.IntegerField()
+    longest = serializers.IntegerField()
+    freezes = serializers.IntegerField()
+    maxFreezes = serializers.IntegerField()
+    lastActivity = TimestampField(allow_null=True)
+    lastActivityDate = serializers.DateField(allow_null=True)
+    today = serializers.DateField()
+    timezone = serializers.CharField()
+    alive = serializers.BooleanField()
+    activeToday = serializers.BooleanField()
+    freezesNeeded = serializers.IntegerField()
+
+
+class DayStatsOut(serializers.Serializer):
+    date = serializers.DateField()
+    messages = serializers.IntegerField()
+    minutes = serializers.IntegerField()
+    xp = serializers.IntegerField()
+    itemsCompleted = serializers.IntegerField()
+    goalsCompleted = serializers.IntegerField()
+
+
+class StatsTotalsOut(serializers.Serializer):
+    activeDays = serializers.IntegerField()
+    messages = serializers.IntegerField()
+    minutes = serializers.IntegerField()
+    xp = serializers.IntegerField()
+    itemsCompleted = serializers.IntegerField()
+    goalsCompleted = serializers.IntegerField()
+
+
+class StatsOut(serializers.Serializer):
+    to = serializers.DateField()
+    timezone = serializers.CharField()
+    days = DayStatsOut(many=True)
+    totals = StatsTotalsOut()
+
+    def get_fields(self) -> dict[str, Any]:
+        return {"from": serializers.DateField(), **super().get_fields()}  # "from" is a Python keyword
+
+
+class StatsQuery(StrictSerializer):
+    to = serializers.DateField(required=False)
+
+    def get_fields(self) -> dict[str, Any]:
+        fields = super().get_fields()
+        fields["from"] = serializers.DateField(required=False)  # a Python keyword
+        return fields
+
+
+class AchievementOut(serializers.Serializer):
+    id = serializers.CharField()
+    title = serializers.CharField()
+    description = serializers.CharField()
+    xp = serializers.IntegerField()
+    awardedAt = TimestampField(allow_null=True)
+
+
+class ActivityIn(StrictSerializer):
+    type = serializers.ChoiceField(EXPLICIT_ACTIVITY_TYPES)
+    occurredAt = TimestampField(required=False)
+    minutes = serializers.IntegerField(min_value=0, max_value=24 * 60, default=0)
+    id = IdField(required=False)
+    timezone = serializers.CharField(max_length=64, required=False)
+
+    def validate_timezone(self, value: str) -> str:
+        return check_timezone(value)
+
+
+class ActivityOut(serializers.Serializer):
+    counted = serializers.BooleanField()
+    date = serializers.DateField()
+    xpAwarded = serializers.IntegerField()
+    xpTotal = serializers.IntegerField()
+    streak = StreakOut()
+    stats = DayStatsOut()
+    achievements = AchievementOut(many=True)
+
+
+class XpOut(serializers.Serializer):
+    total = serializers.IntegerField()
+    week = serializers.CharField()
+    weekXp = serializers.IntegerField()
+    bySource = serializers.DictField(child=serializers.IntegerField())
+
+
+# --- goals --------------------------------------------------------------------------------------
+class GoalOut(serializers.Serializer):
+    id = serializers.CharField()
+    userId = serializers.CharField()
+    title = serializers.CharField()
+    description = serializers.CharField(allow_blank=True)
+    progress = serializers.IntegerField()
+    current = serializers.IntegerField(allow_null=True)
+    target = serializers.IntegerField(allow_null=True)
+    dueDate = TimestampField(allow_null=True)
+    status = serializers.ChoiceField(("active", "completed", "expired"))
+    createdAt = TimestampField()
+    updatedAt = TimestampField()
+    completedAt = TimestampField(allow_null=True)
+
+
+class GoalUpdateIn(StrictSerializer):
+    title = serializers.CharField(min_length=1, max_length=MAX_TITLE, required=False)
+    description = serializers.CharField(max_length=MAX_DESCRIPTION, allow_blank=True, required=False)
+    target = serializers.IntegerField(min_value=1, max_value=MAX_COUNT, allow_null=True, required=False)
+    current = serializers.IntegerField(min_value=0, max_value=MAX_COUNT, required=False)
+    progress = serializers.IntegerField(min_value=0, max_value=100, required=False)
+    dueDate = DueDateField(allow_null=True, required=False)
+    status = serializers.ChoiceField(("active", "completed"), required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs:
+            raise serializers.ValidationError("Send at least one field to change.")
+        return attrs
+
+
+class GoalCreateIn(GoalUpdateIn):
+    id = IdField(required=False)
+    title = serializers.CharField(min_length=1, max_length=MAX_TITLE)
+    status = None  # a new goal is active
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return attrs
+
+
+class GoalListQuery(StrictSerializer):
+    status = serializers.ChoiceField(("active", "expired", "completed", "all"), default="active")
+    limit = serializers.IntegerField(min_value=1, max_value=100, default=100)
+
+
+class GoalListOut(serializers.Serializer):
+    goals = GoalOut(many=True)
+
+
+# --- learning progress --------------------------------------------------------------------------
+class ModuleProgressIn(StrictSerializer):
+    moduleId = IdField()
+    completedNodes = serializers.ListField(child=IdField(), max_length=MAX_NODES_PER_MODULE, default=list)
+    totalNodes = serializers.IntegerField(min_value=0, max_value=MAX_NODES_PER_MODULE, allow_null=True, required=False)
+    timeSpentSeconds = serializers.IntegerField(min_value=0, max_value=10**8, default=0)
+    currentNode = IdField(allow_null=True, required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs["completedNodes"] = sorted(set(attrs["completedNodes"]))
+        total = attrs.get("totalNodes")
+        if total is not None and len(attrs["completedNodes"]) > total:
+            raise serializers.ValidationError({"completedNodes": ["More completed nodes than totalNodes."]})
+        return attrs
+
+
+class ProgressIn(StrictSerializer):
+    currentModule = IdField(allow_null=True, required=False)
+    currentNode = IdField(allow_null=True, required=False)
+    modules = ModuleProgressIn(many=True, max_length=MAX_MODULES, required=False)
+    updatedAt = TimestampField(required=False)
+
+    def validate_modules(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        ids = [m["moduleId"] for m in value]
+        if len(ids) != len(set(ids)):
+            raise serializers.ValidationError("Module ids must be unique.")
+        if sum(len(m["completedNodes"]) for m in value) > MAX_NODES_PER_PATH:
+            raise serializers.ValidationError(f"At most {MAX_NODES_PER_PATH} completed nodes per path.")
+        return value
+
+
+class ModuleProgressOut(serializers.Serializer):
+    moduleId = serializers.CharField()
+    completedNodes = serializers.ListField(child=serializers.CharField())
+    completedCount = serializers.IntegerField()
+    totalNodes = serializers.IntegerField(allow_null=True)
+    percent = serializers.IntegerField(allow_null=True)
+    timeSpentSeconds = serializers.IntegerField()
+    currentNode = serializers.CharField(allow_null=True)
+    updatedAt = TimestampField()
+
+
+class ProgressSummaryOut(serializers.Serializer):
+    pathId = serializers.CharField()
+    currentModule = serializers.CharField(allow_null=True)
+    currentNode = serializers.CharField(allow_null=True)
+    percent = serializers.IntegerField(allow_null=True)
+    completedCount = serializers.IntegerField()
+    totalNodes = serializers.IntegerField(allow_null=True)
+    timeSpentSeconds = serializers.IntegerField()
+    updatedAt = TimestampField()
+
+
+class ProgressOut(ProgressSummaryOut):
+    modules = ModuleProgressOut(many=True)
+
+
+class ProgressListOut(serializers.Serializer):
+    paths = ProgressSummaryOut(many=True)
+
+
+# --- leaderboard, summary -----------------------------------------------------------------------
+class LeaderboardQuery(StrictSerializer):
+    week = serializers.CharField(max_length=8, required=False)
+    neighbours = serializers.IntegerField(min_value=0, max_value=10, default=2)
+
+    def validate_week(self, value: str) -> str:
+        try:
+            if not WEEK.fullmatch(value):
+                raise ValueError(value)
+            week_start(value)
+        except ValueError:
+            raise serializers.ValidationError("Use an ISO week such as 2025-W07.") from None
+        return value
+
+
+class LeaderboardEntryOut(serializers.Serializer):
+    rank = serializers.IntegerField()
+    userId = serializers.CharField()
+    name = serializers.CharField(allow_blank=True)
+    xp = serializers.IntegerField()
+    isMe = serializers.BooleanField()
+
+
+class LeaderboardOut(serializers.Serializer):
+    week = serializers.CharField()
+    startsAt = TimestampField()
+    endsAt = TimestampField()
+    size = serializers.IntegerField()
+    top = LeaderboardEntryOut(many=True)
+    me = LeaderboardEntryOut(allow_null=True)
+    neighbours = LeaderboardEntryOut(many=True)
+
+
+class SummaryQuery(StrictSerializer):
+    days = serializers.IntegerField(min_value=1, max_value=90, default=30)
+
+
+class GoalsSummaryOut(serializers.Serializer):
+    active = GoalOut(many=True)
+    completed = GoalOut(many=True)
+
+
+class SummaryOut(serializers.Serializer):
+    userId = serializers.CharField()
+    timezone = serializers.CharField()
+    streak = StreakOut()
+    xp = XpOut()
+    achievements = AchievementOut(many=True)
+    stats = StatsOut()
+    goals = GoalsSummaryOut()
+    progress = ProgressSummaryOut(many=True)
