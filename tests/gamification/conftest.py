@@ -1,0 +1,42 @@
+"""Gamification test helpers: learners in a given timezone, local times as microseconds,
+activity recorded at a simulated "now", and the live events a user received."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from gamification.managers import activity
+from mookti import keys as mookti_keys
+from mookti.redis import get_redis
+from storage.ids import to_us
+
+
+def at(local: str, tz: str = "UTC") -> int:
+    """Microseconds of a local wall time, e.g. ``at("2026-03-08 23:30", "America/New_York")``."""
+    return to_us(datetime.fromisoformat(local).replace(tzinfo=ZoneInfo(tz)))
+
+
+def act(user: dict[str, Any], when: int, kind: str = "practice", **kwargs: Any) -> dict[str, Any]:
+    """Record an activity that happens at ``when`` (the simulated now), unless ``now`` is given."""
+    now = kwargs.pop("now", when)
+    return activity.record(user, kind, occurred_at=when, now=now, **kwargs)
+
+
+def events_of(user_id: str) -> list[tuple[str, dict[str, Any]]]:
+    entries = get_redis().xrange(mookti_keys.events(user_id))
+    return [(fields["type"], json.loads(fields["data"])) for _, fields in entries]
+
+
+@pytest.fixture
+def learner(make_user):
+    """A learner in a chosen timezone: ``learner("Asia/Tokyo")``."""
+
+    def make(tz: str = "UTC") -> dict[str, Any]:
+        return make_user(timezone=tz)
+
+    return make
