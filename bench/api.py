@@ -1,0 +1,398 @@
+"""API benchmark: DRF endpoints against bare Django views doing the same Redis work.
+
+    .venv/bin/python bench/api.py [--concurrency 16] [--seconds 5] [--workers 1] [--rounds 2]
+
+Starts uvicorn (``mookti.asgi:application`` with ``DJANGO_SETTINGS_MODULE=bench.settings``) on
+a free port with a unique ``MOOKTI_REDIS_PREFIX``, seeds one user per client (token, 25 chats, a
+chat of 60 messages), then drives each operation with ``--concurrency`` keep-alive HTTP/1.1
+clients for ``--seconds``: create chat, post message, list 20 chats, read 50 messages, each
+through the DRF API and through the bare view (``bench/bare_urls.py``). Rounds alternate the
+order (DRF first, then bare first) so drift on a busy machine hits both alike.
+
+Redis round trips are counted inside the server (``bench/roundtrips.py``): every request's
+response carries how many times redis-py sent something to Redis while serving it (a pipeline
+or MULTI/EXEC is one; auth included). "sync" is the data path (redis-py's client), "async" the
+asyncio client (the channel-layer poke of live updates).
+
+The clients are a minimal asyncio HTTP/1.1 implementation, so that the client's own CPU cost
+(it shares the machine's cores with the server) stays small next to the server's. All keys under
+the prefix are deleted at the end. Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+SEED_CHATS = 25
+SEED_MESSAGES = 60
+ROUNDTRIP_GOAL = 3
+RATIO_GOAL = 0.5
+
+
+# --- a small keep-alive HTTP/1.1 client -------------------------------------------------------
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Connection:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Reply:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(HOST, self.port)
+        payload = b"" if body is None else json.dumps(body).encode()
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {HOST}:{self.port}", "Accept: application/json"]
+        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+        if body is not None:
+            lines += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
+        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + payload)
+        status = int((await self.reader.readline()).split()[1])
+        reply_headers = {}
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            reply_headers[name.strip().lower()] = value.strip()
+        if "content-length" in reply_headers:
+            data = await self.reader.readexactly(int(reply_headers["content-length"]))
+        elif reply_headers.get("transfer-encoding") == "chunked":
+            data = await self._chunked()
+        else:
+            data = b""
+        if reply_headers.get("connection") == "close":
+            await self.close()
+        return Reply(status, reply_headers, data)
+
+    async def _chunked(self) -> bytes:
+        chunks = []
+        while size := int((await self.reader.readline()).strip(), 16):
+            chunks.append(await self.reader.readexactly(size))
+            await self.reader.readline()
+        await self.reader.readline()
+        return b"".join(chunks)
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+# --- the server ---------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    port: int
+    prefix: str
+    service_key: str
+    redis_url: str
+    process: subprocess.Popen
+    log: Path
+
+    @classmethod
+    def start(cls, workers: int, redis_url: str, data_dir: Path) -> Server:
+        port, prefix = free_port(), f"mookti-bench:{uuid.uuid4().hex[:12]}:"
+        service_key = secrets.token_urlsafe(32)
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "bench.settings",
+            "DJANGO_DEBUG": "false",
+            "DJANGO_SECRET_KEY": secrets.token_urlsafe(48),
+            "DJANGO_ALLOWED_HOSTS": f"{HOST},localhost",
+            "REDIS_URL": redis_url,
+            "MOOKTI_REDIS_PREFIX": prefix,
+            "MOOKTI_SERVICE_KEY": service_key,
+            "MOOKTI_DATA_DIR": str(data_dir),
+            "MOOKTI_LOG_LEVEL": "WARNING",
+            **{f"MOOKTI_LIMIT_{kind}": str(10**9) for kind in ("GUEST", "FREE", "BASIC", "PRO")},
+        }
+        log = data_dir / "uvicorn.log"
+        argv = [sys.executable, "-m", "uvicorn", "mookti.asgi:application", "--host", HOST, "--port", str(port)]
+        argv += ["--workers", str(workers), "--lifespan", "off", "--no-access-log", "--log-level", "warning"]
+        with log.open("w") as out:
+            process = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+        return cls(port, prefix, service_key, redis_url, process, log)
+
+    async def wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise SystemExit(f"uvicorn exited ({self.process.returncode}):\n{self.log.read_text()}")
+            try:
+                connection = Connection(self.port)
+                reply = await connection.request("GET", "/api/health/")
+                await connection.close()
+                if reply.status == 200:
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"uvicorn did not answer in {timeout:.0f}s:\n{self.log.read_text()}")
+            await asyncio.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def delete_keys(self) -> int:
+        """Every key under this run's prefix, and nothing else (the Redis may be shared)."""
+        client = redis.Redis.from_url(self.redis_url)
+        removed, batch = 0, []
+        for name in client.scan_iter(match=f"{self.prefix}*", count=1000):
+            batch.append(name)
+            if len(batch) >= 500:
+                removed += client.unlink(*batch)
+                batch.clear()
+        if batch:
+            removed += client.unlink(*batch)
+        client.close()
+        return removed
+
+
+# --- seeding ------------------------------------------------------------------------------------
+@dataclass
+class User:
+    id: str
+    token: str
+    post_chat: str = ""
+    read_chat: str = ""
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def expect(reply: Reply, status: int, what: str) -> Any:
+    if reply.status != status:
+        raise SystemExit(f"{what}: HTTP {reply.status} {reply.body[:500]!r}")
+    return reply.json()
+
+
+def text_message(chat_id: str, index: int) -> dict[str, Any]:
+    role = "user" if index % 2 == 0 else "assistant"
+    return {"chatId": chat_id, "role": role, "parts": [{"type": "text", "text": f"Message {index}: what is 7 x 8?"}]}
+
+
+async def seed_user(server: Server, number: int) -> User:
+    connection = Connection(server.port)
+    service = {"Authorization": f"Bearer {server.service_key}"}
+    email = f"bench-{number}-{uuid.uuid4().hex[:8]}@example.com"
+    created = expect(await connection.request("POST", "/api/storage/user", {"email": email}, service), 201, "user")
+    token = expect(
+        await connection.request("POST", "/api/storage/token", {"userId": created["id"]}, service), 201, "token"
+    )
+    user = User(created["id"], token["token"])
+    chat_ids = []
+    for index in range(SEED_CHATS + 2):
+        reply = await connection.request("POST", "/api/storage/chat", {"title": f"Chat {index}"}, user.auth)
+        chat_ids.append(expect(reply, 201, "chat")["id"])
+    user.post_chat, user.read_chat = chat_ids[0], chat_ids[1]
+    batch = {"messages": [text_message(user.read_chat, i) for i in range(SEED_MESSAGES)]}
+    expect(await connection.request("POST", "/api/storage/message", batch, user.auth), 201, "messages")
+    await connection.close()
+    return user
+
+
+# --- operations ---------------------------------------------------------------------------------
+FLAVORS = ("DRF", "bare")
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    method: str
+    drf_path: str
+    bare_path: str
+    expected: int
+
+    def request(self, flavor: str, user: User) -> tuple[str, str, Any]:
+        path = (self.drf_path if flavor == "DRF" else self.bare_path).format(user=user)
+        body = None
+        if self.name == "create chat":
+            body = {"title": "Fractions, step by step"}
+        elif self.name == "post message":
+            body = text_message(user.post_chat, 0)
+        return self.method, path, body
+
+
+OPERATIONS = [
+    Operation("create chat", "POST", "/api/storage/chat", "/bench/bare/chat", 201),
+    Operation("post message", "POST", "/api/storage/message", "/bench/bare/message", 201),
+    Operation("list 20 chats", "GET", "/api/storage/chat?limit=20", "/bench/bare/chat?limit=20", 200),
+    Operation(
+        "read 50 messages",
+        "GET",
+        "/api/storage/message?chatId={user.read_chat}&limit=50",
+        "/bench/bare/message?chatId={user.read_chat}&limit=50",
+        200,
+    ),
+]
+
+
+@dataclass
+class Stats:
+    latencies: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    errors: Counter = field(default_factory=Counter)
+    sync_roundtrips: Counter = field(default_factory=Counter)
+    async_roundtrips: Counter = field(default_factory=Counter)
+    all_roundtrips: Counter = field(default_factory=Counter)
+
+    def record(self, latency: float, reply: Reply, expected: int) -> None:
+        self.latencies.append(latency)
+        if reply.status != expected:
+            self.errors[reply.status] += 1
+        sync = int(reply.headers.get("x-redis-roundtrips", -1))
+        asynchronous = int(reply.headers.get("x-redis-roundtrips-async", -1))
+        self.sync_roundtrips[sync] += 1
+        self.async_roundtrips[asynchronous] += 1
+        self.all_roundtrips[sync + asynchronous] += 1
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.seconds if self.seconds else 0.0
+
+    def percentile(self, share: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))] * 1000 if ordered else 0.0
+
+
+async def drive(server: Server, users: list[User], op: Operation, flavor: str, seconds: float, stats: Stats) -> None:
+    """Every user's client sends ``op`` back to back until ``seconds`` have passed."""
+    deadline = time.perf_counter() + seconds
+
+    async def client(user: User) -> None:
+        connection = Connection(server.port)
+        try:
+            while time.perf_counter() < deadline:
+                method, path, body = op.request(flavor, user)
+                started = time.perf_counter()
+                reply = await connection.request(method, path, body, user.auth)
+                stats.record(time.perf_counter() - started, reply, op.expected)
+        finally:
+            await connection.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(user) for user in users))
+    stats.seconds += time.perf_counter() - started
+
+
+def usual(counts: Counter) -> int:
+    """The most common value (a request that opens a new Redis connection adds its handshake)."""
+    return counts.most_common(1)[0][0] if counts else -1
+
+
+def spread(counts: Counter) -> str:
+    """Round trips per request: the usual value; if some requests took more, the max and their share."""
+    if not counts:
+        return "-"
+    typical = usual(counts)
+    above = sum(n for value, n in counts.items() if value > typical)
+    if not above:
+        return str(typical)
+    return f"{typical} (max {max(counts)}, {above / sum(counts.values()):.1%})"
+
+
+def report(results: dict[tuple[str, str], Stats], args: argparse.Namespace) -> None:
+    print()
+    print(
+        f"{args.concurrency} concurrent clients, {args.workers} web process(es), "
+        f"{args.rounds} round(s) x {args.seconds:g}s per operation and implementation"
+    )
+    header = f"{'operation':<18}{'impl':<6}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+    header += f"{'redis rt sync':>24}{'async':>8}{'DRF/bare':>10}"
+    print(header)
+    print("-" * len(header))
+    verdicts = []
+    for op in OPERATIONS:
+        drf, bare = results[(op.name, "DRF")], results[(op.name, "bare")]
+        ratio = drf.rate / bare.rate if bare.rate else 0.0
+        for flavor, stats in (("DRF", drf), ("bare", bare)):
+            line = f"{op.name:<18}{flavor:<6}{stats.rate:>9.0f}"
+            line += f"{stats.percentile(0.5):>9.1f}{stats.percentile(0.99):>9.1f}{sum(stats.errors.values()):>8}"
+            line += f"{spread(stats.sync_roundtrips):>24}{spread(stats.async_roundtrips):>8}"
+            line += f"{ratio:>10.2f}" if flavor == "DRF" else ""
+            print(line)
+        data, total = usual(drf.sync_roundtrips), usual(drf.all_roundtrips)
+        verdicts.append(
+            f"  {op.name:<18} round trips <= {ROUNDTRIP_GOAL}: {'yes' if data <= ROUNDTRIP_GOAL else 'NO'} "
+            f"(data path {data}, {total} with channel-layer pokes); "
+            f"DRF >= {RATIO_GOAL:.0%} of bare: {'yes' if ratio >= RATIO_GOAL else 'NO'} ({ratio:.2f})"
+        )
+        for flavor, stats in (("DRF", drf), ("bare", bare)):
+            if stats.errors:
+                verdicts.append(f"  {op.name} {flavor}: unexpected statuses {dict(stats.errors)}")
+    print("\nGoals")
+    print("\n".join(verdicts))
+
+
+async def run(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="mookti-bench-") as data_dir:
+        server = Server.start(args.workers, args.redis_url, Path(data_dir))
+        try:
+            await server.wait_ready()
+            print(f"uvicorn on {HOST}:{server.port}, prefix {server.prefix}, Redis {server.redis_url}; seeding...")
+            users = list(await asyncio.gather(*(seed_user(server, n) for n in range(args.concurrency))))
+            results = {(op.name, flavor): Stats() for op in OPERATIONS for flavor in FLAVORS}
+            for op in OPERATIONS:
+                for flavor in FLAVORS:  # warm-up: connections, pools, code paths
+                    await drive(server, users, op, flavor, args.warmup, Stats())
+                for round_number in range(args.rounds):
+                    for flavor in FLAVORS if round_number % 2 == 0 else FLAVORS[::-1]:
+                        await drive(server, users, op, flavor, args.seconds, results[(op.name, flavor)])
+                stats = results[(op.name, "DRF")], results[(op.name, "bare")]
+                print(f"  {op.name}: DRF {stats[0].rate:.0f} req/s, bare {stats[1].rate:.0f} req/s")
+            report(results, args)
+        finally:
+            server.stop()
+            print(f"\nremoved {server.delete_keys()} keys under {server.prefix}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--concurrency", type=int, default=16, help="concurrent clients (one user each)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per operation, impl and round")
+    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each operation")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds per operation (alternating DRF/bare order)")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    args = parser.parse_args()
+    asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""Count Redis round trips per HTTP request (benchmark server only; see ``bench/settings.py``).
+
+A round trip is one write of a request to a Redis socket, followed by reading its replies:
+redis-py sends a single command, a pipeline or a whole MULTI/EXEC with one
+``send_packed_command`` call, so counting those calls counts round trips (a pipeline of 50
+HGETALLs is one). Connection set-up (HELLO, CLIENT SETINFO) and the client's periodic health
+PING go through the same method and are counted when they happen inside a request. The sync
+client (data) and the asyncio client (used by the channel layer and async code) are counted
+apart and reported in two response headers.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+from typing import Any
+
+import redis.asyncio.connection
+import redis.connection
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+
+HEADER = "X-Redis-Roundtrips"
+ASYNC_HEADER = "X-Redis-Roundtrips-Async"
+
+_counter: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("redis_roundtrips", default=None)
+_installed = False
+
+
+def _count(slot: int) -> None:
+    # The holder is a mutable list: contexts copied into threads (sync_to_async) and back
+    # (async_to_sync) share it, so every round trip of the request lands in one place.
+    holder = _counter.get()
+    if holder is not None:
+        holder[slot] += 1
+
+
+def install() -> None:
+    """Wrap redis-py's sync and asyncio ``send_packed_command`` (idempotent)."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    sync_send = redis.connection.AbstractConnection.send_packed_command
+    async_send = redis.asyncio.connection.AbstractConnection.send_packed_command
+
+    @functools.wraps(sync_send)
+    def counted_sync(self: Any, command: Any, check_health: bool = True) -> Any:
+        _count(0)
+        return sync_send(self, command, check_health)
+
+    @functools.wraps(async_send)
+    async def counted_async(self: Any, command: Any, check_health: bool = True) -> Any:
+        _count(1)
+        return await async_send(self, command, check_health)
+
+    redis.connection.AbstractConnection.send_packed_command = counted_sync
+    redis.asyncio.connection.AbstractConnection.send_packed_command = counted_async
+
+
+class RoundtripMiddleware:
+    """Outermost middleware: counts the request's round trips into the response headers."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: Any) -> Any:
+        if self.is_async:
+            return self._acall(request)
+        holder = [0, 0]
+        token = _counter.set(holder)
+        try:
+            response = self.get_response(request)
+        finally:
+            _counter.reset(token)
+        return self._stamp(response, holder)
+
+    async def _acall(self, request: Any) -> Any:
+        holder = [0, 0]
+        token = _counter.set(holder)
+        try:
+            response = await self.get_response(request)
+        finally:
+            _counter.reset(token)
+        return self._stamp(response, holder)
+
+    @staticmethod
+    def _stamp(response: Any, holder: list[int]) -> Any:
+        response[HEADER] = str(holder[0])
+        response[ASYNC_HEADER] = str(holder[1])
+        return response
