@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 
 from storage.admin_views import integrations
-from storage.admin_views.common import BadInput, audit, choice_param, confirm_page, confirmed, done
+from storage.admin_views.common import BadInput, audit, choice_param, confirm_page, confirmed, done, render
 from storage.admin_views.entities import chat_message_count, load_chat, load_user, user_counts
 from storage.managers import chats, users
 from storage.managers.users import USER_TYPES
@@ -133,20 +133,42 @@ def reindex_user(request: HttpRequest, site, user_id: str) -> HttpResponse:
 
 
 def restore_streak(request: HttpRequest, site, user_id: str) -> HttpResponse:
+    """Outage repair: the form (current streak shown), then a confirmation, then the restore."""
     user = load_user(user_id)
+    source = request.POST if request.method == "POST" else request.GET
+    state = integrations.streak_state(user)
+    if "current" not in source:
+        context = {
+            "title": "Restore streak",
+            "subject": user,
+            "streak": state,
+            "suggested": max(state["longest"] if not state["alive"] else state["current"], 1),
+            "back": _user_url(site, user_id),
+        }
+        return render(request, site, "admin/mookti/restore_streak.html", context)
+    form = integrations.parse_restore(user, source)
     if confirmed(request):
-        summary = integrations.restore_streak(user_id, request.POST)
-        audit(request, "user.restore_streak", f"user:{user_id}", f"{user['email']}: {summary}")
-        return done(request, f"Streak of {user['email']}: {summary}.", _user_url(site, user_id))
-    form = integrations.restore_streak_form(user_id, request.GET)
+        summary = integrations.restore_streak(user_id, form, request.user.get_username())
+        audit(request, "user.restore_streak", f"user:{user_id}", f"{user['email']}: {summary}; {form['reason']}")
+        return done(request, f"Streak of {user['email']} restored: {summary}.", _user_url(site, user_id))
     return confirm_page(
         request,
         site,
         title="Restore streak",
-        question=f"Restore the streak of {user['email']} (outage repair)?",
-        facts=[("User", user["email"]), ("Id", user_id), *form["facts"]],
-        consequences=form["consequences"],
-        hidden=form["hidden"],
+        question=f"Restore the streak of {user['email']} to {form['current']} days as of {form['day']}?",
+        facts=[
+            ("User", user["email"]),
+            ("Timezone", form["timezone"]),
+            ("Streak now", f"{state['current']} (longest {state['longest']}, last active {state['lastActivityDate']})"),
+            ("Restore to", f"{form['current']} days"),
+            ("Last active day", form["day"]),
+            ("Reason", form["reason"] or "—"),
+        ],
+        consequences=[
+            "Activity recorded after that day is replayed on top, so the learner continues from there.",
+            "The longest streak never decreases; the learner's apps get a streak.restored event.",
+        ],
+        hidden={"current": str(form["current"]), "day": form["day"], "reason": form["reason"]},
         button="Restore streak",
         cancel=_user_url(site, user_id),
     )

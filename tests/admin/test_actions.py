@@ -6,6 +6,8 @@ from django.contrib.admin.models import LogEntry
 from django.test import Client
 from django.urls import reverse
 
+from gamification import keys as gamification_keys
+from gamification.managers import activity
 from mookti.redis import get_redis
 from storage import keys
 from storage.managers import chats, documents, users
@@ -82,6 +84,8 @@ def test_delete_chat(staff_client: Client, learner) -> None:
 
 def test_delete_user_with_all_their_data(staff_client: Client, learner) -> None:
     user_id = learner["id"]
+    activity.record(learner, "item")
+    assert get_redis().exists(gamification_keys.streak(user_id))
     url = reverse("admin:mookti_user_delete", args=[user_id])
     page = staff_client.get(url)
     facts = dict(page.context["facts"])
@@ -95,6 +99,7 @@ def test_delete_user_with_all_their_data(staff_client: Client, learner) -> None:
     assert chats.get(learner["chat"]["id"]) is None
     assert not get_redis().exists(keys.document(learner["document"]["id"]))
     assert documents.list_for_user(user_id, PageRequest(limit=10))[0] == []
+    assert not get_redis().exists(gamification_keys.streak(user_id))
     assert any(op["op"] == "delete_user" and op["userId"] == user_id for op in outbox_ops())
     entry = audit_entries()[0]
     assert (entry["action"], entry["target"], entry["detail"]) == ("user.delete", f"user:{user_id}", learner["email"])
