@@ -62,6 +62,10 @@ HEARTBEAT = json.dumps({"type": "heartbeat"})
 RESYNC = json.dumps({"type": "resync"})
 
 
+class ClientGone(Exception):
+    """The client went away while the writer was sending to it."""
+
+
 class EventsConsumer(AsyncWebsocketConsumer):
     """One websocket of one user (see the module docstring for the delivery rules)."""
 
@@ -280,14 +284,14 @@ class EventsConsumer(AsyncWebsocketConsumer):
                             await self.close(CLOSE_UNAUTHENTICATED, "token revoked or expired")
                             return
                         self.stale = True  # catches a poke that never came
-                        await self.send(HEARTBEAT)
+                        await self._send_text(HEARTBEAT)
                     await self._flush()
-                except (OSError, TimeoutError, redis.RedisError) as exc:
+                except (TimeoutError, redis.RedisError) as exc:
                     logger.warning("live updates: Redis unavailable, retrying: %s", exc)
                     self.stale = True
                     await asyncio.sleep(RETRY_AFTER_ERROR)
-        except asyncio.CancelledError:
-            raise
+        except (asyncio.CancelledError, ClientGone):
+            return
         except Exception:
             logger.exception("live-update writer stopped")
             await self.close()
@@ -302,7 +306,14 @@ class EventsConsumer(AsyncWebsocketConsumer):
         else:
             self._mark_sent(last_event_id)
             await self._catch_up()
-        await self.send(json.dumps({"type": "ready", "lastEventId": self.sent_id}))
+        await self._send_text(json.dumps({"type": "ready", "lastEventId": self.sent_id}))
+
+    async def _send_text(self, text: str) -> None:
+        """Send one frame; waits while this client's buffers are full (only this socket waits)."""
+        try:
+            await self.send(text)
+        except OSError as exc:  # uvicorn's ClientDisconnected
+            raise ClientGone from exc
 
     def _mark_sent(self, event_id: str) -> None:
         self.sent_id, self.sent_pos = event_id, events.parse_id(event_id)
@@ -312,11 +323,11 @@ class EventsConsumer(AsyncWebsocketConsumer):
         while True:
             batch = await events.replay(self.identity.user_id, self.sent_id, REPLAY_BATCH)  # type: ignore[union-attr]
             if not batch.complete:
-                await self.send(RESYNC)
+                await self._send_text(RESYNC)
                 self._mark_sent(batch.head)
                 return
             for event_id, text in batch.frames:
-                await self.send(text)
+                await self._send_text(text)
                 self._mark_sent(event_id)
             if not batch.more:
                 return
@@ -329,7 +340,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
                 self.live.clear()  # everything in it is in the stream too
                 await self._catch_up()
             elif self.direct:
-                await self.send(self.direct.popleft())
+                await self._send_text(self.direct.popleft())
             elif self.live:
                 position, event_id, prev_id, text = self.live.popleft()
                 if position <= self.sent_pos:
@@ -337,7 +348,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
                 if prev_id != self.sent_id:
                     self.stale = True  # something between is missing here: read the stream
                     continue
-                await self.send(text)
+                await self._send_text(text)
                 self._mark_sent(event_id)
             else:
                 return

@@ -47,12 +47,13 @@ NOTIFY_TIMEOUT = 1.0
 NOTIFY_COOLDOWN = 5.0
 
 # Runs right after the XADD of the same step: the id before the new one (chain link for
-# listeners), then trims by age and refreshes the idle expiry. KEYS[1] stream;
+# listeners), then trims by age (exactly: usually nothing or one entry) and refreshes the
+# idle expiry. KEYS[1] stream;
 # ARGV[1] min id to keep, ARGV[2] TTL seconds.
 AFTER_APPEND = register_script(
     """
 local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 2)
-redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[1])
+redis.call('XTRIM', KEYS[1], 'MINID', ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 if newest[2] then return newest[2][1] end
 return ''
@@ -270,20 +271,24 @@ class Replay:
 def is_continuous(after: str, info: dict[str, Any] | None) -> bool:
     """True if every event after ``after`` is still in the stream.
 
-    Trimming records the highest removed id (``max-deleted-entry-id``, Redis 7); if nothing
-    was ever removed, ``after`` must still belong to this stream (an expired and re-created
-    stream starts later). ``0-0`` means "I have seen nothing".
+    Trimming removes the oldest entries (Redis 7.0 records no trace of them besides the new
+    first entry), XDEL is recorded in ``max-deleted-entry-id``. So the client's last event
+    must still be retained (or be the newest id: nothing came after it), and ``0-0`` ("I
+    have seen nothing") needs a stream that never lost an entry. An expired and re-created
+    stream starts after the client's id, which then reads as trimmed: resync.
     """
     position = parse_id(after)
     if info is None:
         return position == (0, 0)
-    if position > parse_id(info["last-generated-id"]):
+    newest = parse_id(info["last-generated-id"])
+    if position >= newest:
+        return position == newest
+    if position < parse_id(info.get("max-deleted-entry-id") or ZERO_ID):
         return False
-    max_deleted = parse_id(info.get("max-deleted-entry-id") or ZERO_ID)
-    if max_deleted != (0, 0):
-        return position >= max_deleted
+    if position == (0, 0):
+        return info.get("entries-added") == info.get("length")
     first = info.get("first-entry")
-    return position == (0, 0) or not first or parse_id(first[0]) <= position
+    return bool(first) and parse_id(first[0]) <= position
 
 
 async def replay(user_id: str, after: str | None, limit: int = 500) -> Replay:
