@@ -41,6 +41,12 @@ MESSAGES_PER_PAGE = 50
 MAX_DIFF_LINES = 200
 
 
+def raw_keys_url(site, hash_tag: str) -> str:
+    """The raw key browser on every key that carries ``{hash_tag}`` (an aggregate's keys share it)."""
+    query = urlencode({"pattern": f"*{{{hash_tag}}}*"})
+    return reverse("admin:mookti_keys", current_app=site.name) + "?" + query
+
+
 def _user_row(user: dict[str, Any]) -> dict[str, Any]:
     return {**user, "created": when(user["createdAt"])}
 
@@ -118,10 +124,7 @@ def user_detail(request: HttpRequest, site, user_id: str) -> HttpResponse:
         "next_documents": document_rows[-1]["id"] if more_documents and document_rows else None,
         "user_types": [t for t in USER_TYPES if t != user["type"]],
         "gamification": integrations.gamification_panel(user_id),
-        # the hash tag every key of the user carries (a SCAN pattern for the raw key browser)
-        "raw_keys_url": reverse("admin:mookti_keys", current_app=site.name)
-        + "?"
-        + urlencode({"pattern": f"*{{{user_id}}}*"}),
+        "raw_keys_url": raw_keys_url(site, user_id),
     }
     return render(request, site, "admin/mookti/user_detail.html", context)
 
@@ -174,6 +177,7 @@ def chat_detail(request: HttpRequest, site, chat_id: str) -> HttpResponse:
         "chat": _chat_row(chat),
         "owner": users.get(owner_id),
         "message_count": chat_message_count(chat_id),
+        "raw_keys_url": raw_keys_url(site, chat_id),
         "transcript": transcript,
         "votes": chat_votes,
         "after": after,
@@ -231,6 +235,7 @@ def document_detail(request: HttpRequest, site, document_id: str) -> HttpRespons
         "owner_id": owner_id,
         "versions": rows,
         "suggestion_count": len(suggestions),
+        "raw_keys_url": raw_keys_url(site, document_id),
     }
     return render(request, site, "admin/mookti/document_detail.html", context)
 
