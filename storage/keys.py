@@ -133,6 +133,16 @@ def vector_index_meta() -> str:
     return key("vector-index:meta")
 
 
+def outbox_attempts() -> str:
+    """HASH outbox entry id -> failed attempts so far (removed when the entry is acked)."""
+    return key("outbox:index:attempts")
+
+
+def index_lease(user_id: str) -> str:
+    """STRING consumer name holding the right to index this user's data now (PX lease)."""
+    return key(f"user:{{{user_id}}}:index-lease")
+
+
 # --- admin ------------------------------------------------------------------------------------
 def admin_audit() -> str:
     """STREAM of staff actions in the admin (staff, action, target, detail), approximately capped."""
