@@ -194,7 +194,16 @@ RECORD_ACTIVITY = register_script(
     + r"""
 local act = A.act
 if act.id ~= '' then
-  if redis.call('ZSCORE', SEEN, act.id) then return cjson.encode({duplicate = true}) end
+  if redis.call('ZSCORE', SEEN, act.id) then
+    -- a retry: change nothing, answer with the state as it is
+    local h = hash(STREAK)
+    local st = {current = num(h.current, 0), longest = num(h.longest, 0), freezes = num(h.freezes, 0)}
+    streak_out(st, st)
+    out.duplicate = true
+    out.xp.total = num(redis.call('HGET', TOTALS, 'xp'), 0)
+    out.stats = redis.call('HGETALL', STATS)
+    return cjson.encode(out)
+  end
   redis.call('ZADD', SEEN, A.now, act.id)
   redis.call('ZREMRANGEBYSCORE', SEEN, '-inf', A.seenSince)
 end

@@ -53,7 +53,11 @@ class StreakView(APIView):
 class ActivityView(APIView):
     permission_classes = [IsMooktiUser]
 
-    @extend_schema(request=s.ActivityIn, responses={201: s.ActivityOut}, summary="Record a learning activity")
+    @extend_schema(
+        request=s.ActivityIn,
+        responses={201: s.ActivityOut, 200: s.ActivityOut},
+        summary="Record a learning activity (200: a retry of an activity id already counted)",
+    )
     def post(self, request: Request) -> Response:
         data = validated(s.ActivityIn, request.data)
         user = current_user(request)

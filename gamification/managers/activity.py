@@ -12,11 +12,10 @@ from collections import defaultdict
 from datetime import date
 from typing import Any
 
-from gamification import achievements, keys, lua
+from gamification import achievements, lua
 from gamification.days import iso_week, local_date
 from gamification.managers import engine
-from gamification.managers.streaks import streaks
-from mookti.redis import Write, get_redis
+from mookti.redis import Write
 from storage.ids import now_us
 
 
@@ -48,21 +47,18 @@ class ActivityManager:
         outcome = engine.run(lua.RECORD_ACTIVITY, user["id"], now, day, iso_week(moment), [], act=act)
         if not outcome.duplicate:
             engine.publish(outcome, tz_name=tz_name, now=now)
-        return self._result(user, outcome, tz_name, now)
+        return self._result(outcome, tz_name, now)
 
     @staticmethod
-    def _result(user: dict[str, Any], outcome: engine.Outcome, tz_name: str, now: int) -> dict[str, Any]:
-        stats = outcome.stats
-        if outcome.duplicate:
-            raw = get_redis().hgetall(keys.stats(user["id"], outcome.day.isoformat()))
-            stats = engine.day_stats(outcome.day, raw)
+    def _result(outcome: engine.Outcome, tz_name: str, now: int) -> dict[str, Any]:
+        streak = {k: str(v) for k, v in (outcome.streak or {}).items() if k in engine.STREAK_FIELDS}
         return {
             "counted": not outcome.duplicate,
             "date": outcome.day,
             "xpAwarded": outcome.xp_awarded,
             "xpTotal": outcome.xp_total,
-            "streak": streaks.get(user, now=now),
-            "stats": stats,
+            "streak": engine.streak_view(streak, tz_name, now),
+            "stats": outcome.stats,
             "achievements": [achievements.describe(a, now) for a in outcome.awarded],
         }
 

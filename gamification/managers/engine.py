@@ -32,6 +32,8 @@ STREAK_DAYS_KEPT = 60
 # Clock skew tolerated on a client's occurredAt / updatedAt before it counts as "in the future".
 FUTURE_SKEW_US = 60 * 1_000_000
 CAS_ATTEMPTS = 8
+# The streak fields a script reports (``out.streak``) that ``streak_view`` reads.
+STREAK_FIELDS = ("current", "longest", "freezes", "lastAt")
 
 
 def config() -> dict[str, Any]:
@@ -254,9 +256,7 @@ def derived_events(outcome: Outcome, tz_name: str, now: int) -> list[tuple[str, 
     found: list[tuple[str, dict[str, Any]]] = []
     streak = outcome.streak
     if streak and streak.get("changed"):
-        view = streak_view(
-            {k: str(v) for k, v in streak.items() if k in ("current", "longest", "freezes", "lastAt")}, tz_name, now
-        )
+        view = streak_view({k: str(v) for k, v in streak.items() if k in STREAK_FIELDS}, tz_name, now)
         found.append(("streak.updated", dict(StreakOut(view).data)))
     stats = outcome.stats
     if any(stats[name] for name in ("messages", "minutes", "xp", "itemsCompleted", "goalsCompleted")):

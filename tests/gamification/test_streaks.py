@@ -204,3 +204,26 @@ def test_restore_rejects_bad_values(learner):
         restore_streak(user["id"], 0)
     with pytest.raises(Invalid):
         restore_streak(user["id"], 3, at("2099-01-01 00:00"))
+
+
+def test_a_long_streak_survives_folding_old_days_into_the_base(learner):
+    from datetime import date, timedelta
+
+    from gamification import keys
+    from gamification.managers.engine import STREAK_DAYS_KEPT
+    from mookti.redis import get_redis
+
+    user = learner()
+    start = date(2026, 1, 1)
+    for offset in range(75):
+        result = act(user, at(f"{start + timedelta(days=offset)} 12:00"))["streak"]
+    assert (result["current"], result["longest"], result["freezes"]) == (75, 75, 2)
+    assert get_redis().zcard(keys.streak_days(user["id"])) == STREAK_DAYS_KEPT
+    late = act(user, at("2026-03-14 09:00"), now=at("2026-03-17 12:00"))["streak"]  # a day already counted
+    assert late["current"] == 75
+    # three days missed with two freezes: the streak restarts, longest stays
+    broken = act(user, at("2026-03-20 12:00"))["streak"]
+    assert (broken["current"], broken["longest"], broken["freezes"]) == (1, 75, 0)
+    # the first missed day arrives late (offline): two days left, bridged by the two freezes
+    healed = act(user, at("2026-03-17 20:00"), now=at("2026-03-20 13:00"))["streak"]
+    assert (healed["current"], healed["longest"]) == (77, 77)
