@@ -183,6 +183,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _first_seen(row: dict[str, Any]) -> int:
+    """User has no createdAt: a guest's email holds its creation time (``guest-<ms>``), else the
+    user's oldest chat or document, else (no activity at all) the time of the import."""
+    match = GUEST_EMAIL.match(row["email"] or "")
+    if match:
+        return int(row["email"].removeprefix("guest-")) * 1000
+    return row["firstSeen"] or now_us()
+
+
 def _row_key(table: Table, row: dict[str, Any]) -> str:
     return "/".join(str(row[c]) for c in table.order if c != "createdAt" or table.name == "Document")
 
@@ -322,14 +331,13 @@ class ChatbotImporter:
         return getattr(imports, method)(items, dry_run=self.options.dry_run, planned=self.planned, **kwargs)
 
     def _rows_user(self, conn: psycopg.Connection, rows: list[dict[str, Any]]) -> list[str]:
-        now = now_us()
         items = [
             {
                 "id": row["id"],
                 "email": row["email"] or "",
                 "password": f"bcrypt${row['password']}" if BCRYPT_HASH.match(row["password"] or "") else "",
                 "isGuest": bool(GUEST_EMAIL.match(row["email"] or "")),
-                "createdAt": row["firstSeen"] or now,
+                "createdAt": _first_seen(row),
             }
             for row in rows
         ]
