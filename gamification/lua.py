@@ -180,10 +180,15 @@ local function finish()
   return cjson.encode(out)
 end
 
-local function check_version(key, expected)
+-- Optimistic concurrency: HSET the fields only if the hash is still at the version the caller
+-- read ('' = the hash must not exist); false on a conflict.
+local function save_versioned(key, expected, fields)
   local version = redis.call('HGET', key, 'version')
   if version == false then version = '' end
-  return version == expected
+  if version ~= expected then return false end
+  redis.call('HSET', key, unpack(fields))
+  out.version = redis.call('HINCRBY', key, 'version', 1)
+  return true
 end
 """
 
@@ -219,10 +224,8 @@ SAVE_GOAL = register_script(
     LIBRARY
     + r"""
 local G = A.goal
-if not check_version(KEYS[8], G.expect) then return cjson.encode({conflict = true}) end
 if G.create and redis.call('ZCARD', KEYS[9]) >= G.maxActive then return cjson.encode({full = true}) end
-redis.call('HSET', KEYS[8], unpack(G.fields))
-out.version = redis.call('HINCRBY', KEYS[8], 'version', 1)
+if not save_versioned(KEYS[8], G.expect, G.fields) then return cjson.encode({conflict = true}) end
 if G.completed then
   redis.call('ZREM', KEYS[9], G.id)
   redis.call('ZADD', KEYS[10], G.completedAt, G.id)
@@ -248,9 +251,7 @@ SAVE_PROGRESS = register_script(
     LIBRARY
     + r"""
 local P = A.progress
-if not check_version(KEYS[8], P.expect) then return cjson.encode({conflict = true}) end
-redis.call('HSET', KEYS[8], unpack(P.fields))
-out.version = redis.call('HINCRBY', KEYS[8], 'version', 1)
+if not save_versioned(KEYS[8], P.expect, P.fields) then return cjson.encode({conflict = true}) end
 redis.call('ZADD', KEYS[9], P.updatedAt, P.pathId)
 local new, members = 0, P.completed
 for i = 1, #members, 500 do

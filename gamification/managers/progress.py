@@ -61,6 +61,16 @@ def _module(incoming: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _as_sent(data: dict[str, Any], client_at: int) -> dict[str, Any]:
+    """The client's state as it was sent."""
+    return {
+        "currentModule": data.get("currentModule"),
+        "currentNode": data.get("currentNode"),
+        "clientUpdatedAt": client_at,
+        "modules": [_module(m) for m in data.get("modules", [])],
+    }
+
+
 def _merge_module(stored: dict[str, Any], incoming: dict[str, Any], client_is_newer: bool) -> dict[str, Any]:
     totals = [t for t in (stored.get("totalNodes"), incoming.get("totalNodes")) if t is not None]
     current = incoming.get("currentNode") if client_is_newer and incoming.get("currentNode") else None
@@ -100,15 +110,7 @@ class ProgressManager:
     ) -> dict[str, Any]:
         """Replace the path's state with the client's."""
 
-        def replace(stored: dict[str, Any] | None, client_at: int) -> dict[str, Any]:
-            return {
-                "currentModule": data.get("currentModule"),
-                "currentNode": data.get("currentNode"),
-                "clientUpdatedAt": client_at,
-                "modules": [_module(m) for m in data.get("modules", [])],
-            }
-
-        return self._save(user, path_id, data, replace, now or now_us())
+        return self._save(user, path_id, data, lambda stored, client_at: _as_sent(data, client_at), now or now_us())
 
     def sync(
         self, user: dict[str, Any], path_id: str, data: dict[str, Any], *, now: int | None = None
@@ -117,12 +119,7 @@ class ProgressManager:
 
         def merge(stored: dict[str, Any] | None, client_at: int) -> dict[str, Any]:
             if stored is None:
-                return {
-                    "currentModule": data.get("currentModule"),
-                    "currentNode": data.get("currentNode"),
-                    "clientUpdatedAt": client_at,
-                    "modules": [_module(m) for m in data.get("modules", [])],
-                }
+                return _as_sent(data, client_at)
             newer = client_at >= stored["clientUpdatedAt"]
             incoming = {m["moduleId"]: m for m in data.get("modules", [])}
             modules = []

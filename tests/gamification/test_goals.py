@@ -162,3 +162,14 @@ def test_bad_goal_input_is_a_400_and_writes_nothing(alice):
     assert api.get("/api/gamification/goals/bad{id}").status_code == 400
     assert api.get("/api/gamification/goals", {"status": "lost"}).status_code == 400
     assert snapshot_keys() == before
+
+
+def test_active_goals_are_capped(alice, settings):
+    settings.MOOKTI_GAMIFICATION = {**settings.MOOKTI_GAMIFICATION, "MAX_ACTIVE_GOALS": 2}
+    api = alice["api"]
+    first = create(api, title="One")
+    create(api, title="Two")
+    r = api.post("/api/gamification/goals", {"title": "Three"})
+    assert r.status_code == 400 and "goals" in r.json()["error"]["fields"]
+    api.patch(f"/api/gamification/goals/{first['id']}", {"status": "completed"})
+    assert api.post("/api/gamification/goals", {"title": "Three"}).status_code == 201
