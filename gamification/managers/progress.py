@@ -16,6 +16,7 @@ from typing import Any
 from gamification import keys, lua
 from gamification.days import iso_week
 from gamification.managers import engine
+from gamification.serializers import ProgressSummaryOut
 from mookti.redis import get_redis, pipeline
 from storage.errors import Conflict, NotFound
 from storage.ids import now_us
@@ -177,7 +178,7 @@ class ProgressManager:
             if outcome.conflict:
                 continue
             saved = decode_progress(fields)
-            summary = {k: v for k, v in saved.items() if k not in ("modules", "clientUpdatedAt")}  # type: ignore[union-attr]
+            summary = dict(ProgressSummaryOut(saved).data)
             outcome.events.append(("progress.updated", {**summary, "newItems": int(outcome.raw.get("newItems", 0))}))
             engine.publish(outcome, tz_name=tz_name, now=now)
             return saved  # type: ignore[return-value]
