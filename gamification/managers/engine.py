@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -26,8 +26,8 @@ from storage.errors import Invalid
 
 logger = logging.getLogger(__name__)
 
-# Active days kept in the streak-days ZSET before the oldest are folded into the base; must
-# exceed the backfill window so late activity always lands after the base.
+# Active days kept in the streak-days ZSET before the oldest are folded into the base (more
+# than the backfill window, so late activity always lands after the base: see streak_days_kept).
 STREAK_DAYS_KEPT = 60
 # Clock skew tolerated on a client's occurredAt / updatedAt before it counts as "in the future".
 FUTURE_SKEW_US = 60 * 1_000_000
@@ -38,6 +38,10 @@ STREAK_FIELDS = ("current", "longest", "freezes", "lastAt")
 
 def config() -> dict[str, Any]:
     return settings.MOOKTI_GAMIFICATION
+
+
+def streak_days_kept() -> int:
+    return max(STREAK_DAYS_KEPT, config()["BACKFILL_DAYS"] + config()["FREEZE_MAX"] + 10)
 
 
 def xp_for(activity_type: str) -> int:
@@ -79,7 +83,7 @@ def script_keys(user_id: str, day: date, *extra: str) -> list[str]:
 def stats_expire_at(day: date) -> int:
     """Epoch seconds when a day's stats expire: retention days after the day (plus a day of slack)."""
     keep_until = day + timedelta(days=config()["STATS_RETENTION_DAYS"] + 1)
-    return int(datetime.combine(keep_until, time(0)).timestamp())
+    return int(datetime.combine(keep_until, time(0), tzinfo=UTC).timestamp())
 
 
 def script_args(now: int, day: date, week: str, **parts: Any) -> list[str]:
@@ -91,7 +95,7 @@ def script_args(now: int, day: date, week: str, **parts: Any) -> list[str]:
         "rules": achievements.rules(),
         "earnEvery": cfg["FREEZE_EARN_EVERY"],
         "maxFreezes": cfg["FREEZE_MAX"],
-        "keep": STREAK_DAYS_KEPT,
+        "keep": streak_days_kept(),
         "goalXpPerDay": cfg["GOAL_XP_PER_DAY"],
         "seenSince": str(now - (cfg["BACKFILL_DAYS"] + 2) * DAY_US),
         **parts,

@@ -210,7 +210,7 @@ def test_a_long_streak_survives_folding_old_days_into_the_base(learner):
     from datetime import date, timedelta
 
     from gamification import keys
-    from gamification.managers.engine import STREAK_DAYS_KEPT
+    from gamification.managers.engine import streak_days_kept
     from mookti.redis import get_redis
 
     user = learner()
@@ -218,7 +218,7 @@ def test_a_long_streak_survives_folding_old_days_into_the_base(learner):
     for offset in range(75):
         result = act(user, at(f"{start + timedelta(days=offset)} 12:00"))["streak"]
     assert (result["current"], result["longest"], result["freezes"]) == (75, 75, 2)
-    assert get_redis().zcard(keys.streak_days(user["id"])) == STREAK_DAYS_KEPT
+    assert get_redis().zcard(keys.streak_days(user["id"])) == streak_days_kept()
     late = act(user, at("2026-03-14 09:00"), now=at("2026-03-17 12:00"))["streak"]  # a day already counted
     assert late["current"] == 75
     # three days missed with two freezes: the streak restarts, longest stays
