@@ -202,3 +202,58 @@ MOOKTI_GAMIFICATION = {
 # --- Staff admin -------------------------------------------------------------------------------
 # The raw key browser may delete keys only when this is set (off by default, as in dj-redis-panel).
 MOOKTI_ADMIN_ALLOW_KEY_DELETE = env.bool("MOOKTI_ADMIN_ALLOW_KEY_DELETE", default=False)
+
+# --- Semantic search (README "Semantic search") ----------------------------------------------
+# Backends are chosen like CACHES: a dotted path and its OPTIONS. Defaults follow the environment:
+# OPENAI_API_KEY -> OpenAI embeddings (OPENAI_BASE_URL for any compatible server), PINECONE_API_KEY
+# + PINECONE_INDEX_HOST -> Pinecone; otherwise the embedded local model and LanceDB under DATA_DIR.
+# MOOKTI_EMBEDDINGS_BACKEND=local|openai and MOOKTI_VECTOR_BACKEND=lancedb|pinecone force a choice.
+_embeddings_choice = env.str(
+    "MOOKTI_EMBEDDINGS_BACKEND", default="openai" if env.str("OPENAI_API_KEY", default="") else "local"
+)
+if _embeddings_choice == "openai":
+    MOOKTI_EMBEDDINGS = {
+        "BACKEND": "storage.embeddings.openai.OpenAIEmbeddings",
+        "OPTIONS": {
+            "model": env.str("OPENAI_EMBEDDING_MODEL", default="text-embedding-3-small"),
+            "dimensions": env.int("OPENAI_EMBEDDING_DIMENSIONS", default=0) or None,
+            "encoding_format": env.str("OPENAI_EMBEDDING_ENCODING", default="float"),
+        },
+    }
+else:
+    MOOKTI_EMBEDDINGS = {"BACKEND": "storage.embeddings.local.SentenceTransformerEmbeddings", "OPTIONS": {}}
+_vector_choice = env.str(
+    "MOOKTI_VECTOR_BACKEND",
+    default="pinecone"
+    if env.str("PINECONE_API_KEY", default="") and env.str("PINECONE_INDEX_HOST", default="")
+    else "lancedb",
+)
+if _vector_choice == "pinecone":
+    MOOKTI_VECTOR_STORE = {
+        "BACKEND": "storage.vectors.pinecone.PineconeVectorStore",
+        "OPTIONS": {"host": env.str("PINECONE_INDEX_HOST", default="")},
+    }
+else:
+    MOOKTI_VECTOR_STORE = {
+        "BACKEND": "storage.vectors.lancedb.LanceDBVectorStore",
+        "OPTIONS": {"path": env.str("MOOKTI_LANCEDB_PATH", default=str(DATA_DIR / "lancedb"))},
+    }
+MOOKTI_SEARCH = {
+    # Pinecone namespace (LanceDB table) of a user's records.
+    "USER_NAMESPACE": env.str("MOOKTI_SEARCH_USER_NAMESPACE", default="user-{userId}"),
+    # Shared learning-content namespaces (read-only here; they exist in production's index).
+    "LEARNING_NAMESPACES": env.list("MOOKTI_SEARCH_LEARNING_NAMESPACES", default=[]),
+    "QUERY_CACHE_TTL": env.int("MOOKTI_SEARCH_QUERY_CACHE_TTL", default=7 * 24 * 3600),
+    "CHUNK_CHARS": env.int("MOOKTI_SEARCH_CHUNK_CHARS", default=1000),
+    "CHUNK_OVERLAP": env.int("MOOKTI_SEARCH_CHUNK_OVERLAP", default=150),
+    # Hits below this cosine similarity are not returned (unrelated text scores about 0 with MiniLM).
+    "MIN_SCORE": env.float("MOOKTI_SEARCH_MIN_SCORE", default=0.0),
+}
+# Outbox indexer (storage/indexer.py has every knob and its default).
+MOOKTI_INDEXER = {
+    "BATCH_SIZE": env.int("MOOKTI_INDEXER_BATCH_SIZE", default=64),
+    "BATCH_WAIT_MS": env.int("MOOKTI_INDEXER_BATCH_WAIT_MS", default=200),
+    "MAX_ATTEMPTS": env.int("MOOKTI_INDEXER_MAX_ATTEMPTS", default=5),
+    "CLAIM_IDLE_MS": env.int("MOOKTI_INDEXER_CLAIM_IDLE_MS", default=60_000),
+    "MAINTAIN_SECONDS": env.float("MOOKTI_INDEXER_MAINTAIN_SECONDS", default=30.0),
+}

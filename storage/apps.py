@@ -6,3 +6,6 @@ class StorageConfig(AppConfig):
 
     def ready(self) -> None:
         from storage import schema  # noqa: F401 - registers the OpenAPI auth extension
+        from storage.indexer import register_health_checks
+
+        register_health_checks()

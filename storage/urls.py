@@ -1,6 +1,8 @@
+from django.urls import re_path
 from rest_framework.routers import SimpleRouter
 
 from storage import views
+from storage.search_views import SearchView
 
 # Seed paths have no trailing slash (/api/storage/chat); both forms are served.
 router = SimpleRouter()
@@ -12,4 +14,4 @@ router.register("message", views.MessageViewSet, basename="message")
 router.register("vote", views.VoteViewSet, basename="vote")
 router.register("document", views.DocumentViewSet, basename="document")
 
-urlpatterns = router.urls
+urlpatterns = [*router.urls, re_path(r"^search/?$", SearchView.as_view(), name="search")]

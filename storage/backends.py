@@ -1,0 +1,91 @@
+"""Pluggable search backends (embeddings, vector stores): loading from settings, and their errors.
+
+Settings name a backend like Django's ``CACHES``: ``{"BACKEND": "dotted.path.Class", "OPTIONS": {...}}``.
+Each process builds one instance per setting, lazily (never at import or fork time), and drops it
+when the setting changes (tests override settings).
+
+Errors are split by what the caller should do about them:
+:class:`BackendUnavailable` is an outage (connection refused, timeout, 429, 5xx): retry later and
+tell API callers 503. :class:`BackendRejected` means this input will never work (a 400 from the
+server, a record it refuses): the indexer parks the entry as a dead letter after a few tries.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
+
+T = TypeVar("T")
+
+
+class BackendError(Exception):
+    """A search backend failed; ``str(exc)`` is safe to show to an API caller."""
+
+
+class BackendUnavailable(BackendError):
+    """The service is down or throttling: worth retrying later."""
+
+
+class BackendRejected(BackendError):
+    """The service refused this input: retrying the same input will not help."""
+
+
+class IndexMismatch(BackendError):
+    """The vector index was built with another embedding model or dimension."""
+
+
+class BackendRegistry:
+    """One lazily built backend per settings name and process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._instances: dict[str, tuple[int, Any]] = {}
+        setting_changed.connect(self._on_setting_changed, weak=False)
+
+    def get(self, setting_name: str, base: type[T], default: Callable[[], dict[str, Any]] | None = None) -> T:
+        cached = self._instances.get(setting_name)
+        if cached is not None and cached[0] == os.getpid():
+            return cached[1]
+        with self._lock:
+            cached = self._instances.get(setting_name)
+            if cached is None or cached[0] != os.getpid():
+                cached = (os.getpid(), build_backend(setting_name, base, default))
+                self._instances[setting_name] = cached
+        return cached[1]
+
+    def reset(self, setting_name: str | None = None) -> None:
+        with self._lock:
+            if setting_name is None:
+                self._instances.clear()
+            else:
+                self._instances.pop(setting_name, None)
+
+    def _on_setting_changed(self, setting: str, **kwargs: Any) -> None:
+        if setting in self._instances or setting.startswith("MOOKTI_"):
+            self.reset(setting)
+
+
+def build_backend(setting_name: str, base: type[T], default: Callable[[], dict[str, Any]] | None = None) -> T:
+    config = getattr(settings, setting_name, None) or (default() if default else None)
+    if not isinstance(config, dict) or "BACKEND" not in config:
+        raise ImproperlyConfigured(f'{setting_name} must be a dict with "BACKEND" (a dotted path) and "OPTIONS".')
+    try:
+        backend_class = import_string(config["BACKEND"])
+    except ImportError as exc:
+        raise ImproperlyConfigured(f"{setting_name}: cannot import {config['BACKEND']!r}: {exc}") from exc
+    if not (isinstance(backend_class, type) and issubclass(backend_class, base)):
+        raise ImproperlyConfigured(f"{setting_name}: {config['BACKEND']} is not a {base.__name__}.")
+    try:
+        return backend_class(**(config.get("OPTIONS") or {}))
+    except TypeError as exc:
+        raise ImproperlyConfigured(f"{setting_name}: bad OPTIONS for {config['BACKEND']}: {exc}") from exc
+
+
+registry = BackendRegistry()
