@@ -625,101 +625,82 @@ CHECKS: dict[str, Callable[[list[tuple[str, ...]]], list[Problem]]] = {
 
 # --- vectors (pluggable) ---------------------------------------------------------------------------
 def listable_vector_store(report: RepairReport) -> Any | None:
-    """The configured vector store if it can list its ids; else None and a note saying why."""
+    """The configured vector store if it can list record ids; else None and a note saying why."""
     try:
         from storage.vectors import get_vector_store  # the semantic-search backends
-
-        store = get_vector_store()
-    except (ImportError, AttributeError):
-        report.notes.append("vector store not listable: storage.vectors.get_vector_store() is not available")
+    except ImportError:
+        report.notes.append("vector store not listable: storage.vectors is not installed; vectors not checked")
         return None
+    try:
+        store = get_vector_store()
     except Exception as exc:
-        report.notes.append(f"vector store not reachable ({exc}): vectors not checked")
+        report.notes.append(f"vector store unavailable ({exc}): vectors not checked")
         return None
     if not callable(getattr(store, "list_ids", None)):
-        report.notes.append(f"vector store not listable: {type(store).__name__} has no list_ids()")
+        report.notes.append(f"vector store not listable: {type(store).__name__} has no list_ids(); vectors not checked")
         return None
     return store
 
 
-def orphaned_vectors(listed: set[str]) -> list[Problem]:
-    """Vector ids (``msg:<chatId>#<messageId>``, ``doc:<documentId>#<chunk>``) without their entity."""
-    problems = []
-    messages = {}
-    documents: dict[str, int] = Counter()
-    for vector_id in listed:
-        kind, _, rest = vector_id.partition(":")
-        owner, _, item = rest.partition("#")
-        if kind == "msg":
-            messages[vector_id] = (owner, item)
-        elif kind == "doc":
-            documents[owner] += 1
-    present = _read(lambda p: [p.exists(keys.chat_message(c, m)) for c, m in messages.values()])
-    for (vector_id, (chat_id, message_id)), exists in zip(messages.items(), present, strict=True):
-        if not exists:
-            problems.append(
-                Problem(
-                    "vector without entity",
-                    vector_id,
-                    "",
-                    lambda w, c=chat_id, m=message_id: outbox.stage(
-                        w, "delete", kind="message", chatId=c, messageIds=m
-                    ),
+def _reindex(user_id: str, vector_id: str) -> Callable[[Write], None]:
+    """Enqueue the record's subject: the indexer re-reads Redis and upserts or deletes it."""
+    from storage.vectors import parse_vector_id
+
+    kind, parent, item = parse_vector_id(vector_id)
+    if kind == "message":
+        return lambda w: outbox.stage(w, "upsert", kind="message", userId=user_id, chatId=parent, messageId=item)
+    return lambda w: outbox.stage(w, "upsert", kind="document", userId=user_id, documentId=parent)
+
+
+def vector_problems(store: Any, report: RepairReport) -> list[Problem]:
+    """Per user namespace: records the indexer would write but the store lacks, and records the
+    store has for nothing (the expected set comes from the indexer's own plan, no embedding)."""
+    from storage.indexing import plan, user_subjects
+    from storage.vectors import parse_vector_id, user_namespace
+
+    problems: list[Problem] = []
+    documents_enqueued: set[str] = set()
+    for user_id in _user_ids():
+        expected: set[str] = set()
+        for subjects in user_subjects(user_id):
+            expected.update(plan(user_id, subjects).upserts)
+        try:
+            listed = set(store.list_ids(user_namespace(user_id), ""))
+        except Exception as exc:
+            report.notes.append(f"vector store unavailable ({exc}): vectors checked only in part")
+            return problems
+        for kind, vector_ids in (("vector missing", expected - listed), ("vector without entity", listed - expected)):
+            for vector_id in sorted(vector_ids):
+                parent = parse_vector_id(vector_id)[1]
+                fix = (
+                    None
+                    if vector_id.startswith("doc:") and parent in documents_enqueued
+                    else _reindex(user_id, vector_id)
                 )
-            )
-    doc_present = _read(lambda p: [p.exists(keys.document(d)) for d in documents])
-    for document_id, exists in zip(documents, doc_present, strict=True):
-        if not exists:
-            problems.append(
-                Problem(
-                    "vector without entity",
-                    f"doc:{document_id}",
-                    f"{documents[document_id]} chunks",
-                    lambda w, d=document_id: outbox.stage(w, "delete_document", documentId=d),
-                )
-            )
+                if vector_id.startswith("doc:"):
+                    documents_enqueued.add(parent)
+                problems.append(Problem(kind, vector_id, f"user {user_id}", fix or (lambda w: None)))
     return problems
 
 
-def missing_vectors(listed: set[str], shapes: list[tuple[str, re.Pattern[str]]], batch: list[str]) -> list[Problem]:
-    """Messages and documents in Redis without any vector (enqueued for indexing by the fix)."""
-    problems = []
-    indexed_docs = {v.partition(":")[2].partition("#")[0] for v in listed if v.startswith("doc:")}
-    for name in batch:
-        shape = classify(name, shapes)
-        if shape is None:
-            continue
-        kind, groups = shape
-        if kind == "chat_message" and f"msg:{groups[0]}#{groups[1]}" not in listed:
-            problems.append(
-                Problem(
-                    "vector missing",
-                    name,
-                    "",
-                    lambda w, c=groups[0], m=groups[1]: outbox.stage(
-                        w, "upsert", kind="message", chatId=c, messageId=m
-                    ),
-                )
-            )
-        elif kind == "document" and groups[0] not in indexed_docs:
-            problems.append(
-                Problem(
-                    "vector missing",
-                    name,
-                    "",
-                    lambda w, d=groups[0]: outbox.stage(w, "upsert", kind="document", documentId=d),
-                )
-            )
-    return problems
+def _user_ids() -> Iterator[str]:
+    client = get_redis()
+    start = 0
+    while True:
+        chunk = client.zrange(keys.users(), start, start + SCAN_BATCH - 1)
+        yield from chunk
+        if len(chunk) < SCAN_BATCH:
+            return
+        start += SCAN_BATCH
 
 
 # --- the run ---------------------------------------------------------------------------------------
-def find_problems(progress: bool | None = None, report: RepairReport | None = None) -> list[Problem]:
+def find_problems(
+    progress: bool | None = None, report: RepairReport | None = None, vectors: bool = True
+) -> list[Problem]:
     report = report if report is not None else RepairReport()
     shapes = _compile()
     problems: list[Problem] = []
-    store = listable_vector_store(report)
-    listed = set(store.list_ids()) if store is not None else None
     report.scanned = 0
     for batch in scan(progress):
         report.scanned += len(batch)
@@ -730,17 +711,20 @@ def find_problems(progress: bool | None = None, report: RepairReport | None = No
                 grouped.setdefault(shape[0], []).append(shape[1])
         for kind, found in grouped.items():
             problems.extend(CHECKS[kind](found))
-        if listed is not None:
-            problems.extend(missing_vectors(listed, shapes, batch))
-    if listed is not None:
-        problems.extend(orphaned_vectors(listed))
+    store = listable_vector_store(report) if vectors else None
+    if store is not None:
+        problems.extend(vector_problems(store, report))
     return problems
 
 
-def run(fix: bool = False, progress: bool | None = None) -> RepairReport:
-    """Report every problem; with ``fix`` repair them and scan again until nothing is left."""
+def run(fix: bool = False, progress: bool | None = None, vectors: bool = True) -> RepairReport:
+    """Report every problem; with ``fix`` repair them and scan again until nothing is left.
+
+    ``vectors`` also compares the vector store with Redis (when the store can list its ids).
+    Vector fixes only enqueue indexing work, so the follow-up scans leave vectors out.
+    """
     report = RepairReport()
-    problems = find_problems(progress, report)
+    problems = find_problems(progress, report, vectors)
     for problem in problems:
         report.add(problem)
     if not fix:
@@ -753,7 +737,7 @@ def run(fix: bool = False, progress: bool | None = None) -> RepairReport:
             problem.fix(write)  # type: ignore[misc]
             write.execute()
         report.fixed += len(fixable)
-        problems = find_problems(progress, RepairReport())
+        problems = find_problems(progress, RepairReport(), vectors=False)
         new = [p for p in problems if p.fix is not None]
         for problem in new:
             report.add(problem)

@@ -13,8 +13,8 @@ from django.test import override_settings
 from storage.ids import iso, to_us
 from storage.managers import tokens
 from storage.migration.chatbot import import_chatbot
-from tests.conftest import Api, snapshot_keys
-from tests.migration.conftest import PASSWORDS, at, uid
+from tests.conftest import Api
+from tests.migration.conftest import PASSWORDS, at, state, uid
 
 
 def api_as(user_id: str) -> Api:
@@ -175,18 +175,18 @@ def test_bad_rows_are_reported_not_dropped(chatbot_db, prefix, tmp_path):
 
 def test_second_run_changes_nothing(chatbot_db, prefix):
     first = import_chatbot(chatbot_db.options())
-    before = snapshot_keys()
+    before = state()
     second = import_chatbot(chatbot_db.options())
-    assert snapshot_keys() == before
+    assert state() == before
     assert sum(t.written for t in second.tables.values()) == 0
     assert sum(t.skipped["exists"] for t in second.tables.values()) == sum(t.written for t in first.tables.values())
     assert second.problems == first.problems
 
 
 def test_dry_run_writes_nothing_and_predicts_the_run(chatbot_db, prefix):
-    before = snapshot_keys()
+    before = state()
     dry = import_chatbot(chatbot_db.options(dry_run=True))
-    assert snapshot_keys() == before
+    assert state() == before
     real = import_chatbot(chatbot_db.options())
     assert {n: (t.written, dict(t.skipped)) for n, t in dry.tables.items()} == {
         n: (t.written, dict(t.skipped)) for n, t in real.tables.items()
@@ -250,7 +250,7 @@ def test_command_line(chatbot_db, prefix, capsys):
 )
 def test_bad_input_is_a_clear_message(chatbot_db, prefix, options, message):
     options = {"database_url": chatbot_db.url, "schema": chatbot_db.schema, "no_progress": True, **options}
-    before = snapshot_keys()
+    before = state()
     with pytest.raises(CommandError, match=message):
         call_command("import_chatbot", **options)
-    assert snapshot_keys() == before
+    assert state() == before

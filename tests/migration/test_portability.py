@@ -15,7 +15,7 @@ from mookti.redis import get_redis
 from storage.migration.chatbot import import_chatbot
 from storage.portability import check_export, compare_prefixes, export_data, import_data, key_values
 from storage.repair import storage_keys
-from tests.conftest import snapshot_keys
+from tests.migration.conftest import state
 
 
 def everything(prefix: str) -> dict:
@@ -70,9 +70,9 @@ def test_round_trip_reproduces_every_entity_and_index(make_user, chatbot_db, pre
     assert restored == original
     # importing the same export again changes nothing
     with override_settings(MOOKTI_REDIS_PREFIX=other_prefix):
-        before = snapshot_keys()
+        before = state()
         again = import_data(tmp_path / "export", progress=False)
-        assert snapshot_keys() == before
+        assert state() == before
     assert sum(t.written for t in again.tables.values()) == 0
     # restored accounts still sign in with their passwords
     with override_settings(MOOKTI_REDIS_PREFIX=other_prefix):
@@ -182,10 +182,10 @@ def test_damaged_exports_are_refused_before_writing(prefix, tmp_path, damage, me
         tmp_path / "e", [json.dumps({"id": "u1", "email": "a@example.com", "createdAt": "2025-01-01T00:00:00Z"})]
     )
     damage(tmp_path / "e")
-    before = snapshot_keys()
+    before = state()
     with pytest.raises(CommandError, match=message):
         call_command("import_data", str(tmp_path / "e"), no_progress=True)
-    assert snapshot_keys() == before
+    assert state() == before
 
 
 def test_export_command_line_errors(prefix, tmp_path, capsys):

@@ -19,11 +19,14 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--fix", action="store_true", help="repair what is found (default: only report)")
+        parser.add_argument("--no-vectors", action="store_true", help="skip comparing the vector store with Redis")
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         try:
-            report = repair.run(fix=opts["fix"], progress=False if opts["no_progress"] else None)
+            report = repair.run(
+                fix=opts["fix"], progress=False if opts["no_progress"] else None, vectors=not opts["no_vectors"]
+            )
         except redis.RedisError as exc:
             raise CommandError(f"Redis error: {exc}. Running repair again is safe.") from None
         for problem in report.examples:

@@ -1,0 +1,145 @@
+"""repair: clean data has no problems; data broken on purpose (as a crash between two write
+steps or a bug leaves it) is reported, left alone without --fix, and healed with --fix."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.test import override_settings
+
+from mookti.redis import get_redis
+from storage import keys, repair
+from storage.migration.chatbot import import_chatbot
+from tests.migration.conftest import state, uid
+from tests.migration.test_portability import build_data
+
+
+@pytest.fixture
+def data(make_user, chatbot_db, prefix):
+    people = build_data(make_user)
+    import_chatbot(chatbot_db.options())
+    return people
+
+
+def kinds(report: repair.RepairReport) -> dict[str, int]:
+    return dict(report.found)
+
+
+def test_clean_data_has_no_problems(data):
+    report = repair.run(vectors=False)
+    assert report.problems == 0, [(p.kind, p.key, p.detail) for p in report.examples]
+    assert report.scanned > 50
+
+
+def test_index_problems_are_found_and_fixed(data):
+    client = get_redis()
+    alice = data["alice"]
+    chats = alice["api"].get("/api/storage/chat", {"limit": 50}).json()["chats"]
+    chat = next(c for c in chats if c["title"] == "Cells")
+    messages = alice["api"].get("/api/storage/message", {"chatId": chat["id"]}).json()["messages"]
+    document_id = alice["api"].get("/api/storage/document").json()["documents"][0]["id"]
+    stamps = client.zrange(keys.document_versions(document_id), 0, -1)
+
+    client.zrem(keys.user_chats(alice["id"]), chat["id"])  # entity missing from its index
+    client.zrem(keys.chat_messages(chat["id"]), messages[0]["id"])
+    client.delete(keys.message_chat(messages[1]["id"]))  # lookup missing
+    client.zrem(keys.document_versions(document_id), stamps[0])  # version not indexed
+    client.zrem(keys.user_documents(alice["id"]), document_id)
+    client.zrem(keys.users(), alice["id"])
+    client.zadd(keys.users(), {"ghost-user": 1})  # index entries without entities
+    client.zadd(keys.user_chats(alice["id"]), {"ghost-chat": 1})
+    client.zadd(keys.chat_messages(uid("a1")), {"ghost-message": 1})
+    client.set(keys.message_chat("ghost-lookup"), f"{uid('a1')}/{uid('alice')}")  # lookup pointing nowhere
+    client.set(keys.user_email("ghost@example.com"), "ghost-user")  # claim of a missing user
+    client.delete(keys.user_email("bob@example.com"))  # claim missing
+
+    before = state()
+    report = repair.run(vectors=False)
+    assert state() == before  # without fix: only a report
+    assert kinds(report) == {
+        "entity missing from its index": 4,
+        "message lookup missing or wrong": 1,
+        "document version not indexed": 1,
+        "index entry without entity": 3,
+        "message lookup pointing nowhere": 1,
+        "email claim pointing to a missing user": 1,
+        "email claim missing": 1,
+    }
+    with pytest.raises(CommandError, match="12 problems found"):
+        call_command("repair", no_progress=True, no_vectors=True)
+
+    fixed = repair.run(fix=True, vectors=False)
+    assert fixed.remaining == 0 and fixed.fixed >= 12
+    assert repair.run(vectors=False).problems == 0
+    listed = [c["id"] for c in alice["api"].get("/api/storage/chat", {"limit": 50}).json()["chats"]]
+    assert chat["id"] in listed and "ghost-chat" not in listed
+    got = alice["api"].get("/api/storage/message", {"chatId": chat["id"]}).json()["messages"]
+    assert [m["id"] for m in got] == [m["id"] for m in messages]
+    assert alice["api"].get(f"/api/storage/message/{messages[1]['id']}").status_code == 200
+    assert len(alice["api"].get(f"/api/storage/document/{document_id}/versions").json()) == len(stamps)
+    assert client.get(keys.user_email("bob@example.com")) == uid("bob")
+    assert client.get(keys.user_email("ghost@example.com")) is None
+
+
+def test_orphans_are_removed(data):
+    client = get_redis()
+    bob = data["bob"]
+    bob_chat = bob["api"].get("/api/storage/chat").json()["chats"][0]["id"]
+    client.delete(keys.user(bob["id"]))  # a user deleted half-way: chats and claim stay behind
+    client.delete(keys.chat(uid("b1")))  # a chat deleted half-way: its messages stay behind
+    client.delete(keys.chat_message(uid("a1"), uid("a1-m2")))  # a message gone, its vote stays
+
+    report = repair.run(vectors=False)
+    found = kinds(report)
+    assert found["chat without owner"] == 1
+    assert found["message without chat"] == 2
+    assert found["votes without chat"] == 1
+    assert found["email claim pointing to a missing user"] == 1
+    assert found["index entry without entity"] >= 3  # users ZSET, b1 in bob's index, a1-m2 in a1's, its vote
+
+    call_command("repair", fix=True, no_progress=True, no_vectors=True)
+    assert repair.run(vectors=False).problems == 0
+    assert not client.exists(keys.chat(bob_chat), keys.chat_message(uid("b1"), uid("b1-m1")))
+    assert not client.exists(keys.message_chat(uid("b1-m1")), keys.chat_votes(uid("b1")))
+    assert client.hget(keys.chat_votes(uid("a1")), uid("a1-m2")) is None
+    assert client.zscore(keys.users(), bob["id"]) is None
+    entries = client.xrange(keys.outbox())
+    assert any(e[1].get("op") == "delete_chat" and e[1].get("chatId") == bob_chat for e in entries)
+
+
+def test_vectors_missing_or_orphaned(data, tmp_path):
+    from storage.indexing import plan, user_subjects
+    from storage.vectors import VectorRecord, get_vector_store, message_vector_id, user_namespace
+
+    store_setting = {"BACKEND": "storage.vectors.lancedb.LanceDBVectorStore", "OPTIONS": {"path": str(tmp_path)}}
+    with override_settings(MOOKTI_VECTOR_STORE=store_setting):
+        store = get_vector_store()
+        alice = uid("alice")
+        expected = sorted({v for s in user_subjects(alice) for v in plan(alice, s).upserts})
+        assert message_vector_id(uid("a1"), uid("a1-m2")) in expected
+        # as an indexer that crashed would leave it: one record never written, one left over
+        present = [v for v in expected if v != message_vector_id(uid("a1"), uid("a1-m2"))]
+        records = [VectorRecord(v, [0.1, 0.2, 0.3], {"userId": alice}) for v in present]
+        records.append(
+            VectorRecord(message_vector_id(uid("a1"), "deleted-message"), [0.1, 0.2, 0.3], {"userId": alice})
+        )
+        store.upsert(user_namespace(alice), records)
+
+        report = repair.run(vectors=True)
+        alice_vectors = [p for p in report.examples if p.detail == f"user {alice}"]
+        assert sorted((p.kind, p.key) for p in alice_vectors) == [
+            ("vector missing", message_vector_id(uid("a1"), uid("a1-m2"))),
+            ("vector without entity", message_vector_id(uid("a1"), "deleted-message")),
+        ]
+        outbox_before = get_redis().xlen(keys.outbox())
+        repair.run(fix=True, vectors=True)
+        entries = get_redis().xrange(keys.outbox())[outbox_before:]
+        queued = {(e[1]["op"], e[1].get("messageId")) for e in entries if e[1].get("userId") == alice}
+        assert queued == {("upsert", uid("a1-m2")), ("upsert", "deleted-message")}
+
+
+def test_vector_check_without_a_listable_store(data):
+    with override_settings(MOOKTI_VECTOR_STORE={"BACKEND": "storage.no_such_module.Store", "OPTIONS": {}}):
+        report = repair.run(vectors=True)
+    assert any("vectors not checked" in note for note in report.notes)
+    assert report.problems == 0
