@@ -4,12 +4,13 @@ the storage app's strict serializers (unknown fields are errors)."""
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 from rest_framework import serializers
 
 from gamification.days import day_end_us, week_start
+from storage.ids import to_us
 from storage.serializers import IdField, StrictSerializer, TimestampField, known_timezones
 
 MAX_TITLE = 200
@@ -21,10 +22,14 @@ MAX_NODES_PER_PATH = 5000
 EXPLICIT_ACTIVITY_TYPES = ("item", "practice")
 DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 WEEK = re.compile(r"^\d{4}-W\d{2}$")
+LATEST_DUE = datetime(2200, 1, 1, tzinfo=UTC)
+EARLIEST_DAY = date(2000, 1, 1)
 
 
 class DueDateField(TimestampField):
     """A timestamp, or a plain date (``2025-03-01``): the end of that day in the user's timezone."""
+
+    default_error_messages = {**TimestampField.default_error_messages, "too_late": "Use a date before 2200."}
 
     def to_internal_value(self, data: Any) -> int:
         if isinstance(data, str) and DATE_ONLY.fullmatch(data):
@@ -32,8 +37,13 @@ class DueDateField(TimestampField):
                 day = date.fromisoformat(data)
             except ValueError:
                 self.fail("invalid")
+            if day >= LATEST_DUE.date():
+                self.fail("too_late")
             return day_end_us(day, self.context.get("timezone"))
-        return super().to_internal_value(data)
+        value = super().to_internal_value(data)
+        if value >= to_us(LATEST_DUE):
+            self.fail("too_late")
+        return value
 
 
 def check_timezone(value: str) -> str:
@@ -92,6 +102,12 @@ class StatsQuery(StrictSerializer):
         fields = super().get_fields()
         fields["from"] = serializers.DateField(required=False)  # a Python keyword
         return fields
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        for name in ("from", "to"):
+            if name in attrs and not EARLIEST_DAY <= attrs[name] < LATEST_DUE.date():
+                raise serializers.ValidationError({name: [f"Use a date from {EARLIEST_DAY} to 2199-12-31."]})
+        return attrs
 
 
 class AchievementOut(serializers.Serializer):

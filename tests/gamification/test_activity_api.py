@@ -163,6 +163,8 @@ def test_bad_stats_ranges_are_400(alice):
         ({"from": "2024-01-01", "to": "2026-01-01"}, "from"),
         ({"from": "not-a-date"}, "from"),
         ({"to": "2026-13-01"}, "to"),
+        ({"to": "0001-01-01"}, "to"),
+        ({"from": "9999-12-31"}, "from"),
         ({"days": "7"}, "days"),
     ]
     for params, field in cases:

@@ -138,6 +138,8 @@ def test_bad_goal_input_is_a_400_and_writes_nothing(alice):
         ({"title": "Run", "dueDate": in_days(-1)}, "dueDate"),
         ({"title": "Run", "dueDate": "2020-01-01"}, "dueDate"),
         ({"title": "Run", "dueDate": "tomorrow"}, "dueDate"),
+        ({"title": "Run", "dueDate": "9999-12-31"}, "dueDate"),
+        ({"title": "Run", "dueDate": True}, "dueDate"),
         ({"title": "Run", "status": "completed"}, "status"),
         ({"title": "Run", "id": "a:b{c}"}, "id"),
         ({"title": "Run", "owner": "bob"}, "owner"),
