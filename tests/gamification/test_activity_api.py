@@ -176,3 +176,19 @@ def test_bad_stats_ranges_are_400(alice):
 def test_default_stats_range_is_the_last_30_days(alice):
     body = stats.range({"id": alice["id"], "timezone": "UTC"}, now=at("2026-09-30 12:00"))
     assert (body["from"], body["to"], len(body["days"])) == (date(2026, 9, 1), date(2026, 9, 30), 30)
+
+
+def test_offline_messages_of_two_days_extend_the_streak(make_user):
+    user = make_user(timezone="UTC")
+    api = user["api"]
+    chat_id = chat_of(api)
+    yesterday = now_us() - DAY_US
+    batch = [
+        {"chatId": chat_id, "role": "user", "content": "sent offline", "createdAt": iso(yesterday)},
+        {"chatId": chat_id, "role": "user", "content": "and now"},
+    ]
+    assert api.post("/api/storage/message", {"messages": batch}).status_code == 201
+    streak = api.get("/api/gamification/streak").json()
+    assert (streak["current"], streak["activeToday"]) == (2, True)
+    days = api.get("/api/gamification/stats").json()["days"]
+    assert [d["messages"] for d in days[-2:]] == [1, 1]
