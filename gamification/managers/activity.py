@@ -51,13 +51,12 @@ class ActivityManager:
 
     @staticmethod
     def _result(outcome: engine.Outcome, tz_name: str, now: int) -> dict[str, Any]:
-        streak = {k: str(v) for k, v in (outcome.streak or {}).items() if k in engine.STREAK_FIELDS}
         return {
             "counted": not outcome.duplicate,
             "date": outcome.day,
             "xpAwarded": outcome.xp_awarded,
             "xpTotal": outcome.xp_total,
-            "streak": engine.streak_view(streak, tz_name, now),
+            "streak": outcome.streak_view(tz_name, now),
             "stats": outcome.stats,
             "achievements": [achievements.describe(a, now) for a in outcome.awarded],
         }

@@ -180,6 +180,11 @@ class Outcome:
     def streak(self) -> dict[str, Any] | None:
         return self.raw.get("streak")
 
+    def streak_view(self, tz_name: str, now: int) -> dict[str, Any]:
+        """The streak the script reported, as ``streak_view`` shows it."""
+        reported = {k: str(v) for k, v in (self.streak or {}).items() if k in STREAK_FIELDS}
+        return streak_view(reported, tz_name, now)
+
     @property
     def stats(self) -> dict[str, Any]:
         flat = self.raw.get("stats") or []
@@ -260,8 +265,7 @@ def derived_events(outcome: Outcome, tz_name: str, now: int) -> list[tuple[str, 
     found: list[tuple[str, dict[str, Any]]] = []
     streak = outcome.streak
     if streak and streak.get("changed"):
-        view = streak_view({k: str(v) for k, v in streak.items() if k in STREAK_FIELDS}, tz_name, now)
-        found.append(("streak.updated", dict(StreakOut(view).data)))
+        found.append(("streak.updated", dict(StreakOut(outcome.streak_view(tz_name, now)).data)))
     stats = outcome.stats
     if any(stats[name] for name in ("messages", "minutes", "xp", "itemsCompleted", "goalsCompleted")):
         found.append(("stats.updated", stats))
