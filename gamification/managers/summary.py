@@ -82,8 +82,20 @@ def summary(user_id: str, days: int = 30, *, now: int | None = None) -> dict[str
 
 def delete_user(user_id: str, *, now: int | None = None) -> None:
     """Remove every gamification key of a user: leaderboard entries first (the index), then the
-    user's own keys in one step. Daily stats keys are named by date, so every date that can
-    still hold stats (the retention window, in any timezone) is deleted without a scan."""
+    user's own keys in one step."""
+    own, weeks = user_keys(user_id, now=now)
+    write = Write()
+    for week in weeks:
+        write.step(lambda p, w=week: p.zrem(keys.leaderboard(w), user_id))
+    write.step(lambda p: p.unlink(*own))
+    write.execute()
+
+
+def user_keys(user_id: str, *, now: int | None = None) -> tuple[list[str], list[str]]:
+    """(every key that may hold the user's state, the ISO weeks of their leaderboard entries).
+
+    Daily stats keys are named by date, so every date that can still hold stats (the retention
+    window, in any timezone) is listed without a scan. Also used by exports (``portability``)."""
     now = now or now_us()
     pipe = pipeline()
     pipe.hkeys(keys.weekly_xp(user_id))
@@ -109,8 +121,4 @@ def delete_user(user_id: str, *, now: int | None = None) -> None:
         keys.achievements(user_id),
         keys.activity_ids(user_id),
     ]
-    write = Write()
-    for week in weeks:
-        write.step(lambda p, w=week: p.zrem(keys.leaderboard(w), user_id))
-    write.step(lambda p: p.unlink(*own))
-    write.execute()
+    return own, weeks
