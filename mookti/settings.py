@@ -109,7 +109,10 @@ SESSION_ENGINE = "django.contrib.sessions.backends.cache"
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [CHANNEL_REDIS_URL], "prefix": f"{MOOKTI_REDIS_PREFIX}asgi"},
+        "CONFIG": {
+            "hosts": [{"address": CHANNEL_REDIS_URL, "socket_connect_timeout": 5}],
+            "prefix": f"{MOOKTI_REDIS_PREFIX}asgi",
+        },
     }
 }
 
