@@ -266,7 +266,8 @@ class EventsConsumer(AsyncWebsocketConsumer):
             while True:
                 deadline = next_beat if self.layer_ok else min(next_beat, loop.time() + DEGRADED_POLL)
                 try:
-                    await asyncio.wait_for(self.wake.wait(), max(0.0, deadline - loop.time()))
+                    async with asyncio.timeout_at(deadline):  # no extra task per wake-up, unlike wait_for
+                        await self.wake.wait()
                 except TimeoutError:
                     if not self.layer_ok:
                         self.stale = True  # degraded: poll the stream

@@ -14,14 +14,13 @@ Event data has the REST API's JSON shape: top-level integer timestamps (``...At`
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import atexit
 import json
 import logging
 import os
 import re
 import threading
 import time
-import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,9 +41,11 @@ POKE = "event.message"
 TIMESTAMP_NAMES = frozenset({"after", "before", "timestamp"})
 EVENT_ID = re.compile(r"^(\d{1,20})(?:-(\d{1,20}))?$")
 ZERO_ID = "0-0"
-# How long a sync caller waits for the channel layer, and how long a failed layer is skipped.
-NOTIFY_TIMEOUT = 1.0
-NOTIFY_COOLDOWN = 5.0
+# A poke that takes longer is abandoned; more pokes than MAX_PENDING waiting (a hung layer)
+# are dropped; a failing layer is logged at most once per WARN_EVERY seconds.
+NOTIFY_TIMEOUT = 10.0
+MAX_PENDING = 10_000
+WARN_EVERY = 10.0
 
 # Runs right after the XADD of the same step: the id before the new one (chain link for
 # listeners), then trims by age (exactly: usually nothing or one entry) and refreshes the
@@ -188,64 +189,101 @@ def _chat_poke(chat_id: str, user_id: str, event_id: str, event_type: str, data_
 
 
 # --- channel-layer delivery ----------------------------------------------------------------------
-class _PublisherLoop:
-    """An event loop on a daemon thread, so sync callers share one channel-layer connection."""
+class _Publisher:
+    """An event loop on a daemon thread that sends sync callers' pokes without making them wait.
+
+    A web request hands its poke over and returns; the sends run in order on this loop over
+    one channel-layer connection. :func:`flush` waits for them (tests, and at exit).
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pid = 0
+        self._pending = 0
+        self._idle = threading.Event()
+        self._idle.set()
 
-    def get(self) -> asyncio.AbstractEventLoop:
+    def _get_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None or self._pid != os.getpid():
             with self._lock:
                 if self._loop is None or self._pid != os.getpid():
                     loop = asyncio.new_event_loop()
                     threading.Thread(target=loop.run_forever, name="mookti-events", daemon=True).start()
                     self._loop, self._pid = loop, os.getpid()
+                    self._pending = 0
+                    self._idle.set()
         return self._loop
 
+    def submit(self, layer: Any, sends: list[tuple[str, dict[str, Any]]]) -> None:
+        loop = self._get_loop()
+        with self._lock:
+            if self._pending >= MAX_PENDING:
+                _layer_failed(f"{MAX_PENDING} pokes waiting")
+                return
+            self._pending += 1
+            self._idle.clear()
+        loop.call_soon_threadsafe(_spawn, loop, self._run(layer, sends))
 
-_publisher = _PublisherLoop()
-# A layer that failed is skipped for NOTIFY_COOLDOWN seconds (per layer object, so a test
-# that swaps CHANNEL_LAYERS starts clean): writes never queue behind a dead Redis.
-_down_until: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+    async def _run(self, layer: Any, sends: list[tuple[str, dict[str, Any]]]) -> None:
+        try:
+            await _send_all(layer, sends)
+        finally:
+            with self._lock:
+                self._pending -= 1
+                if not self._pending:
+                    self._idle.set()
+
+    def flush(self, timeout: float) -> bool:
+        return self._idle.wait(timeout)
+
+
+_publisher = _Publisher()
 _tasks: set[asyncio.Task] = set()
+_last_warning = 0.0
 
 
 def deliver(sends: list[tuple[str, dict[str, Any]]]) -> None:
-    """Send channel-layer messages to groups; errors are logged, never raised."""
+    """Send channel-layer messages to groups without waiting; errors are logged, never raised."""
     layer = get_channel_layer()
-    if layer is None or time.monotonic() < _down_until.get(layer, 0.0):
+    if layer is None:
         return
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
-        loop = None
-    if loop is not None:  # called from async code: never block its loop
-        task = loop.create_task(_send_all(layer, sends))
-        _tasks.add(task)
-        task.add_done_callback(_tasks.discard)
-        return
-    future = asyncio.run_coroutine_threadsafe(_send_all(layer, sends), _publisher.get())
-    try:
-        future.result(timeout=NOTIFY_TIMEOUT)
-    except concurrent.futures.TimeoutError:
-        future.cancel()
-        _layer_failed(layer, "timed out")
+        _publisher.submit(layer, sends)
+    else:  # called from async code: a task on its own loop
+        _spawn(loop, _send_all(layer, sends))
+
+
+def flush(timeout: float = 2.0) -> bool:
+    """Wait until the pokes handed over by sync code are sent (or failed); False on timeout."""
+    return _publisher.flush(timeout)
+
+
+def _spawn(loop: asyncio.AbstractEventLoop, coroutine: Any) -> None:
+    task = loop.create_task(coroutine)
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
 
 
 async def _send_all(layer: Any, sends: list[tuple[str, dict[str, Any]]]) -> None:
     try:
-        for group, message in sends:
-            await layer.group_send(group, message)
-    except Exception as exc:
-        _layer_failed(layer, exc)
+        async with asyncio.timeout(NOTIFY_TIMEOUT):
+            for group, message in sends:
+                await layer.group_send(group, message)
+    except Exception as exc:  # TimeoutError included
+        _layer_failed(str(exc) or type(exc).__name__)
 
 
-def _layer_failed(layer: Any, reason: object) -> None:
-    logger.warning("channel layer unavailable, events stay in the replay log: %s", reason)
-    _down_until[layer] = time.monotonic() + NOTIFY_COOLDOWN
+def _layer_failed(reason: str) -> None:
+    global _last_warning
+    if time.monotonic() >= _last_warning + WARN_EVERY:
+        _last_warning = time.monotonic()
+        logger.warning("channel layer unavailable, events stay in the replay log: %s", reason)
+
+
+atexit.register(flush)
 
 
 # --- replay --------------------------------------------------------------------------------------
