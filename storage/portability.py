@@ -28,6 +28,7 @@ from typing import IO, Any
 
 from django.conf import settings
 from django.test.utils import override_settings
+from django.utils.module_loading import autodiscover_modules
 from tqdm import tqdm
 
 from mookti.redis import get_redis, pipeline
@@ -94,6 +95,7 @@ class Section:
 
 
 _sections: dict[str, Section] = {}
+_discovered: list[bool] = []
 
 
 def register(section: Section) -> None:
@@ -102,6 +104,10 @@ def register(section: Section) -> None:
 
 
 def sections() -> list[Section]:
+    """Every registered section; each installed app's ``portability`` module registers its own."""
+    if not _discovered:
+        _discovered.append(True)
+        autodiscover_modules("portability")
     return list(_sections.values())
 
 
@@ -475,7 +481,7 @@ def import_data(
     planned = Planned() if dry_run else None
     described = manifest.get("sections") or {}
     for name in described:
-        if name not in _sections:
+        if name not in {s.name for s in sections()}:
             report.notes.append(f"section {name!r} is not known to this deployment: not imported")
     for section in sections():
         if section.name not in described:

@@ -3,6 +3,7 @@ index exactly; a user's own export; the manifest guards; the checker finds diffe
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from urllib.parse import urlencode
@@ -14,15 +15,18 @@ from django.test import override_settings
 from mookti.redis import get_redis
 from storage.migration.chatbot import import_chatbot
 from storage.portability import check_export, compare_prefixes, export_data, import_data, key_values
-from storage.repair import storage_keys
 from tests.migration.conftest import state
+
+# Not data: live-update replay logs, indexing work, API tokens.
+EPHEMERAL = (":events", "outbox:index", "token:{", ":tokens")
 
 
 def everything(prefix: str) -> dict:
-    """Every storage key under a prefix (prefix removed) with its value, found by SCAN (not the
-    checker's walk from the indexes); replay logs, indexing work and tokens are not data."""
+    """Every key under a prefix (prefix removed) with its value, found by SCAN (not the checker's
+    walk from the indexes), ephemeral keys left out."""
     with override_settings(MOOKTI_REDIS_PREFIX=prefix):
-        return key_values(storage_keys(list(get_redis().scan_iter(match=f"{prefix}*", count=1000))))
+        names = get_redis().scan_iter(match=f"{prefix}*", count=1000)
+        return key_values([k for k in names if not any(part in k for part in EPHEMERAL)])
 
 
 def build_data(make_user) -> dict:
@@ -67,6 +71,9 @@ def test_round_trip_reproduces_every_entity_and_index(make_user, chatbot_db, pre
     assert compare_prefixes(prefix, other_prefix) == []
     original, restored = everything(prefix), everything(other_prefix)
     assert len(original) > 40
+    # gamification's section travels too: streaks, daily stats, XP, the weekly leaderboard
+    assert any(k.endswith(":streak") for k in original) and any(k.startswith("leaderboard:") for k in original)
+    assert manifest["sections"]["gamification"]["files"]["keys"]["records"] > 0
     assert restored == original
     # importing the same export again changes nothing
     with override_settings(MOOKTI_REDIS_PREFIX=other_prefix):
@@ -117,8 +124,6 @@ def test_checker_reports_what_differs(make_user, prefix, tmp_path):
 
 def write_export(root: Path, users: list[str]) -> None:
     """A hand-made export (as another tool might write one), with a correct manifest."""
-    import hashlib
-
     (root / "storage").mkdir(parents=True)
     body = "".join(line + "\n" for line in users)
     (root / "storage" / "users.jsonl").write_text(body)
@@ -212,3 +217,25 @@ def test_compare_data_command(make_user, prefix, other_prefix, capsys):
     assert "only in" in capsys.readouterr().out
     with pytest.raises(CommandError, match="must not contain braces"):
         call_command("compare_data", "a{b}:")
+
+
+def test_an_export_cannot_name_arbitrary_keys(make_user, prefix, tmp_path):
+    user = make_user()
+    export_data(tmp_path / "e", user["id"], progress=False)
+    path = tmp_path / "e" / "gamification" / "keys.jsonl"
+    path.parent.mkdir(exist_ok=True)  # a new user has no gamification state yet
+    record = {"userId": user["id"], "key": "leaderboard", "args": ["x"], "type": "string", "value": "1"}
+    path.write_text(json.dumps(record) + "\n")
+    manifest = json.loads((tmp_path / "e" / "manifest.json").read_text())
+    manifest["sections"]["gamification"]["files"]["keys"] = {
+        "path": "gamification/keys.jsonl",
+        "records": 1,
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+    }
+    (tmp_path / "e" / "manifest.json").write_text(json.dumps(manifest))
+    report = import_data(tmp_path / "e", progress=False)
+    assert (
+        report.tables["gamification/keys"]
+        .examples[0][1]
+        .startswith("invalid record: ValueError unknown gamification key")
+    )
