@@ -5,8 +5,12 @@ redis-py sends a single command, a pipeline or a whole MULTI/EXEC with one
 ``send_packed_command`` call, so counting those calls counts round trips (a pipeline of 50
 HGETALLs is one). Connection set-up (HELLO, CLIENT SETINFO) and the client's periodic health
 PING go through the same method and are counted when they happen inside a request. The sync
-client (data) and the asyncio client (used by the channel layer and async code) are counted
-apart and reported in two response headers.
+client and the asyncio client are counted apart and reported in two response headers.
+
+Live-update pokes are handed by ``mookti.events.deliver`` to a background publisher and sent
+after the response (one PUBLISH per group on the pub/sub channel layer). They are counted when
+handed over (``X-Redis-Pokes``) and sent outside the request's context, so a poke that happens
+to go out before the response is finished is not counted twice.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
 HEADER = "X-Redis-Roundtrips"
 ASYNC_HEADER = "X-Redis-Roundtrips-Async"
+POKES_HEADER = "X-Redis-Pokes"
 
 _counter: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("redis_roundtrips", default=None)
 _installed = False
@@ -57,6 +62,25 @@ def install() -> None:
     redis.asyncio.connection.AbstractConnection.send_packed_command = counted_async
 
 
+def _count_pokes() -> None:
+    """Wrap ``mookti.events.deliver`` (idempotent; after Django's apps are loaded)."""
+    from mookti import events
+
+    deliver = getattr(events, "deliver", None)
+    if deliver is None or getattr(deliver, "counted", False):  # absent if live updates change shape
+        return
+
+    @functools.wraps(deliver)
+    def counted_deliver(sends: list[Any]) -> None:
+        holder = _counter.get()
+        if holder is not None:
+            holder[2] += len(sends)
+        contextvars.Context().run(deliver, sends)
+
+    counted_deliver.counted = True
+    events.deliver = counted_deliver
+
+
 class RoundtripMiddleware:
     """Outermost middleware: counts the request's round trips into the response headers."""
 
@@ -64,6 +88,7 @@ class RoundtripMiddleware:
     async_capable = True
 
     def __init__(self, get_response: Any) -> None:
+        _count_pokes()
         self.get_response = get_response
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
@@ -72,7 +97,7 @@ class RoundtripMiddleware:
     def __call__(self, request: Any) -> Any:
         if self.is_async:
             return self._acall(request)
-        holder = [0, 0]
+        holder = [0, 0, 0]
         token = _counter.set(holder)
         try:
             response = self.get_response(request)
@@ -81,7 +106,7 @@ class RoundtripMiddleware:
         return self._stamp(response, holder)
 
     async def _acall(self, request: Any) -> Any:
-        holder = [0, 0]
+        holder = [0, 0, 0]
         token = _counter.set(holder)
         try:
             response = await self.get_response(request)
@@ -93,4 +118,5 @@ class RoundtripMiddleware:
     def _stamp(response: Any, holder: list[int]) -> Any:
         response[HEADER] = str(holder[0])
         response[ASYNC_HEADER] = str(holder[1])
+        response[POKES_HEADER] = str(holder[2])
         return response
