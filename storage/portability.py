@@ -376,7 +376,8 @@ class _Files:
         return described
 
 
-def _all_user_ids() -> Iterator[str]:
+def all_user_ids() -> Iterator[str]:
+    """Every user id of the ``users`` index, in pages."""
     client = get_redis()
     start = 0
     while True:
@@ -401,7 +402,7 @@ def export_data(output: Path, user_id: str | None = None, progress: bool | None 
     output.mkdir(parents=True, exist_ok=True)
     files = _Files(output)
     emitters = [(section, files.emitter(section)) for section in sections()]
-    user_ids = [user_id] if user_id else _all_user_ids()
+    user_ids = [user_id] if user_id else all_user_ids()
     total = 1 if user_id else get_redis().zcard(keys.users())
     exported = 0
     try:
@@ -547,7 +548,7 @@ def snapshot(user_ids: list[str]) -> dict[str, Any]:
 
 def _users_in(prefix: str) -> list[str]:
     with using_prefix(prefix):
-        return list(_all_user_ids())
+        return list(all_user_ids())
 
 
 def compare_prefixes(first: str, second: str, user_ids: list[str] | None = None) -> list[str]:

@@ -35,6 +35,7 @@ from storage.managers.chats import ChatManager
 from storage.managers.documents import DocumentManager
 from storage.managers.imports import MERGE_DOCUMENT
 from storage.managers.users import USER_TYPES
+from storage.portability import all_user_ids
 
 SCAN_BATCH = 500
 MAX_PASSES = 4
@@ -154,6 +155,23 @@ def _read(queue: Callable[[Any], None]) -> list[Any]:
     return pipe.execute()
 
 
+def _unset(key: str, value: str) -> Callable[[Write], None]:
+    """A fix that deletes a pointer key only if it still holds the wrong value seen."""
+    return lambda w: w.step(lambda p: DELETE_IF_EQUAL(keys=[key], args=[value], client=p))
+
+
+def dangling_members(
+    index: str, members: list[str], entity_of: Callable[[str], str], label: str, remove: Callable[[Any, str], Any]
+) -> list[Problem]:
+    """Members of an index (ZSET or HASH) whose entity is gone; the fix removes them with ``remove``."""
+    present = _read(lambda p: [p.exists(entity_of(m)) for m in members])
+    return [
+        Problem("index entry without entity", index, f"{label} {m}", lambda w, m=m: w.step(lambda p: remove(p, m)))
+        for m, exists in zip(members, present, strict=True)
+        if not exists
+    ]
+
+
 def check_users_index(found: list[tuple[str, ...]]) -> list[Problem]:
     members = get_redis().zrange(keys.users(), 0, -1) if found else []
     exists = _read(lambda p: [p.exists(keys.user(u)) for u in members])
@@ -241,9 +259,7 @@ def check_email_claims(found: list[tuple[str, ...]]) -> list[Problem]:
                     "email claim pointing to a missing user",
                     keys.user_email(email),
                     f"user {owner}",
-                    lambda w, e=email, o=owner: w.step(
-                        lambda p: DELETE_IF_EQUAL(keys=[keys.user_email(e)], args=[o], client=p)
-                    ),
+                    _unset(keys.user_email(email), owner),
                 )
             )
     return problems
@@ -313,22 +329,17 @@ def check_chat(found: list[tuple[str, ...]]) -> list[Problem]:
 
 def check_chat_messages(found: list[tuple[str, ...]]) -> list[Problem]:
     problems = []
-    for (chat_id,) in found:
-        members = get_redis().zrange(keys.chat_messages(chat_id), 0, -1)
-        chat_exists, *present = _read(
-            lambda p, c=chat_id, ms=members: [p.exists(keys.chat(c)), *(p.exists(keys.chat_message(c, m)) for m in ms)]
-        )
+    exists = _read(lambda p: [p.exists(keys.chat(c)) for (c,) in found])
+    for (chat_id,), chat_exists in zip(found, exists, strict=True):
         if not chat_exists:
             continue  # each message is reported (and removed) as a message without chat
-        for message_id, exists in zip(members, present, strict=True):
-            if not exists:
-
-                def fix(w: Write, c: str = chat_id, m: str = message_id) -> None:
-                    w.step(lambda p: (p.zrem(keys.chat_messages(c), m), p.hdel(keys.chat_votes(c), m)))
-
-                problems.append(
-                    Problem("index entry without entity", keys.chat_messages(chat_id), f"message {message_id}", fix)
-                )
+        problems += dangling_members(
+            keys.chat_messages(chat_id),
+            get_redis().zrange(keys.chat_messages(chat_id), 0, -1),
+            lambda m, c=chat_id: keys.chat_message(c, m),
+            "message",
+            lambda p, m, c=chat_id: (p.zrem(keys.chat_messages(c), m), p.hdel(keys.chat_votes(c), m)),
+        )
     return problems
 
 
@@ -400,9 +411,7 @@ def check_message_lookup(found: list[tuple[str, ...]]) -> list[Problem]:
                     "message lookup pointing nowhere",
                     keys.message_chat(message_id),
                     f"-> {value}",
-                    lambda w, m=message_id, v=value: w.step(
-                        lambda p: DELETE_IF_EQUAL(keys=[keys.message_chat(m)], args=[v], client=p)
-                    ),
+                    _unset(keys.message_chat(message_id), value),
                 )
             )
     return problems
@@ -420,20 +429,15 @@ def check_votes(found: list[tuple[str, ...]]) -> list[Problem]:
     problems = check_chat_parts(found, "votes", keys.chat_votes)
     gone = {p.key for p in problems}
     for (chat_id,) in found:
-        if keys.chat_votes(chat_id) in gone:
-            continue
-        voted = get_redis().hkeys(keys.chat_votes(chat_id))
-        present = _read(lambda p, c=chat_id, vs=voted: [p.exists(keys.chat_message(c, m)) for m in vs])
-        for message_id, exists in zip(voted, present, strict=True):
-            if not exists:
-                problems.append(
-                    Problem(
-                        "index entry without entity",
-                        keys.chat_votes(chat_id),
-                        f"vote on message {message_id}",
-                        lambda w, c=chat_id, m=message_id: w.step(lambda p: p.hdel(keys.chat_votes(c), m)),
-                    )
-                )
+        index = keys.chat_votes(chat_id)
+        if index not in gone:
+            problems += dangling_members(
+                index,
+                get_redis().hkeys(index),
+                lambda m, c=chat_id: keys.chat_message(c, m),
+                "vote on message",
+                lambda p, m, i=index: p.hdel(i, m),
+            )
     return problems
 
 
@@ -512,24 +516,17 @@ def check_document(found: list[tuple[str, ...]]) -> list[Problem]:
 def check_document_versions(found: list[tuple[str, ...]]) -> list[Problem]:
     problems = []
     for (document_id,) in found:
-        stamps = get_redis().zrange(keys.document_versions(document_id), 0, -1)
-        meta_exists, *present = _read(
-            lambda p, d=document_id, ss=stamps: [
-                p.exists(keys.document(d)),
-                *(p.exists(keys.document_version(d, int(s))) for s in ss),
-            ]
+        index = keys.document_versions(document_id)
+        stamps = get_redis().zrange(index, 0, -1)
+        missing = dangling_members(
+            index,
+            stamps,
+            lambda s, d=document_id: keys.document_version(d, int(s)),
+            "version",
+            lambda p, s, i=index: p.zrem(i, s),
         )
-        missing = [s for s, exists in zip(stamps, present, strict=True) if not exists]
-        for stamp in missing:
-            problems.append(
-                Problem(
-                    "index entry without entity",
-                    keys.document_versions(document_id),
-                    f"version {stamp}",
-                    lambda w, d=document_id, s=stamp: w.step(lambda p: p.zrem(keys.document_versions(d), s)),
-                )
-            )
-        if not meta_exists and len(missing) < len(stamps):
+        problems += missing
+        if not get_redis().exists(keys.document(document_id)) and len(missing) < len(stamps):
             problems.append(
                 Problem("document versions without document", keys.document(document_id), "", _resummarize(document_id))
             )
@@ -553,18 +550,14 @@ def check_document_version(found: list[tuple[str, ...]]) -> list[Problem]:
 def check_document_suggestions(found: list[tuple[str, ...]]) -> list[Problem]:
     problems = []
     for (document_id,) in found:
-        members = get_redis().zrange(keys.document_suggestions(document_id), 0, -1)
-        present = _read(lambda p, d=document_id, ms=members: [p.exists(keys.document_suggestion(d, m)) for m in ms])
-        for member, exists in zip(members, present, strict=True):
-            if not exists:
-                problems.append(
-                    Problem(
-                        "index entry without entity",
-                        keys.document_suggestions(document_id),
-                        f"suggestion {member}",
-                        lambda w, d=document_id, m=member: w.step(lambda p: p.zrem(keys.document_suggestions(d), m)),
-                    )
-                )
+        index = keys.document_suggestions(document_id)
+        problems += dangling_members(
+            index,
+            get_redis().zrange(index, 0, -1),
+            lambda m, d=document_id: keys.document_suggestion(d, m),
+            "suggestion",
+            lambda p, m, i=index: p.zrem(i, m),
+        )
     return problems
 
 
@@ -660,7 +653,7 @@ def vector_problems(store: Any, report: RepairReport) -> list[Problem]:
 
     problems: list[Problem] = []
     documents_enqueued: set[str] = set()
-    for user_id in _user_ids():
+    for user_id in all_user_ids():
         expected: set[str] = set()
         for subjects in user_subjects(user_id):
             expected.update(plan(user_id, subjects).upserts)
@@ -681,17 +674,6 @@ def vector_problems(store: Any, report: RepairReport) -> list[Problem]:
                     documents_enqueued.add(parent)
                 problems.append(Problem(kind, vector_id, f"user {user_id}", fix or (lambda w: None)))
     return problems
-
-
-def _user_ids() -> Iterator[str]:
-    client = get_redis()
-    start = 0
-    while True:
-        chunk = client.zrange(keys.users(), start, start + SCAN_BATCH - 1)
-        yield from chunk
-        if len(chunk) < SCAN_BATCH:
-            return
-        start += SCAN_BATCH
 
 
 # --- the run ---------------------------------------------------------------------------------------

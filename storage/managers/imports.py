@@ -109,7 +109,17 @@ def _bad_time(item: dict[str, Any], *names: str) -> str | None:
     return None
 
 
-def _first_seen(ids: list[str]) -> set[int]:
+def _screen(
+    items: list[dict[str, Any]], check: Any, identity: Any = lambda item: item.get("id")
+) -> tuple[list[str | None], list[int]]:
+    """Each item's rule problem (or None), duplicates within the batch marked; and the valid positions."""
+    outcomes: list[str | None] = [check(item) for item in items]
+    for position in _first_seen([identity(item) for item in items]):
+        outcomes[position] = outcomes[position] or DUPLICATE
+    return outcomes, [p for p, o in enumerate(outcomes) if o is None]
+
+
+def _first_seen(ids: list[Any]) -> set[int]:
     """Positions of items whose id already appeared earlier in the batch."""
     seen: set[str] = set()
     repeated = set()
@@ -137,10 +147,7 @@ class ImportManager:
         """
         for item in items:
             item["email"] = normalize_email(item.get("email") or "")
-        outcomes: list[str | None] = [_check_user(item) for item in items]
-        for position in _first_seen([i.get("id") for i in items]):
-            outcomes[position] = outcomes[position] or DUPLICATE
-        valid = [p for p, o in enumerate(outcomes) if o is None]
+        outcomes, valid = _screen(items, _check_user)
         pipe = pipeline()
         for position in valid:
             pipe.hgetall(keys.user(items[position]["id"]))
@@ -191,10 +198,7 @@ class ImportManager:
     # --- chats ---------------------------------------------------------------------------------
     def chats(self, items: list[dict[str, Any]], *, dry_run: bool = False, planned: Planned | None = None) -> list[str]:
         """Chats: id, userId, title, visibility, createdAt, optionally lastMessageAt."""
-        outcomes: list[str | None] = [_check_chat(item) for item in items]
-        for position in _first_seen([i.get("id") for i in items]):
-            outcomes[position] = outcomes[position] or DUPLICATE
-        valid = [p for p, o in enumerate(outcomes) if o is None]
+        outcomes, valid = _screen(items, _check_chat)
         pipe = pipeline()
         for position in valid:
             pipe.hgetall(keys.chat(items[position]["id"]))
@@ -250,10 +254,7 @@ class ImportManager:
         ``record_times`` adds the users' own recent messages to the rate-limit history
         (a restore brings that history with the user instead).
         """
-        outcomes: list[str | None] = [_check_message(item) for item in items]
-        for position in _first_seen([i.get("id") for i in items]):
-            outcomes[position] = outcomes[position] or DUPLICATE
-        valid = [p for p, o in enumerate(outcomes) if o is None]
+        outcomes, valid = _screen(items, _check_message)
         chat_ids = list(dict.fromkeys(items[p]["chatId"] for p in valid))
         pipe = pipeline()
         for chat_id in chat_ids:
@@ -368,10 +369,7 @@ class ImportManager:
         self, items: list[dict[str, Any]], *, dry_run: bool = False, planned: Planned | None = None
     ) -> list[str]:
         """Resumable-stream ids: id, chatId, createdAt."""
-        outcomes: list[str | None] = [_bad_ids(item, "id", "chatId") or _bad_time(item, "createdAt") for item in items]
-        for position in _first_seen([i.get("id") for i in items]):
-            outcomes[position] = outcomes[position] or DUPLICATE
-        valid = [p for p, o in enumerate(outcomes) if o is None]
+        outcomes, valid = _screen(items, lambda i: _bad_ids(i, "id", "chatId") or _bad_time(i, "createdAt"))
         pipe = pipeline()
         for position in valid:
             pipe.exists(keys.chat(items[position]["chatId"]))
@@ -396,10 +394,7 @@ class ImportManager:
         self, items: list[dict[str, Any]], *, dry_run: bool = False, planned: Planned | None = None
     ) -> list[str]:
         """Document versions: id, userId, title, kind, content, createdAt (one per save)."""
-        outcomes: list[str | None] = [_check_version(item) for item in items]
-        for position in _first_seen([(i.get("id"), i.get("createdAt")) for i in items]):
-            outcomes[position] = outcomes[position] or DUPLICATE
-        valid = [p for p, o in enumerate(outcomes) if o is None]
+        outcomes, valid = _screen(items, _check_version, lambda i: (i.get("id"), i.get("createdAt")))
         document_ids = list(dict.fromkeys(items[p]["id"] for p in valid))
         pipe = pipeline()
         for document_id in document_ids:
@@ -461,10 +456,7 @@ class ImportManager:
         self, items: list[dict[str, Any]], *, dry_run: bool = False, planned: Planned | None = None
     ) -> list[str]:
         """Suggestions, each tied to one version (documentId, documentCreatedAt)."""
-        outcomes: list[str | None] = [_check_suggestion(item) for item in items]
-        for position in _first_seen([i.get("id") for i in items]):
-            outcomes[position] = outcomes[position] or DUPLICATE
-        valid = [p for p, o in enumerate(outcomes) if o is None]
+        outcomes, valid = _screen(items, _check_suggestion)
         pipe = pipeline()
         for position in valid:
             item = items[position]
