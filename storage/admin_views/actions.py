@@ -125,6 +125,7 @@ def reindex_user(request: HttpRequest, site, user_id: str) -> HttpResponse:
             ("Id", user_id),
             ("Chats", counts["chats"]),
             ("Documents", counts["documents"]),
+            ("Messages and documents to embed", integrations.reindex_size(user_id)),
         ],
         consequences=integrations.REINDEX_CONSEQUENCES,
         button="Reindex",

@@ -11,34 +11,167 @@ from datetime import date
 from typing import Any
 
 from storage.admin_views.common import BadInput, when
+from storage.errors import Unavailable
 from storage.ids import now_us
 
-SEARCH_KINDS = ("message", "document")
-REINDEX_CONSEQUENCES = ["Every message and document of the user is embedded again and upserted to the vector store."]
+SEARCH_KINDS = ("message", "document", "learning")
+# Without a user, the search runs over the namespaces of at most this many of the newest users.
+ALL_USERS_NAMESPACES = 50
+ALL_USERS_CANDIDATES = 1000
+REINDEX_CONSEQUENCES = [
+    "The user's namespace is dropped and every message and document is embedded again from Redis, now.",
+    "Search for this user is incomplete until it finishes; the indexer pauses this user meanwhile.",
+    "Large histories take a while here: `manage.py reindex --user <id>` does the same with a progress bar.",
+]
 
 
-def search(query: str, *, kinds: list[str], user_id: str | None, limit: int) -> list[dict[str, Any]]:
-    raise NotImplementedError
+# --- semantic search ------------------------------------------------------------------------------
+def offered_kinds() -> list[str]:
+    """The kinds the search form offers: learning content only where shared namespaces are configured."""
+    from storage.vectors import learning_namespaces
+
+    return [k for k in SEARCH_KINDS if k != "learning" or learning_namespaces()]
+
+
+def search(query: str, *, kinds: list[str], user_id: str | None, limit: int) -> dict[str, Any]:
+    """Hits (best first) of one user, or of the newest users with vectors; see :mod:`storage.search`.
+
+    Shared learning content is searched once, with the first user's call (it belongs to nobody).
+    """
+    from storage.search import search as run_search
+
+    own = [k for k in kinds if k != "learning"]
+    targets = [user_id] if user_id else _users_with_vectors()
+    calls = [(target, list(own)) for target in targets] if own else []
+    if "learning" in kinds:
+        if calls:
+            calls[0][1].append("learning")
+        else:
+            calls = [(targets[0] if targets else "staff", ["learning"])]
+    hits: dict[tuple[str, str], dict[str, Any]] = {}
+    for target, wanted in calls:
+        for group in run_search(target, query, kinds=wanted, top_k=limit)["results"]:
+            owner = None if group["type"] == "learning" else target
+            for hit in group["hits"]:
+                hits.setdefault((owner or group.get("namespace") or "", hit["id"]), _hit_row(group, hit, owner))
+    ranked = sorted(hits.values(), key=lambda h: h["score"], reverse=True)[:limit]
+    note = ""
+    if not user_id and len(targets) == ALL_USERS_NAMESPACES:
+        note = f"Searched the {ALL_USERS_NAMESPACES} newest users with vectors; name a user to search anyone else."
+    return {"hits": ranked, "searched": len(targets), "note": note}
+
+
+def _users_with_vectors() -> list[str]:
+    from mookti.redis import get_redis
+    from storage import keys
+    from storage.vectors import get_vector_store, user_namespace
+
+    present = set(get_vector_store().stats()["namespaces"])
+    newest = get_redis().zrevrange(keys.users(), 0, ALL_USERS_CANDIDATES - 1)
+    return [u for u in newest if user_namespace(u) in present][:ALL_USERS_NAMESPACES]
+
+
+def _hit_row(group: dict[str, Any], hit: dict[str, Any], user_id: str | None) -> dict[str, Any]:
+    kind = {"chat": "message", "document": "document"}.get(group["type"], group["type"])
+    return {
+        "kind": kind,
+        "score": hit["score"],
+        "title": group["title"],
+        "snippet": hit["snippet"],
+        "createdAt": hit.get("createdAt"),
+        "role": hit.get("role"),
+        "chatId": group.get("chatId"),
+        "messageId": hit.get("messageId"),
+        "documentId": group.get("documentId"),
+        "namespace": group.get("namespace"),
+        "userId": user_id,
+    }
 
 
 def backends() -> dict[str, Any]:
-    return {}
+    """What search runs on, without loading the model: the configured classes and the index's record."""
+    from django.conf import settings
+
+    from mookti.redis import get_redis
+    from storage import keys
+    from storage.backends import BackendError
+    from storage.vectors import get_vector_store
+
+    configured = settings.MOOKTI_EMBEDDINGS
+    model = configured.get("OPTIONS", {}).get("model") or configured.get("OPTIONS", {}).get("model_name") or ""
+    meta = get_redis().hgetall(keys.vector_index_meta())
+    embeddings = f"{configured['BACKEND'].rsplit('.', 1)[-1]}{f' ({model})' if model else ''}"
+    if meta:
+        embeddings += f"; index built with {meta.get('model')}, {meta.get('dimension')} dimensions"
+    else:
+        embeddings += "; the index has not been built yet"
+    try:
+        store = get_vector_store().describe()
+    except BackendError as exc:
+        store = f"{settings.MOOKTI_VECTOR_STORE['BACKEND']} (unavailable: {exc})"
+    return {"embeddings": embeddings, "vector_store": store}
 
 
-def indexer_status() -> dict[str, Any] | None:
-    return None
+# --- indexer and vector store ---------------------------------------------------------------------
+def indexer_status() -> dict[str, Any]:
+    """Lag, pending, dead letters and consumers of the outbox group, and the newest dead letters."""
+    from storage.indexer import dead_letters, index_metrics
+
+    metrics = index_metrics()
+    rows = [
+        ("Lag (not yet read)", metrics["lag"]),
+        ("Pending (read, not acknowledged)", metrics["pending"]),
+        ("Oldest pending", f"{metrics['oldestPendingSeconds']} s"),
+        ("Dead letters", metrics["dead"]),
+        ("Indexer processes (consumers)", metrics["consumers"]),
+    ]
+    dead = []
+    for letter in dead_letters(10):
+        fields = letter["fields"]
+        target = " ".join(f"{k}={fields[k]}" for k in ("op", "kind", "userId", "chatId", "documentId") if fields.get(k))
+        dead.append({"id": letter["id"], "summary": f"{target}: {fields.get('error', '')[:300]}"})
+    return {"rows": rows, "dead": metrics["dead"], "dead_entries": dead}
 
 
 def retry_dead_letters() -> str:
-    raise NotImplementedError
+    from storage.indexer import retry_dead_letters as retry
+
+    return f"{retry()} put back on the outbox"
 
 
-def vector_stats() -> dict[str, Any] | None:
-    return None
+def vector_stats() -> dict[str, Any]:
+    from storage.backends import BackendError
+    from storage.vectors import get_vector_store
+
+    try:
+        stats = get_vector_store().stats()
+    except BackendError as exc:
+        return {"rows": [("Error", str(exc)[:300])]}
+    return {
+        "rows": [
+            ("Vectors", stats["total"]),
+            ("Dimension", stats["dimension"] if stats["dimension"] is not None else "— (empty)"),
+            ("Namespaces", len(stats["namespaces"])),
+        ]
+    }
 
 
 def reindex_user(user_id: str) -> str:
-    raise NotImplementedError
+    from storage.backends import BackendError
+    from storage.indexer import rebuild_user
+
+    try:
+        done = rebuild_user(user_id)
+    except (BackendError, TimeoutError) as exc:
+        raise Unavailable(f"Reindexing failed, nothing else changed: {exc}") from exc
+    return f"{done} messages and documents embedded again"
+
+
+def reindex_size(user_id: str) -> int:
+    """Messages and documents of the user (what a reindex embeds)."""
+    from storage.management.commands.reindex import count_items
+
+    return count_items([user_id])
 
 
 # --- gamification --------------------------------------------------------------------------------

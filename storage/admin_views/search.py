@@ -7,6 +7,7 @@ from django.urls import reverse
 
 from storage.admin_views import integrations
 from storage.admin_views.common import BadInput, id_param, int_param, render, when
+from storage.errors import StorageError
 from storage.managers import users
 
 MAX_QUERY = 500
@@ -33,30 +34,41 @@ def semantic_search(request: HttpRequest, site) -> HttpResponse:
     unknown = [k for k in chosen if k not in integrations.SEARCH_KINDS]
     if unknown:
         raise BadInput(f"kind: “{unknown[0][:40]}” is not one of {', '.join(integrations.SEARCH_KINDS)}.")
-    kinds = chosen or list(integrations.SEARCH_KINDS)
+    offered = integrations.offered_kinds()
+    kinds = chosen or offered
     user_field = request.GET.get("user", "")
     user_id = resolve_user(user_field)
     limit = int_param(request, "limit", 10, 1, 50)
-    hits = None
+    found, error, status = None, "", 200
     if query:
-        hits = integrations.search(query, kinds=kinds, user_id=user_id, limit=limit)
+        try:
+            found = integrations.search(query, kinds=kinds, user_id=user_id, limit=limit)
+        except StorageError as exc:  # Invalid (400) or Unavailable (503): the page says so
+            error, status = exc.message, exc.status_code
+    hits = found["hits"] if found else None
+    if hits:
+        owners = {u["id"]: u["email"] for u in users.get_many(sorted({h["userId"] for h in hits if h["userId"]})) if u}
         for hit in hits:
             hit["created"] = when(hit.get("createdAt"))
             hit["url"] = source_url(site, hit)
+            hit["userLabel"] = owners.get(hit["userId"], hit["userId"])
             hit["user_url"] = (
-                reverse("admin:mookti_user", args=[hit["userId"]], current_app=site.name) if hit.get("userId") else None
+                reverse("admin:mookti_user", args=[hit["userId"]], current_app=site.name) if hit["userId"] else None
             )
     context = {
         "title": "Semantic search",
         "query": query,
         "kinds": kinds,
-        "all_kinds": integrations.SEARCH_KINDS,
+        "all_kinds": offered,
         "user_field": user_field,
         "limit": limit,
         "hits": hits,
+        "note": found["note"] if found else "",
+        "searched": found["searched"] if found else 0,
+        "error": error,
         "backends": integrations.backends(),
     }
-    return render(request, site, "admin/mookti/search.html", context)
+    return render(request, site, "admin/mookti/search.html", context, status=status)
 
 
 def source_url(site, hit: dict) -> str | None:

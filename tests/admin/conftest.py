@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.test import Client
 
+from mookti.redis import get_redis
 from storage.managers import chats, documents, messages, votes
 
 
@@ -75,3 +78,40 @@ def learner(make_user) -> dict[str, Any]:
         user["id"], document["id"], [{"originalText": "love", "suggestedText": "need", "description": "precise"}]
     )
     return {**user, "chat": chat, "messages": saved, "document": document}
+
+
+# Fast indexer loops for tests: no waiting for batches to fill, no background upkeep.
+FAST_INDEXER = {"BATCH_WAIT_MS": 0, "BLOCK_MS": 0, "MAINTAIN_SECONDS": 3600, "RETRY_BASE_SECONDS": 0.01}
+
+
+def drain_indexer(timeout: float = 120.0) -> bool:
+    """Run the outbox indexer in this process until every entry is handled."""
+    from storage.indexer import Indexer
+
+    return Indexer(options=FAST_INDEXER).drain(timeout=timeout)
+
+
+@pytest.fixture
+def search_backends(settings, tmp_path) -> Iterator[Path]:
+    """The default backends (local model, LanceDB) on a fresh store, with an empty outbox.
+
+    Other tests' writes fill the shared outbox; starting empty keeps a drain to this test's data.
+    """
+    from storage import keys
+    from storage import search as search_service
+    from storage.backends import registry
+
+    path = tmp_path / "lancedb"
+    settings.MOOKTI_EMBEDDINGS = {"BACKEND": "storage.embeddings.local.SentenceTransformerEmbeddings", "OPTIONS": {}}
+    settings.MOOKTI_VECTOR_STORE = {
+        "BACKEND": "storage.vectors.lancedb.LanceDBVectorStore",
+        "OPTIONS": {"path": str(path)},
+    }
+    index_state = [keys.outbox(), keys.outbox_dead(), keys.outbox_attempts(), keys.vector_index_meta()]
+    get_redis().delete(*index_state)
+    search_service._checked.clear()
+    registry.reset()
+    yield path
+    get_redis().delete(*index_state)
+    search_service._checked.clear()
+    registry.reset()

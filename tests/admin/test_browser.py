@@ -17,6 +17,7 @@ from django.conf import settings
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from storage.managers import chats
+from tests.admin.conftest import drain_indexer
 
 pytestmark = pytest.mark.browser
 
@@ -140,3 +141,23 @@ def test_operations_and_raw_keys_pages(staff_page: Page, learner) -> None:
     shot(page, "09-raw-key")
     page.locator("#entity-link").click()
     expect(page.locator("#profile")).to_contain_text(learner["email"])
+
+
+def test_staff_runs_a_semantic_search_and_follows_a_result(staff_page: Page, search_backends, learner) -> None:
+    assert drain_indexer()
+    page = staff_page
+    page.locator(".app-mookti").get_by_role("link", name="Semantic search").click()
+    expect(page.locator("#backends")).to_contain_text("lancedb:")
+    page.fill("#id_q", "how do plants make food from sunlight")
+    page.fill("#id_user", learner["email"])
+    page.locator("#search-button").click()
+    results = page.locator("#results")
+    expect(results.locator(".hit").first).to_contain_text("Photosynthesis basics")
+    expect(results.locator(".hit .score").first).to_have_text(re.compile(r"^0\.\d{3}$"))
+    shot(page, "10-semantic-search")
+    results.locator(".hit-link").first.click()
+    expect(page).to_have_url(re.compile(rf"/admin/mookti/chats/{learner['chat']['id']}/\?message="))
+    focused = page.locator(".message.focus")
+    expect(focused).to_have_count(1)
+    expect(focused).to_contain_text("lants")
+    shot(page, "11-search-result")
