@@ -8,7 +8,7 @@ import socket
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from mookti import events
+from mookti import events, localredis
 from tests.realtime.conftest import (
     FRAME_TIMEOUT,
     Server,
@@ -219,3 +219,48 @@ def test_a_slow_client_does_not_block_others(server, alice, bob):
     ids, bob_id, bob_frame, received = run(scenario)
     assert bob_frame["id"] == bob_id
     assert received == ids
+
+
+def test_pokes_resume_after_the_channel_layer_restarts(alice, tmp_path):
+    """The pub/sub Redis goes away under an open socket and comes back: nothing is lost.
+
+    Heartbeats are slow here (60 s), so the event written during the outage can only arrive
+    through the layer once it is back (the next poke's chain link shows the gap).
+    """
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    layer_redis = localredis.start(url, tmp_path / "layer")
+    server = start_server(CHANNEL_REDIS_URL=url, MOOKTI_WS_HEARTBEAT="60")
+    try:
+
+        async def scenario():
+            ws = await ws_connect(server.ws_url(), token=alice["token"])
+            await ws_until_ready(ws)
+            chat_id = await new_chat(server, alice)
+            before = await ws_frame(ws)
+            localredis.stop(layer_redis)
+            during = await post_message(server, alice, chat_id, "while pub/sub is down")
+            restarted = localredis.start(url, tmp_path / "layer")
+            after = []
+            try:
+                deadline = asyncio.get_running_loop().time() + 30
+                while len(after) < 2 and asyncio.get_running_loop().time() < deadline:
+                    # keep writing until the layer's connections are back and a poke gets through
+                    await post_message(server, alice, chat_id, "after the restart")
+                    try:
+                        while True:
+                            after.append(await ws_frame(ws, timeout=1))
+                    except TimeoutError:
+                        pass
+            finally:
+                localredis.stop(restarted)
+            await ws.close()
+            return chat_id, before, during, after
+
+        chat_id, before, during, after = run(scenario)
+    finally:
+        server.stop()
+        localredis.stop(layer_redis)
+    assert before["data"]["id"] == chat_id
+    assert after[0]["data"] == during  # first the event from the outage, then the newer ones
+    ids = [events.parse_id(f["id"]) for f in after]
+    assert ids == sorted(set(ids))
