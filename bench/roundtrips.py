@@ -15,8 +15,10 @@ to go out before the response is finished is not counted twice.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
+from collections.abc import Iterator
 from typing import Any
 
 import redis.asyncio.connection
@@ -28,7 +30,7 @@ ASYNC_HEADER = "X-Redis-Roundtrips-Async"
 POKES_HEADER = "X-Redis-Pokes"
 
 _counter: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("redis_roundtrips", default=None)
-_installed = False
+_originals: dict[tuple[Any, str], Any] = {}
 
 
 def _count(slot: int) -> None:
@@ -39,12 +41,15 @@ def _count(slot: int) -> None:
         holder[slot] += 1
 
 
+def _patch(owner: Any, name: str, replacement: Any) -> None:
+    _originals.setdefault((owner, name), getattr(owner, name))
+    setattr(owner, name, replacement)
+
+
 def install() -> None:
     """Wrap redis-py's sync and asyncio ``send_packed_command`` (idempotent)."""
-    global _installed
-    if _installed:
+    if (redis.connection.AbstractConnection, "send_packed_command") in _originals:
         return
-    _installed = True
     sync_send = redis.connection.AbstractConnection.send_packed_command
     async_send = redis.asyncio.connection.AbstractConnection.send_packed_command
 
@@ -58,16 +63,34 @@ def install() -> None:
         _count(1)
         return await async_send(self, command, check_health)
 
-    redis.connection.AbstractConnection.send_packed_command = counted_sync
-    redis.asyncio.connection.AbstractConnection.send_packed_command = counted_async
+    _patch(redis.connection.AbstractConnection, "send_packed_command", counted_sync)
+    _patch(redis.asyncio.connection.AbstractConnection, "send_packed_command", counted_async)
 
 
-def _count_pokes() -> None:
+def uninstall() -> None:
+    """Put back everything :func:`install` and the middleware wrapped (tests)."""
+    for (owner, name), original in _originals.items():
+        setattr(owner, name, original)
+    _originals.clear()
+
+
+@contextlib.contextmanager
+def counting() -> Iterator[list[int]]:
+    """Count what this context sends: ``[sync round trips, async round trips, pokes handed over]``."""
+    holder = [0, 0, 0]
+    token = _counter.set(holder)
+    try:
+        yield holder
+    finally:
+        _counter.reset(token)
+
+
+def count_pokes() -> None:
     """Wrap ``mookti.events.deliver`` (idempotent; after Django's apps are loaded)."""
     from mookti import events
 
     deliver = getattr(events, "deliver", None)
-    if deliver is None or getattr(deliver, "counted", False):  # absent if live updates change shape
+    if deliver is None or (events, "deliver") in _originals:  # absent if live updates change shape
         return
 
     @functools.wraps(deliver)
@@ -77,8 +100,7 @@ def _count_pokes() -> None:
             holder[2] += len(sends)
         contextvars.Context().run(deliver, sends)
 
-    counted_deliver.counted = True
-    events.deliver = counted_deliver
+    _patch(events, "deliver", counted_deliver)
 
 
 class RoundtripMiddleware:
@@ -88,7 +110,7 @@ class RoundtripMiddleware:
     async_capable = True
 
     def __init__(self, get_response: Any) -> None:
-        _count_pokes()
+        count_pokes()
         self.get_response = get_response
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
@@ -97,21 +119,13 @@ class RoundtripMiddleware:
     def __call__(self, request: Any) -> Any:
         if self.is_async:
             return self._acall(request)
-        holder = [0, 0, 0]
-        token = _counter.set(holder)
-        try:
+        with counting() as holder:
             response = self.get_response(request)
-        finally:
-            _counter.reset(token)
         return self._stamp(response, holder)
 
     async def _acall(self, request: Any) -> Any:
-        holder = [0, 0, 0]
-        token = _counter.set(holder)
-        try:
+        with counting() as holder:
             response = await self.get_response(request)
-        finally:
-            _counter.reset(token)
         return self._stamp(response, holder)
 
     @staticmethod
