@@ -84,6 +84,7 @@ class Planned:
     """What a dry run would have created (ids), consulted as if it existed."""
 
     users: set[str] = field(default_factory=set)
+    emails: dict[str, str] = field(default_factory=dict)  # email -> user id
     chats: dict[str, str] = field(default_factory=dict)  # chat id -> owner
     messages: dict[str, str] = field(default_factory=dict)  # message id -> chat id
     documents: dict[str, str] = field(default_factory=dict)  # document id -> owner
@@ -161,7 +162,7 @@ class ImportManager:
                 existing["password"] = raw.get("password", "")
                 outcomes[position] = _same(existing, item, compare)
                 continue
-            owner = owner or claimed.get(item["email"])
+            owner = owner or claimed.get(item["email"]) or (planned.emails.get(item["email"]) if planned else None)
             if owner and owner != item["id"]:
                 outcomes[position] = f"email already registered: {item['email']} belongs to user {owner}"
                 continue
@@ -170,6 +171,7 @@ class ImportManager:
                 outcomes[position] = WRITTEN
                 if planned is not None:
                     planned.users.add(item["id"])
+                    planned.emails[item["email"]] = item["id"]
             else:
                 outcomes[position] = self._create_user(item)
         return outcomes  # type: ignore[return-value]
