@@ -39,17 +39,15 @@ def _redis_namespace() -> Iterator[str]:
     delete_keys(prefix)
 
 
-def snapshot_keys() -> dict[str, str]:
-    """Every key of this run with a fingerprint of its value (to prove a request wrote nothing)."""
-    client = get_redis()
-    found = {}
-    for key in client.scan_iter(match=f"{settings.MOOKTI_REDIS_PREFIX}*", count=1000):
-        kind = client.type(key)
-        if kind == "stream":
-            found[key] = f"stream:{client.xlen(key)}"
-        else:
-            found[key] = f"{kind}:{client.dump(key)!r}"
-    return found
+def snapshot_keys() -> dict[str, Any]:
+    """Every key of this run with its value (to prove a request wrote nothing).
+
+    Values, not DUMP fingerprints: a large hash's DUMP order can change when Redis rehashes it
+    incrementally during a read.
+    """
+    from storage.portability import key_values
+
+    return key_values(list(get_redis().scan_iter(match=f"{settings.MOOKTI_REDIS_PREFIX}*", count=1000)))
 
 
 class Api:

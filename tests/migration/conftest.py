@@ -396,13 +396,7 @@ def other_prefix(prefix: str) -> Iterator[str]:
 
 
 def state() -> dict[str, Any]:
-    """Every key of the current prefix with its value (HGETALL, ZRANGE...; streams by length).
+    """Every key of the current prefix with its value."""
+    from tests.conftest import snapshot_keys
 
-    Unlike a DUMP fingerprint this is stable under reads: a large hash's DUMP order can change
-    when Redis rehashes it incrementally during a lookup.
-    """
-    from mookti.redis import get_redis
-    from storage.portability import key_values
-
-    prefix = settings.MOOKTI_REDIS_PREFIX
-    return key_values(list(get_redis().scan_iter(match=f"{prefix}*", count=1000)))
+    return snapshot_keys()
