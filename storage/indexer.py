@@ -125,9 +125,20 @@ class Indexer:
 
     # --- setup --------------------------------------------------------------------------------
     def start(self) -> None:
-        """Create the group if needed and check the index was built with this model."""
+        """Create the group if needed, check the index was built with this model, and take back
+        what this consumer name left pending (a restart with ``--consumer`` resumes at once)."""
         ensure_group(self.client)
         check_index(self.embeddings, self.store, claim=True)
+        start = "0-0"
+        while True:
+            reply = self.client.xreadgroup(GROUP, self.consumer, {self.stream: start}, count=1000)
+            items = [(entry_id, fields) for _, batch in reply or [] for entry_id, fields in batch]
+            if not items:
+                return
+            for entry_id, fields in items:
+                if fields and entry_id not in self._retry:
+                    self._retry[entry_id] = Entry(entry_id, fields)
+            start = items[-1][0]
 
     # --- the loop -----------------------------------------------------------------------------
     def run_forever(self, stop: threading.Event, on_batch: Callable[[int], None] | None = None) -> None:

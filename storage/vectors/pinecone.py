@@ -4,11 +4,13 @@ The index is created outside the app (console or IaC, with the embedding model's
 the cosine metric); the app only speaks the data plane at ``host``: upsert, query, list, delete,
 describe_index_stats. One namespace per user; learning-content namespaces are read-only here.
 
-Retries: the SDK's REST transport already retries 408/429/5xx and connection errors with
-decorrelated-jitter backoff and honours ``Retry-After`` (``RetryConfig``, passed through from
-OPTIONS ``retry``). It also has a per-host retry budget that stops retrying during a sustained
-outage; the error then surfaces as :class:`BackendUnavailable`, and the indexer backs off and
-retries the whole batch later (exponentially, without counting it against the entry).
+Retries: the v10 SDK's REST transport retries data-plane calls itself, with a fixed policy
+(``RetryConfig()`` defaults; ``Pinecone(retry_config=...)`` only reaches the control plane and gRPC):
+up to 3 retries of 408/429/500/502/503/504 and connection errors, decorrelated-jitter backoff from
+0.25 s, ``Retry-After`` honoured (capped at 60 s), and a per-host retry budget that stops retrying
+during a sustained outage. What it gives up on surfaces here as :class:`BackendUnavailable`: the
+indexer then backs off exponentially and retries the batch (without counting it against the
+entries), and the search API answers 503.
 Writes are split within Pinecone's limits: 1,000 records and 2 MB per upsert, 1,000 ids per delete.
 """
 
@@ -60,7 +62,6 @@ class PineconeVectorStore(VectorStore):
         self,
         api_key: str | None = None,
         host: str | None = None,
-        retry: dict[str, Any] | None = None,
         timeout: float = 30.0,
         max_records: int = MAX_RECORDS,
         max_request_bytes: int = MAX_REQUEST_BYTES - REQUEST_BYTES_MARGIN,
@@ -70,7 +71,6 @@ class PineconeVectorStore(VectorStore):
         self.host = host or os.environ.get("PINECONE_INDEX_HOST") or ""
         if not self.api_key or not self.host:
             raise ValueError("Pinecone needs an API key and the index host (PINECONE_API_KEY, PINECONE_INDEX_HOST).")
-        self.retry = retry or {}
         self.timeout = timeout
         self.max_batch = max_records
         self.max_request_bytes = max_request_bytes
@@ -88,13 +88,10 @@ class PineconeVectorStore(VectorStore):
         if self._index is None or self._pid != os.getpid():
             with self._lock:
                 if self._index is None or self._pid != os.getpid():
-                    from pinecone import Pinecone, RetryConfig
+                    from pinecone import Pinecone
 
                     client = Pinecone(
-                        api_key=self.api_key,
-                        timeout=self.timeout,
-                        retry_config=RetryConfig(**self.retry),
-                        additional_headers=self.additional_headers,
+                        api_key=self.api_key, timeout=self.timeout, additional_headers=self.additional_headers
                     )
                     self._index = client.index(host=self.host)
                     self._pid = os.getpid()
