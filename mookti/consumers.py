@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 from collections import deque
 from typing import Any
 from urllib.parse import parse_qs
@@ -38,8 +39,8 @@ from mookti.realtime import (
     BEARER_SUBPROTOCOL,
     Identity,
     bearer_from_subprotocols,
+    heartbeat_check,
     identity_for_token,
-    is_valid,
     redeem_ticket,
 )
 from mookti.redis import get_async_redis
@@ -261,7 +262,9 @@ class EventsConsumer(AsyncWebsocketConsumer):
         loop = asyncio.get_running_loop()
         try:
             await self._start(last_event_id)
-            next_beat = loop.time() + settings.MOOKTI_WS_HEARTBEAT
+            # The first beat comes at a random point of the interval, so sockets that connected
+            # together (a server restart) do not all check Redis at the same moment.
+            next_beat = loop.time() + settings.MOOKTI_WS_HEARTBEAT * random.uniform(0.5, 1.0)
             next_join = loop.time() + REJOIN_EVERY
             while True:
                 deadline = next_beat if self.layer_ok else min(next_beat, loop.time() + DEGRADED_POLL)
@@ -281,10 +284,11 @@ class EventsConsumer(AsyncWebsocketConsumer):
                         await self._start(self.resume_from)
                     if loop.time() >= next_beat:
                         next_beat = loop.time() + settings.MOOKTI_WS_HEARTBEAT
-                        if not await is_valid(self.identity):  # type: ignore[arg-type]
+                        valid, behind = await heartbeat_check(self.identity, self.sent_id)  # type: ignore[arg-type]
+                        if not valid:
                             await self.close(CLOSE_UNAUTHENTICATED, "token revoked or expired")
                             return
-                        self.stale = True  # catches a poke that never came
+                        self.stale = self.stale or behind  # a poke that never came
                         await self._send_text(HEARTBEAT)
                     await self._flush()
                 except (TimeoutError, redis.RedisError) as exc:

@@ -17,6 +17,7 @@ import itertools
 import json
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -89,12 +90,32 @@ async def identity_for_token(token: str) -> Identity | None:
     return Identity(user_id, digest) if user_id else None
 
 
+def _queue_validity(pipe: Any, identity: Identity) -> None:
+    if identity.token_digest is None:
+        pipe.exists(storage_keys.user(identity.user_id))
+    else:
+        pipe.hget(storage_keys.token(identity.token_digest), "userId")
+
+
+def _is_valid_reply(identity: Identity, reply: Any) -> bool:
+    return bool(reply) if identity.token_digest is None else reply == identity.user_id
+
+
 async def is_valid(identity: Identity) -> bool:
     """Still allowed: the token was not revoked or expired (service tickets: the user exists)."""
-    client = get_async_redis()
-    if identity.token_digest is None:
-        return bool(await client.exists(storage_keys.user(identity.user_id)))
-    return await client.hget(storage_keys.token(identity.token_digest), "userId") == identity.user_id
+    async with get_async_redis().pipeline(transaction=False) as pipe:
+        _queue_validity(pipe, identity)
+        (reply,) = await pipe.execute()
+    return _is_valid_reply(identity, reply)
+
+
+async def heartbeat_check(identity: Identity, after: str) -> tuple[bool, bool]:
+    """One round trip: (is the identity still valid, are there events after ``after``)."""
+    async with get_async_redis().pipeline(transaction=False) as pipe:
+        _queue_validity(pipe, identity)
+        pipe.xrange(keys.events(identity.user_id), min=f"({after}", max="+", count=1)
+        validity, newer = await pipe.execute()
+    return _is_valid_reply(identity, validity), bool(newer)
 
 
 # --- HTTP ----------------------------------------------------------------------------------------

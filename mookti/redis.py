@@ -90,7 +90,7 @@ def get_async_redis() -> redis.asyncio.Redis | redis.asyncio.cluster.RedisCluste
             client = redis.asyncio.cluster.RedisCluster.from_url(settings.REDIS_URL, **options)
         else:
             pool = redis.asyncio.BlockingConnectionPool.from_url(
-                settings.REDIS_URL, max_connections=64, timeout=10, **options
+                settings.REDIS_URL, max_connections=128, timeout=10, **options
             )
             client = redis.asyncio.Redis(connection_pool=pool)
         _async_clients[loop] = client
