@@ -1,8 +1,11 @@
 """Keyset pagination over a ZSET in one round trip.
 
 The cursor is a member id (as ai-chatbot's ``startingAfter``/``endingBefore``), so the
-script looks up its score and reads the page next to it in the same call: an unknown
-cursor is reported instead of silently giving the first page.
+script looks up its rank and reads the page in the same call: an unknown cursor is reported
+instead of silently giving the first page. As in ai-chatbot, a page is the first ``limit``
+members *in listing order* among those on the cursor's side: ``endingBefore`` in a
+newest-first chat list continues right after the cursor, ``startingAfter`` gives the newest
+chats newer than it.
 """
 
 from __future__ import annotations
@@ -13,22 +16,25 @@ from typing import Any
 from mookti.redis import register_script
 
 # KEYS[1] zset; ARGV: cursor ('' = none), side ('newer'|'older'), order ('asc'|'desc'), count.
-# Reply: {found (0/1), id, id, ...}
+# Reply: {found (0/1), id, id, ...}. Positions are ranks, i.e. (score, member) order, so members
+# that share the cursor's score are neither skipped nor repeated.
 PAGE_SCRIPT = register_script(
     """
 local cursor, side, order, count = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local low, high = '-inf', '+inf'
+local desc = order == 'desc'
+local lo, hi = 0, -1
 if cursor ~= '' then
-  local score = redis.call('ZSCORE', KEYS[1], cursor)
-  if not score then return {0} end
-  if side == 'newer' then low = '(' .. score else high = '(' .. score end
+  local at
+  if desc then at = redis.call('ZREVRANK', KEYS[1], cursor) else at = redis.call('ZRANK', KEYS[1], cursor) end
+  if not at then return {0} end
+  -- in a newest-first listing the newer members come before the cursor
+  if (side == 'newer') == desc then lo, hi = 0, at - 1 else lo, hi = at + 1, -1 end
+  if hi ~= -1 and hi < lo then return {1} end
 end
+local stop = lo + count - 1
+if hi ~= -1 and hi < stop then stop = hi end
 local ids
-if order == 'desc' then
-  ids = redis.call('ZRANGE', KEYS[1], high, low, 'BYSCORE', 'REV', 'LIMIT', 0, count)
-else
-  ids = redis.call('ZRANGE', KEYS[1], low, high, 'BYSCORE', 'LIMIT', 0, count)
-end
+if desc then ids = redis.call('ZRANGE', KEYS[1], lo, stop, 'REV') else ids = redis.call('ZRANGE', KEYS[1], lo, stop) end
 table.insert(ids, 1, 1)
 return ids
 """

@@ -124,3 +124,18 @@ def test_stream_ids_oldest_first(alice):
         time.sleep(0.002)
     r = alice["api"].get(f"/api/storage/chat/{chat['id']}/streams")
     assert [s["id"] for s in r.json()] == ["s-1", "s-2"]
+
+
+def test_pages_reach_every_chat_when_timestamps_tie(alice):
+    same = "2026-01-01T00:00:00.000Z"
+    created = {alice["api"].post("/api/storage/chat", {"createdAt": same}).json()["id"] for _ in range(5)}
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": 2, **({"endingBefore": cursor} if cursor else {})}
+        page = alice["api"].get("/api/storage/chat", params).json()
+        seen += [c["id"] for c in page["chats"]]
+        if not page["hasMore"]:
+            break
+        cursor = seen[-1]
+    assert sorted(seen) == sorted(created) and len(seen) == 5

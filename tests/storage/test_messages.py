@@ -144,3 +144,17 @@ def test_rate_limit_by_user_type(make_user, settings):
         .status_code
         == 201
     )
+
+
+def test_message_pages_with_equal_timestamps(alice, chat):
+    saved = save(alice["api"], chat["id"], *[("user", str(i), T0) for i in range(5)])
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"chatId": chat["id"], "limit": 2, **({"startingAfter": cursor} if cursor else {})}
+        page = alice["api"].get("/api/storage/message", params).json()
+        seen += [m["id"] for m in page["messages"]]
+        if not page["hasMore"]:
+            break
+        cursor = seen[-1]
+    assert sorted(seen) == sorted(m["id"] for m in saved) and len(seen) == 5
