@@ -91,10 +91,6 @@ def frame_text(event_id: str, event_type: str, data_json: str, chat_id: str | No
     return f'{head}{scope}"data":{data_json}}}'
 
 
-def frame(event_id: str, event_type: str, data: dict[str, Any]) -> dict[str, Any]:
-    return {"id": event_id, "type": event_type, "data": data}
-
-
 def render(data: dict[str, Any]) -> dict[str, Any]:
     """The API's JSON shape: top-level integer timestamps (microseconds) become ISO-8601 UTC."""
     return {name: iso(value) if _is_timestamp(name, value) else value for name, value in data.items()}
