@@ -15,8 +15,17 @@ from storage.permissions import IsMooktiUser, actor_id
 from storage.serializers import IdField, StrictSerializer, TimestampField
 
 
+class QueryText(serializers.CharField):
+    """A JSON string only (DRF's CharField would turn 42 or true into text)."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class SearchIn(StrictSerializer):
-    query = serializers.CharField(max_length=search_service.MAX_QUERY_CHARS)
+    query = QueryText(max_length=search_service.MAX_QUERY_CHARS)
     kinds = serializers.ListField(
         child=serializers.ChoiceField(search_service.KINDS), required=False, allow_empty=False, max_length=3
     )
