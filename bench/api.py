@@ -42,6 +42,10 @@ from typing import Any
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from mookti.redis import delete_prefix  # noqa: E402 - needs the repository on sys.path
+
 HOST = "127.0.0.1"
 SEED_CHATS = 25
 SEED_MESSAGES = 60
@@ -173,16 +177,10 @@ class Server:
     def delete_keys(self) -> int:
         """Every key under this run's prefix, and nothing else (the Redis may be shared)."""
         client = redis.Redis.from_url(self.redis_url)
-        removed, batch = 0, []
-        for name in client.scan_iter(match=f"{self.prefix}*", count=1000):
-            batch.append(name)
-            if len(batch) >= 500:
-                removed += client.unlink(*batch)
-                batch.clear()
-        if batch:
-            removed += client.unlink(*batch)
-        client.close()
-        return removed
+        try:
+            return delete_prefix(self.prefix, client)
+        finally:
+            client.close()
 
 
 # --- seeding ------------------------------------------------------------------------------------

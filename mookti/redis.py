@@ -198,3 +198,30 @@ def ping() -> bool:
         return bool(get_redis().ping())
     except REDIS_ERRORS:
         return False
+
+
+def delete_prefix(prefix: str, client: Any = None, batch_size: int = 500) -> int:
+    """UNLINK every key under ``prefix`` (a test run's or a benchmark's namespace); returns the count.
+
+    SCAN-based: for maintenance, tests and tools only, never a request path. One pipelined
+    round trip per batch; keys are unlinked one by one, so it works across cluster slots too.
+    """
+    client = client or get_redis()
+    pattern = "".join(f"\\{c}" if c in "*?[]\\" else c for c in prefix) + "*"
+    removed = 0
+    batch: list[Any] = []
+
+    def flush() -> int:
+        pipe = client.pipeline(transaction=False)
+        for name in batch:
+            pipe.unlink(name)
+        batch.clear()
+        return sum(pipe.execute())
+
+    for name in client.scan_iter(match=pattern, count=1000):
+        batch.append(name)
+        if len(batch) >= batch_size:
+            removed += flush()
+    if batch:
+        removed += flush()
+    return removed

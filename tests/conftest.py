@@ -10,23 +10,13 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from mookti.redis import get_redis
+from mookti.redis import delete_prefix, get_redis
 from storage.managers import tokens, users
 
 
 def delete_keys(prefix: str) -> int:
     """Remove every key under ``prefix`` (never anything else: the same Redis may hold other data)."""
-    client = get_redis()
-    removed = 0
-    batch: list[str] = []
-    for key in client.scan_iter(match=f"{prefix}*", count=1000):
-        batch.append(key)
-        if len(batch) >= 500:
-            removed += client.unlink(*batch)
-            batch.clear()
-    if batch:
-        removed += client.unlink(*batch)
-    return removed
+    return delete_prefix(prefix)
 
 
 @pytest.fixture(scope="session", autouse=True)
