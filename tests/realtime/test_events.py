@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 
 from channels.layers import get_channel_layer
@@ -11,7 +13,7 @@ from channels.layers import get_channel_layer
 from mookti import events, keys
 from mookti.redis import get_redis
 from storage.managers import users
-from tests.realtime.conftest import free_port, run
+from tests.realtime.conftest import ROOT, free_port, run
 
 DEAD_LAYER = {
     "default": {
@@ -137,3 +139,26 @@ def test_deleting_a_user_drops_their_stream(alice):
     assert get_redis().exists(keys.events(alice["id"]))
     users.delete(alice["id"])
     assert not get_redis().exists(keys.events(alice["id"]))
+
+
+def test_a_short_lived_process_delivers_its_pokes_before_exiting(alice):
+    """A management command publishes and exits at once: the poke still goes out (flushed at exit)."""
+    script = (
+        "import django; django.setup()\n"
+        "from mookti import events\n"
+        f"print(events.publish({alice['id']!r}, 'test.command', {{'n': 1}}))\n"
+    )
+
+    async def scenario():
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add(events.user_group(alice["id"]), channel)
+        done = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        poke = await asyncio.wait_for(layer.receive(channel), 5)
+        return done.stdout.strip(), poke
+
+    event_id, poke = run(scenario)
+    assert poke["id"] == event_id
