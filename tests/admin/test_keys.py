@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import uuid
+from collections.abc import Iterator
 
 import pytest
 from django.test import Client
@@ -14,7 +15,7 @@ from storage import keys
 
 
 @pytest.fixture
-def sample_keys() -> dict[str, str]:
+def sample_keys() -> Iterator[dict[str, str]]:
     """One key of every type under this run's prefix, in a namespace of its own."""
     space = f"rawtest{uuid.uuid4().hex[:8]}"
     names = {kind: key(f"{space}:{kind}") for kind in ("string", "binary", "hash", "list", "set", "zset", "stream")}
@@ -26,7 +27,9 @@ def sample_keys() -> dict[str, str]:
     client.sadd(names["set"], "alpha", "beta")
     client.zadd(names["zset"], {f"member{i}": i for i in range(120)})
     client.xadd(names["stream"], {"op": "upsert", "kind": "message"})
-    return {"space": space, **names}
+    yield {"space": space, **names}
+    # The binary value would break later tests' key snapshots (they read values as text).
+    client.delete(*names.values())
 
 
 def view(staff_client: Client, name: str, **params):
