@@ -254,7 +254,7 @@ MOOKTI_SEARCH = {
 }
 # Outbox indexer (storage/indexer.py has every knob and its default).
 MOOKTI_INDEXER = {
-    "BATCH_SIZE": env.int("MOOKTI_INDEXER_BATCH_SIZE", default=64),
+    "BATCH_SIZE": env.int("MOOKTI_INDEXER_BATCH_SIZE", default=256),
     "BATCH_WAIT_MS": env.int("MOOKTI_INDEXER_BATCH_WAIT_MS", default=200),
     "MAX_ATTEMPTS": env.int("MOOKTI_INDEXER_MAX_ATTEMPTS", default=5),
     "CLAIM_IDLE_MS": env.int("MOOKTI_INDEXER_CLAIM_IDLE_MS", default=60_000),
