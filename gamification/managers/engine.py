@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -259,6 +261,28 @@ def publish(outcome: Outcome, *, tz_name: str, now: int) -> None:
             write.execute()
     except Exception:
         logger.exception("gamification events for user %s not published", outcome.user_id)
+
+
+_background: ThreadPoolExecutor | None = None
+_background_lock = threading.Lock()
+
+
+def publish_after_response(outcome: Outcome, *, tz_name: str, now: int) -> None:
+    """:func:`publish` off the request path, for changes staged into another app's write (a
+    learner's message): that request keeps its round-trip budget, and the events follow within
+    milliseconds. One worker thread keeps each process's events in order; the executor is made
+    on first use (after any fork) and Python waits for its queue at exit."""
+    global _background
+    with _background_lock:
+        if _background is None:
+            _background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gamification-events")
+    _background.submit(publish, outcome, tz_name=tz_name, now=now)
+
+
+def flush_background(timeout: float = 10.0) -> None:
+    """Wait until the events handed to :func:`publish_after_response` are published."""
+    if _background is not None:
+        _background.submit(lambda: None).result(timeout)
 
 
 def derived_events(outcome: Outcome, tz_name: str, now: int) -> list[tuple[str, dict[str, Any]]]:
