@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 
 from bench import roundtrips
-from mookti.redis import Write, get_redis, key, pipeline
 from gamification.managers import engine
 from mookti.keys import events as events_key
+from mookti.redis import Write, get_redis, key, pipeline
 from storage.managers import chats, messages
 
 BUDGET = 3
