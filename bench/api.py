@@ -25,11 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import secrets
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,148 +35,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.common import HOST, Connection, Reply, Server, expect, percentile
 
-from mookti.redis import delete_prefix  # noqa: E402 - needs the repository on sys.path
-
-HOST = "127.0.0.1"
 SEED_CHATS = 25
 SEED_MESSAGES = 60
 ROUNDTRIP_GOAL = 3
 RATIO_GOAL = 0.5
-
-
-# --- a small keep-alive HTTP/1.1 client -------------------------------------------------------
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-class Connection:
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Reply:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(HOST, self.port)
-        payload = b"" if body is None else json.dumps(body).encode()
-        lines = [f"{method} {path} HTTP/1.1", f"Host: {HOST}:{self.port}", "Accept: application/json"]
-        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
-        if body is not None:
-            lines += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
-        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + payload)
-        status = int((await self.reader.readline()).split()[1])
-        reply_headers = {}
-        while (line := await self.reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.decode("latin-1").partition(":")
-            reply_headers[name.strip().lower()] = value.strip()
-        if "content-length" in reply_headers:
-            data = await self.reader.readexactly(int(reply_headers["content-length"]))
-        elif reply_headers.get("transfer-encoding") == "chunked":
-            data = await self._chunked()
-        else:
-            data = b""
-        if reply_headers.get("connection") == "close":
-            await self.close()
-        return Reply(status, reply_headers, data)
-
-    async def _chunked(self) -> bytes:
-        chunks = []
-        while size := int((await self.reader.readline()).strip(), 16):
-            chunks.append(await self.reader.readexactly(size))
-            await self.reader.readline()
-        await self.reader.readline()
-        return b"".join(chunks)
-
-    async def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
-
-
-# --- the server ---------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class Server:
-    port: int
-    prefix: str
-    service_key: str
-    redis_url: str
-    process: subprocess.Popen
-    log: Path
-
-    @classmethod
-    def start(cls, workers: int, redis_url: str, data_dir: Path) -> Server:
-        port, prefix = free_port(), f"mookti-bench:{uuid.uuid4().hex[:12]}:"
-        service_key = secrets.token_urlsafe(32)
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "bench.settings",
-            "DJANGO_DEBUG": "false",
-            "DJANGO_SECRET_KEY": secrets.token_urlsafe(48),
-            "DJANGO_ALLOWED_HOSTS": f"{HOST},localhost",
-            "REDIS_URL": redis_url,
-            "MOOKTI_REDIS_PREFIX": prefix,
-            "MOOKTI_SERVICE_KEY": service_key,
-            "MOOKTI_DATA_DIR": str(data_dir),
-            "MOOKTI_LOG_LEVEL": "WARNING",
-            **{f"MOOKTI_LIMIT_{kind}": str(10**9) for kind in ("GUEST", "FREE", "BASIC", "PRO")},
-        }
-        log = data_dir / "uvicorn.log"
-        argv = [sys.executable, "-m", "uvicorn", "mookti.asgi:application", "--host", HOST, "--port", str(port)]
-        argv += ["--workers", str(workers), "--lifespan", "off", "--no-access-log", "--log-level", "warning"]
-        with log.open("w") as out:
-            process = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
-        return cls(port, prefix, service_key, redis_url, process, log)
-
-    async def wait_ready(self, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                raise SystemExit(f"uvicorn exited ({self.process.returncode}):\n{self.log.read_text()}")
-            try:
-                connection = Connection(self.port)
-                reply = await connection.request("GET", "/api/health/")
-                await connection.close()
-                if reply.status == 200:
-                    return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"uvicorn did not answer in {timeout:.0f}s:\n{self.log.read_text()}")
-            await asyncio.sleep(0.2)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def delete_keys(self) -> int:
-        """Every key under this run's prefix, and nothing else (the Redis may be shared)."""
-        client = redis.Redis.from_url(self.redis_url)
-        try:
-            return delete_prefix(self.prefix, client)
-        finally:
-            client.close()
 
 
 # --- seeding ------------------------------------------------------------------------------------
@@ -194,12 +56,6 @@ class User:
     @property
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
-
-
-def expect(reply: Reply, status: int, what: str) -> Any:
-    if reply.status != status:
-        raise SystemExit(f"{what}: HTTP {reply.status} {reply.body[:500]!r}")
-    return reply.json()
 
 
 def text_message(chat_id: str, index: int) -> dict[str, Any]:
@@ -285,8 +141,7 @@ class Stats:
         return len(self.latencies) / self.seconds if self.seconds else 0.0
 
     def percentile(self, share: float) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))] * 1000 if ordered else 0.0
+        return percentile(self.latencies, share) * 1000
 
 
 async def drive(server: Server, users: list[User], op: Operation, flavor: str, seconds: float, stats: Stats) -> None:

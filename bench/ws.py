@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import resource
 import sys
@@ -42,17 +41,12 @@ from websockets.asyncio.client import ClientConnection, connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.api import Connection, Server, expect
+from bench.common import Connection, Server, expect, percentile, process_usage
 
 HTTP_CLIENTS = 16
 CONNECT_CONCURRENCY = 50
 DRAIN_TIMEOUT = 15.0
 GOAL_P99_MS = 250.0
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))] if ordered else 0.0
 
 
 def stream_position(event_id: str) -> tuple[int, int]:
@@ -257,17 +251,6 @@ async def drain(run: Run) -> None:
         await asyncio.sleep(0.1)
 
 
-def server_usage(pid: int) -> tuple[float, float]:
-    """(CPU seconds, resident MB) of the server process, from /proc."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    cpu = (int(fields[11]) + int(fields[12])) / ticks
-    with open(f"/proc/{pid}/status") as status:
-        rss = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
-    return cpu, rss
-
-
 async def bench(args: argparse.Namespace) -> bool:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4 * args.sockets + 1024)), hard))
@@ -282,7 +265,7 @@ async def bench(args: argparse.Namespace) -> bool:
             run = Run(users)
             opened_in = await open_sockets(run, server.port, args.per_user)
             print(f"opened {len(run.sockets)} sockets in {opened_in:.1f}s", flush=True)
-            cpu_before, _ = server_usage(server.process.pid)
+            cpu_before, _ = process_usage(server.process.pid)
             load_started = time.perf_counter()
             writes, _ = await asyncio.gather(
                 write_load(run, server.port, args.rate, args.seconds),
@@ -290,7 +273,7 @@ async def bench(args: argparse.Namespace) -> bool:
             )
             load_seconds = time.perf_counter() - load_started
             await drain(run)
-            cpu_after, rss = server_usage(server.process.pid)
+            cpu_after, rss = process_usage(server.process.pid)
             expected, lost, duplicates, out_of_order = tally(run)
             for sock in run.sockets:
                 sock.reader.cancel()  # type: ignore[union-attr]
