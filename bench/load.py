@@ -1,0 +1,622 @@
+"""Load benchmark: a mixed workload from many clients against N web processes and the indexers.
+
+    .venv/bin/python bench/load.py [--clients 32] [--seconds 30] [--workers 1] [--indexers 2]
+                                   [--redis-url redis://127.0.0.1:6379/0] [--cluster]
+                                   [--mix create=10,post=40,list=15,read=10,search=10,streak=15]
+
+Starts the whole service as production runs it, ``manage.py serve --workers N --indexers 2
+--no-migrate`` (uvicorn with N worker processes on one port, the outbox indexers), on a free
+port with a unique ``MOOKTI_REDIS_PREFIX``, a random service key and a temporary
+``MOOKTI_DATA_DIR`` (a fresh LanceDB; the local embedding model). The product's message limits
+stay in force (``--message-limit`` sets ``MOOKTI_LIMIT_PRO``): the users are pro users, so a
+short run stays under 2,000 messages a day each, and any 429 is counted apart from the errors.
+``--cluster`` says ``--redis-url`` is a Redis Cluster (``REDIS_CLUSTER=true``; the channel layer
+then uses ``--channel-redis-url``).
+
+1. **Seed** through the service key: ``--users`` pro users (default: one per client), a token
+   each, 3 chats of 8 messages each; then wait until the indexers have drained the outbox (so
+   they are up, their model loaded, and search finds something).
+2. **Warm up** for ``--warmup`` seconds with the mix (not measured: the web processes load the
+   embedding model on their first uncached search query).
+3. **Load** for ``--seconds``: ``--clients`` keep-alive HTTP/1.1 clients (``bench.common``),
+   client ``i`` acting as user ``i % users``, each sending requests back to back (closed loop),
+   every request drawn from the mix: create a chat, post a learner message (role ``user``; it
+   counts as gamification activity and goes to the search outbox) to one of the user's chats,
+   list 20 chats, read 50 messages of a chat, search (``POST /api/storage/search``, top 5,
+   queries made of random topics so most miss the query-embedding cache), read the streak.
+   Prints requests/s, p50/p99 per operation, 429s and errors (any other status, timeouts and
+   broken connections), with the CPU seconds each server process used during the window and the
+   load average.
+4. **Indexer**: the backlog (unread + read but not acked) at the end of the window and its
+   maximum during it, then how long the indexers take to drain it; dead letters.
+5. **Consistency**, in this process with Django pointed at the same Redis, prefix and data dir:
+   every check of ``storage.repair`` over the prefix (users, chats and messages against their
+   indexes, message lookups, email claims, documents, and the vector store against what the
+   indexer would write: a message not indexed or a vector for nothing is a problem); every
+   acknowledged write present: each user's chat indexes hold exactly the chats created with a
+   201, each chat's message index exactly the messages posted with a 201; gamification: each
+   user's message count and message XP match the learner messages acknowledged, weekly XP adds up
+   to the total, the weekly leaderboard holds the weekly XP, the streak is alive.
+
+Exits 1 if there was an error or a problem. The server is stopped, every key of the prefix is
+deleted and the temporary directory removed at the end. Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (
+    Connection,
+    Server,
+    descendants,
+    expect,
+    percentile,
+    process_name,
+    process_usage,
+)
+
+OPERATIONS = {
+    "create": "create chat",
+    "post": "post message",
+    "list": "list 20 chats",
+    "read": "read 50 messages",
+    "search": "search",
+    "streak": "read streak",
+}
+DEFAULT_MIX = "create=10,post=40,list=15,read=10,search=10,streak=15"
+SEED_CHATS = 3
+SEED_MESSAGES = 8
+SEEDERS = 16
+SHOWN_ERRORS = 5
+TOPICS = [
+    "fractions",
+    "photosynthesis",
+    "the French revolution",
+    "quadratic equations",
+    "plate tectonics",
+    "Newton's second law",
+    "the water cycle",
+    "prime numbers",
+    "cell division",
+    "supply and demand",
+    "the Pythagorean theorem",
+    "chemical bonds",
+    "the Roman empire",
+    "probability",
+    "poetic meter",
+    "climate zones",
+    "long division",
+    "electric circuits",
+    "the causes of World War I",
+    "irregular verbs",
+]
+ASKS = [
+    "Can you explain {t} with an example from {u}?",
+    "I don't get {t}. Where should I start if I already know {u}?",
+    "Give me three practice questions that mix {t} and {u}.",
+    "How does {t} relate to {u}?",
+    "Why does {t} matter when you study {u}?",
+    "Summarise {t} in two sentences, then quiz me on {u}.",
+]
+QUERIES = ["{t} and {u}", "what did we say about {t}", "practice questions on {t} with {u}", "{t} explained simply"]
+
+
+def phrase(templates: list[str], rng: random.Random) -> str:
+    first, second = rng.sample(TOPICS, 2)
+    return rng.choice(templates).format(t=first, u=second)
+
+
+# --- users and what the server acknowledged -----------------------------------------------------
+@dataclass
+class User:
+    id: str
+    token: str
+    chats: list[str] = field(default_factory=list)  # acknowledged (201) chats, seeded ones first
+    messages: dict[str, set[str]] = field(default_factory=dict)  # chat id -> acknowledged message ids
+    learner_messages: int = 0  # acknowledged messages with role "user" (gamification activity)
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+async def seed_users(server: Server, count: int) -> list[User]:
+    service = {"Authorization": f"Bearer {server.service_key}"}
+    users: list[User] = []
+
+    async def seeder(numbers: list[int]) -> None:
+        connection = Connection(server.port)
+        for number in numbers:
+            email = f"load-{number}-{uuid.uuid4().hex[:8]}@example.com"
+            body = {"email": email, "type": "pro"}
+            created = expect(await connection.request("POST", "/api/storage/user", body, service), 201, "user")
+            body = {"userId": created["id"]}
+            token = expect(await connection.request("POST", "/api/storage/token", body, service), 201, "token")
+            user = User(created["id"], token["token"])
+            rng = random.Random(number)
+            for index in range(SEED_CHATS):
+                body = {"id": str(uuid.uuid4()), "title": f"Lesson {index}"}
+                expect(await connection.request("POST", "/api/storage/chat", body, user.auth), 201, "chat")
+                user.chats.append(body["id"])
+                messages = []
+                for n in range(SEED_MESSAGES):
+                    role = "user" if n % 2 == 0 else "assistant"
+                    text = phrase(ASKS, rng)
+                    messages.append(
+                        {"id": str(uuid.uuid4()), "chatId": body["id"], "role": role, "parts": [text_part(text)]}
+                    )
+                reply = await connection.request("POST", "/api/storage/message", {"messages": messages}, user.auth)
+                expect(reply, 201, "messages")
+                user.messages[body["id"]] = {m["id"] for m in messages}
+                user.learner_messages += sum(m["role"] == "user" for m in messages)
+            users.append(user)
+        await connection.close()
+
+    numbers = list(range(count))
+    await asyncio.gather(*(seeder(numbers[i::SEEDERS]) for i in range(SEEDERS)))
+    return users
+
+
+def text_part(text: str) -> dict[str, str]:
+    return {"type": "text", "text": text}
+
+
+# --- the workload -------------------------------------------------------------------------------
+@dataclass
+class OpStats:
+    latencies: list[float] = field(default_factory=list)
+    ok: int = 0
+    limited: int = 0
+    errors: Counter = field(default_factory=Counter)
+    examples: list[str] = field(default_factory=list)
+
+    def error(self, what: str, detail: str) -> None:
+        self.errors[what] += 1
+        if len(self.examples) < SHOWN_ERRORS:
+            self.examples.append(f"{what}: {detail[:300]}")
+
+
+def parse_mix(text: str) -> dict[str, float]:
+    mix = {}
+    for item in text.split(","):
+        name, _, weight = item.partition("=")
+        if name.strip() not in OPERATIONS:
+            raise SystemExit(f"--mix: unknown operation {name!r} (known: {', '.join(OPERATIONS)})")
+        mix[name.strip()] = float(weight)
+    if not any(mix.values()):
+        raise SystemExit("--mix: all weights are zero")
+    return mix
+
+
+def request_for(op: str, user: User, rng: random.Random) -> tuple[str, str, Any, int]:
+    """(method, path, body, expected status) of one operation for ``user``."""
+    if op == "create":
+        return "POST", "/api/storage/chat", {"id": str(uuid.uuid4()), "title": f"About {rng.choice(TOPICS)}"}, 201
+    if op == "post":
+        chat_id = rng.choice(user.chats)
+        body = {"id": str(uuid.uuid4()), "chatId": chat_id, "role": "user", "parts": [text_part(phrase(ASKS, rng))]}
+        return "POST", "/api/storage/message", body, 201
+    if op == "list":
+        return "GET", "/api/storage/chat?limit=20", None, 200
+    if op == "read":
+        return "GET", f"/api/storage/message?chatId={rng.choice(user.chats)}&limit=50", None, 200
+    if op == "search":
+        return "POST", "/api/storage/search", {"query": phrase(QUERIES, rng), "topK": 5}, 200
+    return "GET", "/api/gamification/streak", None, 200
+
+
+def acknowledge(op: str, user: User, body: Any) -> None:
+    """Remember a write the server acknowledged (checked against Redis at the end)."""
+    if op == "create":
+        user.chats.append(body["id"])
+        user.messages[body["id"]] = set()
+    elif op == "post":
+        user.messages[body["chatId"]].add(body["id"])
+        user.learner_messages += 1
+
+
+async def drive(
+    port: int,
+    users: list[User],
+    clients: int,
+    seconds: float,
+    mix: dict[str, float],
+    timeout: float,
+    stats: dict[str, OpStats],
+) -> float:
+    """``clients`` closed-loop clients for ``seconds``; returns the seconds until the last finished."""
+    names, weights = list(mix), list(mix.values())
+    deadline = time.perf_counter() + seconds
+
+    async def client(number: int) -> None:
+        rng = random.Random(f"{number}-{time.time_ns()}")
+        user = users[number % len(users)]
+        connection = Connection(port)
+        try:
+            while time.perf_counter() < deadline:
+                op = rng.choices(names, weights)[0]
+                method, path, body, expected = request_for(op, user, rng)
+                started = time.perf_counter()
+                try:
+                    reply = await asyncio.wait_for(connection.request(method, path, body, user.auth), timeout)
+                except (OSError, EOFError, ValueError, IndexError, asyncio.IncompleteReadError, TimeoutError) as exc:
+                    stats[op].latencies.append(time.perf_counter() - started)
+                    stats[op].error(type(exc).__name__, f"{method} {path}: {exc!r}")
+                    await connection.close()
+                    connection = Connection(port)
+                    continue
+                stats[op].latencies.append(time.perf_counter() - started)
+                if reply.status == expected:
+                    stats[op].ok += 1
+                    acknowledge(op, user, body)
+                elif reply.status == 429:
+                    stats[op].limited += 1
+                else:
+                    stats[op].error(f"HTTP {reply.status}", f"{method} {path}: {reply.body[:300]!r}")
+        finally:
+            await connection.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(n) for n in range(clients)))
+    return time.perf_counter() - started
+
+
+# --- server processes ----------------------------------------------------------------------------
+def server_processes(server: Server) -> dict[int, str]:
+    """pid -> role ("web", "indexer", "supervisor") of ``serve`` and everything under it."""
+    roles = {server.process.pid: "serve"}
+    for pid in descendants(server.process.pid):
+        try:
+            command = process_name(pid)
+        except OSError:
+            continue
+        if "run_indexer" in command:
+            roles[pid] = "indexer"
+        elif "multiprocessing" in command and "resource_tracker" not in command:
+            roles[pid] = "web"
+        elif "uvicorn" in command:
+            roles[pid] = "uvicorn"  # the web process itself with --workers 1, the workers' parent otherwise
+        else:
+            roles[pid] = "other"
+    if "web" not in roles.values():
+        roles = {pid: "web" if role == "uvicorn" else role for pid, role in roles.items()}
+    return roles
+
+
+def cpu_snapshot(pids: dict[int, str]) -> dict[int, float]:
+    found = {}
+    for pid in pids:
+        try:
+            found[pid] = process_usage(pid)[0]
+        except (OSError, StopIteration):
+            continue
+    return found
+
+
+def own_cpu() -> float:
+    return sum(os.times()[:2])
+
+
+def cpu_report(roles: dict[int, str], before: dict[int, float], after: dict[int, float], seconds: float) -> str:
+    """CPU seconds (and share of one core) each server process used between two snapshots."""
+    parts = []
+    numbered: Counter = Counter()
+    order = ["web", "uvicorn", "indexer", "serve", "other"]
+    for pid, role in sorted(roles.items(), key=lambda item: (order.index(item[1]), item[0])):
+        if pid in before and pid in after:
+            numbered[role] += 1
+            used = after[pid] - before[pid]
+            parts.append(f"{role} {numbered[role]} {used:.1f}s ({used / seconds:.0%})")
+    return ", ".join(parts)
+
+
+# --- indexer and consistency (in this process, Django pointed at the server's Redis and prefix) -
+def configure_django(server: Server) -> None:
+    os.environ.update({**server.env, "DJANGO_SETTINGS_MODULE": "mookti.settings"})
+    import django
+
+    django.setup()
+
+
+def backlog() -> dict[str, Any]:
+    from storage.indexer import index_metrics
+
+    metrics = index_metrics()
+    metrics["backlog"] = metrics["lag"] + metrics["pending"]
+    return metrics
+
+
+async def wait_for_indexers(indexers: int, timeout: float) -> float:
+    """Until every indexer has joined the group and the backlog is 0; returns the seconds it took."""
+    started = time.perf_counter()
+    while True:
+        metrics = await asyncio.to_thread(backlog)
+        if metrics["backlog"] == 0 and metrics["consumers"] >= indexers:
+            return time.perf_counter() - started
+        if time.perf_counter() - started > timeout:
+            raise SystemExit(f"the indexers did not drain the outbox in {timeout:.0f}s: {metrics}")
+        await asyncio.sleep(0.5)
+
+
+async def watch_backlog(peak: list[int], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        peak[0] = max(peak[0], (await asyncio.to_thread(backlog))["backlog"])
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
+
+
+def acknowledged_problems(users: list[User]) -> tuple[list[str], dict[str, int]]:
+    """Every acknowledged chat and message is in its indexes, and the indexes hold nothing else;
+    each user's gamification counters agree with the learner messages acknowledged."""
+    from django.conf import settings
+
+    from gamification import keys as game_keys
+    from mookti.redis import pipeline
+    from storage import keys
+
+    problems: list[str] = []
+    counted = Counter()
+    message_xp = settings.MOOKTI_GAMIFICATION["XP"]["message"]
+    for user in users:
+        pipe = pipeline()
+        pipe.zrange(keys.user_chats(user.id), 0, -1)
+        pipe.zrange(keys.user_chats_by_activity(user.id), 0, -1)
+        for chat_id in user.chats:
+            pipe.zrange(keys.chat_messages(chat_id), 0, -1)
+        pipe.hgetall(game_keys.totals(user.id))
+        pipe.hgetall(game_keys.weekly_xp(user.id))
+        pipe.hgetall(game_keys.streak(user.id))
+        replies = pipe.execute()
+        by_created, by_activity = set(replies[0]), set(replies[1])
+        chat_indexes, (totals, weekly, streak) = replies[2:-3], replies[-3:]
+        expected_chats = set(user.chats)
+        counted["chats"] += len(expected_chats)
+        for name, found in (("chats", by_created), ("chats-by-activity", by_activity)):
+            if found != expected_chats:
+                problems.append(
+                    f"user {user.id} {name}: {len(expected_chats - found)} acknowledged chats missing, "
+                    f"{len(found - expected_chats)} unexpected"
+                )
+        for chat_id, members in zip(user.chats, chat_indexes, strict=True):
+            expected = user.messages[chat_id]
+            counted["messages"] += len(expected)
+            if set(members) != expected:
+                problems.append(
+                    f"chat {chat_id} messages: {len(expected - set(members))} acknowledged missing, "
+                    f"{len(set(members) - expected)} unexpected"
+                )
+        messages, xp_messages = int(totals.get("messages", 0)), int(totals.get("xp:message", 0))
+        if messages != user.learner_messages or xp_messages != message_xp * user.learner_messages:
+            problems.append(
+                f"user {user.id} totals: messages {messages}, xp:message {xp_messages}; "
+                f"acknowledged learner messages {user.learner_messages}"
+            )
+        if sum(int(v) for v in weekly.values()) != int(totals.get("xp", 0)):
+            problems.append(f"user {user.id}: weekly XP {weekly} does not add up to total XP {totals.get('xp')}")
+        if int(streak.get("current", 0)) < 1:
+            problems.append(f"user {user.id}: streak {streak} after activity today")
+        counted["learner messages"] += user.learner_messages
+        counted["weeks"] += len(weekly)
+    problems += leaderboard_problems(users)
+    return problems, counted
+
+
+def leaderboard_problems(users: list[User]) -> list[str]:
+    """The weekly leaderboard entry of each user equals the user's weekly XP (written after the response)."""
+    from gamification import keys as game_keys
+    from mookti.redis import pipeline
+
+    problems = []
+    weekly = []
+    pipe = pipeline()
+    for user in users:
+        pipe.hgetall(game_keys.weekly_xp(user.id))
+    for user, weeks in zip(users, pipe.execute(), strict=True):
+        weekly += [(user.id, week, int(xp)) for week, xp in weeks.items()]
+    pipe = pipeline()
+    for user_id, week, _ in weekly:
+        pipe.zscore(game_keys.leaderboard(week), user_id)
+    for (user_id, week, xp), score in zip(weekly, pipe.execute(), strict=True):
+        if score is None or int(score) != xp:
+            problems.append(f"leaderboard {week}: user {user_id} has {score}, weekly XP is {xp}")
+    return problems
+
+
+def repair_problems(users: list[User]) -> tuple[list[str], list[str], int, int]:
+    """(problems, notes, keys scanned, vectors listed) of every ``storage.repair`` check, vectors included."""
+    from storage import repair
+    from storage.vectors import user_namespace
+
+    report = repair.RepairReport()
+    found = repair.find_problems(progress=False, report=report, vectors=True)
+    described = [f"{p.kind}: {p.key}" + (f" ({p.detail})" if p.detail else "") for p in found]
+    store = repair.listable_vector_store(report)
+    vectors = sum(len(store.list_ids(user_namespace(u.id), "")) for u in users) if store is not None else 0
+    return described, report.notes, report.scanned, vectors
+
+
+# --- the run ------------------------------------------------------------------------------------
+def print_table(stats: dict[str, OpStats], mix: dict[str, float], seconds: float) -> None:
+    total_weight = sum(mix.values())
+    header = f"{'operation':<18}{'mix':>5}{'requests':>10}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'429':>7}{'errors':>8}"
+    print(header)
+    print("-" * len(header))
+    everything: list[float] = []
+    for op, label in OPERATIONS.items():
+        if op not in mix:
+            continue
+        s = stats[op]
+        everything += s.latencies
+        line = f"{label:<18}{mix[op] / total_weight:>5.0%}{len(s.latencies):>10}{len(s.latencies) / seconds:>9.1f}"
+        line += f"{percentile(s.latencies, 0.5) * 1000:>9.1f}{percentile(s.latencies, 0.99) * 1000:>9.1f}"
+        line += f"{s.limited:>7}{sum(s.errors.values()):>8}"
+        print(line)
+    print("-" * len(header))
+    limited = sum(s.limited for s in stats.values())
+    errors = sum(sum(s.errors.values()) for s in stats.values())
+    line = f"{'all':<18}{'':>5}{len(everything):>10}{len(everything) / seconds:>9.1f}"
+    line += (
+        f"{percentile(everything, 0.5) * 1000:>9.1f}{percentile(everything, 0.99) * 1000:>9.1f}{limited:>7}{errors:>8}"
+    )
+    print(line)
+    for op, s in stats.items():
+        for example in s.examples:
+            print(f"  {OPERATIONS[op]} error: {example}")
+
+
+async def run(args: argparse.Namespace) -> bool:
+    mix = parse_mix(args.mix)
+    extra_env = {"MOOKTI_EMBEDDINGS_BACKEND": "local", "MOOKTI_VECTOR_BACKEND": "lancedb"}
+    if args.cluster:
+        extra_env["CHANNEL_REDIS_URL"] = args.channel_redis_url
+    if args.message_limit:
+        extra_env["MOOKTI_LIMIT_PRO"] = str(args.message_limit)
+    users_count = args.users or args.clients
+    load_start = os.getloadavg()
+    kind = "Redis Cluster" if args.cluster else "standalone Redis"
+    with tempfile.TemporaryDirectory(prefix="mookti-load-") as data_dir:
+        server = Server.start(
+            args.workers,
+            args.redis_url,
+            Path(data_dir),
+            supervised=True,
+            indexers=args.indexers,
+            settings_module="mookti.settings",
+            rate_limits=True,
+            cluster=args.cluster,
+            extra_env=extra_env,
+        )
+        try:
+            configure_django(server)
+            await server.wait_ready()
+            print(
+                f"manage.py serve --workers {args.workers} --indexers {args.indexers} on port {server.port}, "
+                f"{kind} {args.redis_url}, prefix {server.prefix}",
+                flush=True,
+            )
+            started = time.perf_counter()
+            users = await seed_users(server, users_count)
+            seeded_in = time.perf_counter() - started
+            indexed_in = await wait_for_indexers(args.indexers, args.drain_timeout)
+            print(
+                f"seeded {len(users)} pro users ({SEED_CHATS} chats x {SEED_MESSAGES} messages each) in "
+                f"{seeded_in:.1f}s; indexed {indexed_in:.1f}s later",
+                flush=True,
+            )
+            if args.warmup > 0:
+                warm = {op: OpStats() for op in OPERATIONS}
+                await drive(server.port, users, args.clients, args.warmup, mix, args.timeout, warm)
+                warm_errors = sum(sum(s.errors.values()) for s in warm.values())
+                print(
+                    f"warm-up {args.warmup:g}s: {sum(len(s.latencies) for s in warm.values())} requests, "
+                    f"{warm_errors} errors",
+                    flush=True,
+                )
+                await wait_for_indexers(args.indexers, args.drain_timeout)
+
+            roles = server_processes(server)
+            stats = {op: OpStats() for op in OPERATIONS}
+            peak, stop = [0], asyncio.Event()
+            watcher = asyncio.create_task(watch_backlog(peak, stop))
+            cpu_before, client_before = cpu_snapshot(roles), own_cpu()
+            elapsed = await drive(server.port, users, args.clients, args.seconds, mix, args.timeout, stats)
+            cpu_after, client_cpu = cpu_snapshot(roles), own_cpu() - client_before
+            at_end = await asyncio.to_thread(backlog)
+            load_end = os.getloadavg()
+            stop.set()
+            await watcher
+            drain_started = time.perf_counter()
+            drained_in = await wait_for_indexers(args.indexers, args.drain_timeout)
+            cpu_drained = cpu_snapshot(roles)
+            drain_seconds = time.perf_counter() - drain_started
+
+            await asyncio.sleep(0.5)  # leaderboard entries are written right after the response
+            repair_found, notes, scanned, vectors = await asyncio.to_thread(repair_problems, users)
+            acknowledged, counted = await asyncio.to_thread(acknowledged_problems, users)
+            dead = (await asyncio.to_thread(backlog))["dead"]
+        finally:
+            server.stop()
+            removed = server.delete_keys()
+
+    print()
+    print(
+        f"{args.clients} clients ({users_count} pro users), {args.workers} web process(es), {args.indexers} indexers, "
+        f"{kind}; {elapsed:.1f}s measured after {args.warmup:g}s warm-up; {os.cpu_count()} CPUs"
+    )
+    print(
+        f"load average (1/5/15 min): before {' '.join(f'{x:.2f}' for x in load_start)}, "
+        f"end of load {' '.join(f'{x:.2f}' for x in load_end)}"
+    )
+    print()
+    print_table(stats, mix, elapsed)
+    errors = sum(sum(s.errors.values()) for s in stats.values())
+    print()
+    print(
+        f"CPU during the load window: {cpu_report(roles, cpu_before, cpu_after, elapsed)}, "
+        f"load client {client_cpu:.1f}s ({client_cpu / elapsed:.0%})"
+    )
+    print(
+        f"indexer backlog at the end of the load window: {at_end['backlog']} entries "
+        f"({at_end['lag']} unread, {at_end['pending']} pending, oldest pending {at_end['oldestPendingSeconds']}s); "
+        f"peak during the window {max(peak[0], at_end['backlog'])}; drained {drained_in:.1f}s after the window"
+    )
+    indexer_cpu = sum(cpu_drained[p] - cpu_after[p] for p, r in roles.items() if r == "indexer" and p in cpu_drained)
+    print(f"indexer CPU while draining: {indexer_cpu:.1f}s over {drain_seconds:.1f}s; dead letters {dead}")
+    print()
+    print(
+        f"consistency: storage.repair scanned {scanned} keys and {vectors} vectors: {len(repair_found)} problems; "
+        "acknowledged writes "
+        f"({counted['chats']} chats, {counted['messages']} messages, {counted['learner messages']} learner messages, "
+        f"{counted['weeks']} user-weeks of XP): {len(acknowledged)} problems"
+    )
+    for note in notes:
+        print(f"  note: {note}")
+    for line in (repair_found + acknowledged)[:30]:
+        print(f"  {line}")
+    print(f"removed {removed} keys under {server.prefix}")
+    ok = errors == 0 and not repair_found and not acknowledged and dead == 0
+    print(
+        f"verdict: {errors} errors, {len(repair_found) + len(acknowledged)} problems, {dead} dead letters -> "
+        f"{'OK' if ok else 'NOT OK'}"
+    )
+    return ok
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=32, help="concurrent keep-alive clients")
+    parser.add_argument("--users", type=int, default=0, help="pro users the clients act as (default: one per client)")
+    parser.add_argument("--seconds", type=float, default=30.0, help="measured seconds")
+    parser.add_argument("--warmup", type=float, default=5.0, help="unmeasured seconds of the mix before")
+    parser.add_argument("--workers", type=int, default=1, help="web processes (uvicorn --workers)")
+    parser.add_argument("--indexers", type=int, default=2, help="run_indexer processes")
+    parser.add_argument("--mix", default=DEFAULT_MIX, help=f"operation weights (default {DEFAULT_MIX})")
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    parser.add_argument("--cluster", action="store_true", help="--redis-url is a Redis Cluster")
+    parser.add_argument(
+        "--channel-redis-url", default="redis://127.0.0.1:6379/0", help="non-cluster Redis for pub/sub (--cluster)"
+    )
+    parser.add_argument("--message-limit", type=int, default=0, help="MOOKTI_LIMIT_PRO (default: the product's)")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds before a request counts as an error")
+    parser.add_argument("--drain-timeout", type=float, default=600.0, help="longest wait for the indexers")
+    args = parser.parse_args()
+    sys.exit(0 if asyncio.run(run(args)) else 1)
+
+
+if __name__ == "__main__":
+    main()
