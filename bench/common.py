@@ -226,6 +226,15 @@ def process_usage(pid: int) -> tuple[float, float]:
     return cpu, rss
 
 
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, all cores, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        ticks = [int(x) for x in stat.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    hertz = os.sysconf("SC_CLK_TCK")
+    return (sum(ticks[:8]) - idle) / hertz, sum(ticks[:8]) / hertz
+
+
 def process_name(pid: int) -> str:
     """The command line of a process, space-separated."""
     with open(f"/proc/{pid}/cmdline", "rb") as cmdline:

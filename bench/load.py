@@ -65,6 +65,7 @@ from bench.common import (
     Server,
     descendants,
     expect,
+    machine_cpu,
     percentile,
     process_name,
     process_usage,
@@ -308,21 +309,91 @@ def cpu_snapshot(pids: dict[int, str]) -> dict[int, float]:
     return found
 
 
-def own_cpu() -> float:
-    return sum(os.times()[:2])
+@dataclass
+class CpuUsage:
+    """CPU seconds between two points: each server process, this load client, the whole machine."""
 
+    roles: dict[int, str]
+    processes: dict[int, float]
+    client: float
+    machine_busy: float
+    machine_total: float
+    seconds: float
 
-def cpu_report(roles: dict[int, str], before: dict[int, float], after: dict[int, float], seconds: float) -> str:
-    """CPU seconds (and share of one core) each server process used between two snapshots."""
-    parts = []
-    numbered: Counter = Counter()
-    order = ["web", "uvicorn", "indexer", "serve", "other"]
-    for pid, role in sorted(roles.items(), key=lambda item: (order.index(item[1]), item[0])):
-        if pid in before and pid in after:
+    def of(self, role: str) -> float:
+        return sum(used for pid, used in self.processes.items() if self.roles[pid] == role)
+
+    def describe(self) -> str:
+        """Cores used (CPU seconds / wall seconds) per process, and how busy the machine was."""
+        cores = os.cpu_count() or 1
+        parts, numbered = [], Counter()
+        for pid, used in sorted(
+            self.processes.items(), key=lambda item: (ROLE_ORDER.index(self.roles[item[0]]), item[0])
+        ):
+            role = self.roles[pid]
             numbered[role] += 1
-            used = after[pid] - before[pid]
-            parts.append(f"{role} {numbered[role]} {used:.1f}s ({used / seconds:.0%})")
-    return ", ".join(parts)
+            if role in ("web", "indexer") or used > 0.05 * self.seconds:
+                parts.append(f"{role} {numbered[role]} {used / self.seconds:.2f}")
+        ours = sum(self.processes.values()) + self.client
+        busy = self.machine_busy / self.machine_total * cores if self.machine_total else 0.0
+        return (
+            ", ".join(parts) + f", load client {self.client / self.seconds:.2f}; machine busy {busy:.2f} of {cores} "
+            f"cores (this run's processes {ours / self.seconds:.2f}, everything else incl. Redis and other jobs "
+            f"{busy - ours / self.seconds:.2f})"
+        )
+
+
+ROLE_ORDER = ["web", "uvicorn", "indexer", "serve", "other"]
+
+
+class CpuMeter:
+    def __init__(self, roles: dict[int, str]) -> None:
+        self.roles = roles
+        self.begin = self._read()
+
+    def _read(self) -> tuple[dict[int, float], float, tuple[float, float], float]:
+        return cpu_snapshot(self.roles), sum(os.times()[:2]), machine_cpu(), time.perf_counter()
+
+    def stop(self) -> CpuUsage:
+        (before, client, machine, wall), (after, client_end, machine_end, wall_end) = self.begin, self._read()
+        processes = {pid: after[pid] - before[pid] for pid in after if pid in before}
+        return CpuUsage(
+            self.roles,
+            processes,
+            client_end - client,
+            machine_end[0] - machine[0],
+            machine_end[1] - machine[1],
+            wall_end - wall,
+        )
+
+
+def model_loaded(pid: int) -> bool:
+    """Has this process loaded torch (the local embedding model is loaded right after, on first use)?"""
+    try:
+        with open(f"/proc/{pid}/maps") as maps:
+            return any("libtorch" in line for line in maps)
+    except OSError:
+        return False
+
+
+async def load_models(server: Server, user: User, timeout: float = 300.0) -> float:
+    """Search on fresh connections (which land on any web process) until every web process has
+    loaded the embedding model: the first uncached query in a process loads it (seconds), which
+    would otherwise show up in the measured window. Returns the seconds it took."""
+    web = [pid for pid, role in server_processes(server).items() if role == "web"]
+    rng, started = random.Random(), time.perf_counter()
+
+    async def search() -> None:
+        connection = Connection(server.port)
+        body = {"query": f"{phrase(QUERIES, rng)} {uuid.uuid4().hex[:6]}", "topK": 1}
+        expect(await connection.request("POST", "/api/storage/search", body, user.auth), 200, "search")
+        await connection.close()
+
+    while not all(model_loaded(pid) for pid in web):
+        if time.perf_counter() - started > timeout:
+            raise SystemExit(f"the web processes did not load the embedding model in {timeout:.0f}s")
+        await asyncio.gather(*(search() for _ in range(2 * len(web))))
+    return time.perf_counter() - started
 
 
 # --- indexer and consistency (in this process, Django pointed at the server's Redis and prefix) -
@@ -479,119 +550,178 @@ def print_table(stats: dict[str, OpStats], mix: dict[str, float], seconds: float
             print(f"  {OPERATIONS[op]} error: {example}")
 
 
-async def run(args: argparse.Namespace) -> bool:
-    mix = parse_mix(args.mix)
+@dataclass
+class Result:
+    users: list[User]
+    stats: dict[str, OpStats]
+    elapsed: float
+    load_before: tuple[float, float, float]
+    load_after: tuple[float, float, float]
+    load_cpu: CpuUsage
+    backlog_at_end: dict[str, Any]
+    backlog_peak: int
+    drained_in: float
+    drain_cpu: CpuUsage
+    dead: int
+    repair: list[str]
+    notes: list[str]
+    scanned: int
+    vectors: int
+    acknowledged: list[str]
+    counted: dict[str, int]
+
+    @property
+    def errors(self) -> int:
+        return sum(sum(s.errors.values()) for s in self.stats.values())
+
+    @property
+    def problems(self) -> list[str]:
+        return self.repair + self.acknowledged
+
+
+def start_server(args: argparse.Namespace, data_dir: Path) -> Server:
     extra_env = {"MOOKTI_EMBEDDINGS_BACKEND": "local", "MOOKTI_VECTOR_BACKEND": "lancedb"}
     if args.cluster:
         extra_env["CHANNEL_REDIS_URL"] = args.channel_redis_url
     if args.message_limit:
         extra_env["MOOKTI_LIMIT_PRO"] = str(args.message_limit)
-    users_count = args.users or args.clients
-    load_start = os.getloadavg()
-    kind = "Redis Cluster" if args.cluster else "standalone Redis"
+    return Server.start(
+        args.workers,
+        args.redis_url,
+        data_dir,
+        supervised=True,
+        indexers=args.indexers,
+        settings_module="mookti.settings",
+        rate_limits=True,
+        cluster=args.cluster,
+        extra_env=extra_env,
+    )
+
+
+async def prepare(server: Server, args: argparse.Namespace, mix: dict[str, float]) -> list[User]:
+    """Seed the users, wait for the indexers, warm up."""
+    await server.wait_ready()
+    print(
+        f"manage.py serve --workers {args.workers} --indexers {args.indexers} on port {server.port}, "
+        f"{'Redis Cluster' if args.cluster else 'standalone Redis'} {args.redis_url}, prefix {server.prefix}",
+        flush=True,
+    )
+    started = time.perf_counter()
+    users = await seed_users(server, args.users or args.clients)
+    seeded_in = time.perf_counter() - started
+    indexed_in = await wait_for_indexers(args.indexers, args.drain_timeout)
+    print(
+        f"seeded {len(users)} pro users ({SEED_CHATS} chats x {SEED_MESSAGES} messages each) in {seeded_in:.1f}s; "
+        f"indexed {indexed_in:.1f}s later",
+        flush=True,
+    )
+    if "search" in mix:
+        print(f"web processes loaded the embedding model in {await load_models(server, users[0]):.1f}s", flush=True)
+    if args.warmup > 0:
+        warm = {op: OpStats() for op in OPERATIONS}
+        await drive(server.port, users, args.clients, args.warmup, mix, args.timeout, warm)
+        errors = sum(sum(s.errors.values()) for s in warm.values())
+        print(f"warm-up {args.warmup:g}s: {sum(len(s.latencies) for s in warm.values())} requests, {errors} errors")
+        await wait_for_indexers(args.indexers, args.drain_timeout)
+    return users
+
+
+async def measure(server: Server, args: argparse.Namespace, mix: dict[str, float], users: list[User]) -> Result:
+    """The load window, the drain after it, then the consistency checks."""
+    roles = server_processes(server)
+    stats = {op: OpStats() for op in OPERATIONS}
+    peak, stop = [0], asyncio.Event()
+    watcher = asyncio.create_task(watch_backlog(peak, stop))
+    load_before, meter = os.getloadavg(), CpuMeter(roles)
+    elapsed = await drive(server.port, users, args.clients, args.seconds, mix, args.timeout, stats)
+    load_cpu, load_after = meter.stop(), os.getloadavg()
+    at_end = await asyncio.to_thread(backlog)
+    stop.set()
+    await watcher
+    meter = CpuMeter(roles)
+    drained_in = await wait_for_indexers(args.indexers, args.drain_timeout)
+    drain_cpu = meter.stop()
+    await asyncio.sleep(0.5)  # leaderboard entries are written right after the response
+    repair_found, notes, scanned, vectors = await asyncio.to_thread(repair_problems, users)
+    acknowledged, counted = await asyncio.to_thread(acknowledged_problems, users)
+    dead = (await asyncio.to_thread(backlog))["dead"]
+    return Result(
+        users,
+        stats,
+        elapsed,
+        load_before,
+        load_after,
+        load_cpu,
+        at_end,
+        max(peak[0], at_end["backlog"]),
+        drained_in,
+        drain_cpu,
+        dead,
+        repair_found,
+        notes,
+        scanned,
+        vectors,
+        acknowledged,
+        counted,
+    )
+
+
+def report(result: Result, args: argparse.Namespace, mix: dict[str, float]) -> None:
+    r = result
+    print()
+    print(
+        f"{args.clients} clients ({len(r.users)} pro users), {args.workers} web process(es), {args.indexers} indexers, "
+        f"{'Redis Cluster' if args.cluster else 'standalone Redis'}; {r.elapsed:.1f}s measured after "
+        f"{args.warmup:g}s warm-up; {os.cpu_count()} CPUs"
+    )
+    print(
+        f"load average (1/5/15 min): before the window {' '.join(f'{x:.2f}' for x in r.load_before)}, "
+        f"after {' '.join(f'{x:.2f}' for x in r.load_after)}"
+    )
+    print()
+    print_table(r.stats, mix, r.elapsed)
+    print()
+    requests = sum(len(s.latencies) for s in r.stats.values())
+    web = r.load_cpu.of("web")
+    print(f"cores used during the window: {r.load_cpu.describe()}")
+    if requests:
+        print(f"web CPU per request: {web / requests * 1000:.1f} ms (all web processes, whole mix)")
+    end = r.backlog_at_end
+    print(
+        f"indexer backlog at the end of the window: {end['backlog']} entries ({end['lag']} unread, "
+        f"{end['pending']} read but not acked, oldest pending {end['oldestPendingSeconds']}s); peak "
+        f"{r.backlog_peak}; drained {r.drained_in:.1f}s after the window (indexers used "
+        f"{r.drain_cpu.of('indexer') / r.drain_cpu.seconds:.2f} cores meanwhile); dead letters {r.dead}"
+    )
+    print()
+    c = r.counted
+    print(
+        f"consistency: storage.repair checks over {r.scanned} keys and {r.vectors} vectors: {len(r.repair)} "
+        f"problems; acknowledged writes ({c['chats']} chats, {c['messages']} messages, {c['learner messages']} "
+        f"learner messages, {c['weeks']} user-weeks of XP): {len(r.acknowledged)} problems"
+    )
+    for note in r.notes:
+        print(f"  note: {note}")
+    for line in r.problems[:30]:
+        print(f"  {line}")
+
+
+async def run(args: argparse.Namespace) -> bool:
+    mix = parse_mix(args.mix)
     with tempfile.TemporaryDirectory(prefix="mookti-load-") as data_dir:
-        server = Server.start(
-            args.workers,
-            args.redis_url,
-            Path(data_dir),
-            supervised=True,
-            indexers=args.indexers,
-            settings_module="mookti.settings",
-            rate_limits=True,
-            cluster=args.cluster,
-            extra_env=extra_env,
-        )
+        server = start_server(args, Path(data_dir))
         try:
             configure_django(server)
-            await server.wait_ready()
-            print(
-                f"manage.py serve --workers {args.workers} --indexers {args.indexers} on port {server.port}, "
-                f"{kind} {args.redis_url}, prefix {server.prefix}",
-                flush=True,
-            )
-            started = time.perf_counter()
-            users = await seed_users(server, users_count)
-            seeded_in = time.perf_counter() - started
-            indexed_in = await wait_for_indexers(args.indexers, args.drain_timeout)
-            print(
-                f"seeded {len(users)} pro users ({SEED_CHATS} chats x {SEED_MESSAGES} messages each) in "
-                f"{seeded_in:.1f}s; indexed {indexed_in:.1f}s later",
-                flush=True,
-            )
-            if args.warmup > 0:
-                warm = {op: OpStats() for op in OPERATIONS}
-                await drive(server.port, users, args.clients, args.warmup, mix, args.timeout, warm)
-                warm_errors = sum(sum(s.errors.values()) for s in warm.values())
-                print(
-                    f"warm-up {args.warmup:g}s: {sum(len(s.latencies) for s in warm.values())} requests, "
-                    f"{warm_errors} errors",
-                    flush=True,
-                )
-                await wait_for_indexers(args.indexers, args.drain_timeout)
-
-            roles = server_processes(server)
-            stats = {op: OpStats() for op in OPERATIONS}
-            peak, stop = [0], asyncio.Event()
-            watcher = asyncio.create_task(watch_backlog(peak, stop))
-            cpu_before, client_before = cpu_snapshot(roles), own_cpu()
-            elapsed = await drive(server.port, users, args.clients, args.seconds, mix, args.timeout, stats)
-            cpu_after, client_cpu = cpu_snapshot(roles), own_cpu() - client_before
-            at_end = await asyncio.to_thread(backlog)
-            load_end = os.getloadavg()
-            stop.set()
-            await watcher
-            drain_started = time.perf_counter()
-            drained_in = await wait_for_indexers(args.indexers, args.drain_timeout)
-            cpu_drained = cpu_snapshot(roles)
-            drain_seconds = time.perf_counter() - drain_started
-
-            await asyncio.sleep(0.5)  # leaderboard entries are written right after the response
-            repair_found, notes, scanned, vectors = await asyncio.to_thread(repair_problems, users)
-            acknowledged, counted = await asyncio.to_thread(acknowledged_problems, users)
-            dead = (await asyncio.to_thread(backlog))["dead"]
+            users = await prepare(server, args, mix)
+            result = await measure(server, args, mix, users)
         finally:
             server.stop()
             removed = server.delete_keys()
-
-    print()
-    print(
-        f"{args.clients} clients ({users_count} pro users), {args.workers} web process(es), {args.indexers} indexers, "
-        f"{kind}; {elapsed:.1f}s measured after {args.warmup:g}s warm-up; {os.cpu_count()} CPUs"
-    )
-    print(
-        f"load average (1/5/15 min): before {' '.join(f'{x:.2f}' for x in load_start)}, "
-        f"end of load {' '.join(f'{x:.2f}' for x in load_end)}"
-    )
-    print()
-    print_table(stats, mix, elapsed)
-    errors = sum(sum(s.errors.values()) for s in stats.values())
-    print()
-    print(
-        f"CPU during the load window: {cpu_report(roles, cpu_before, cpu_after, elapsed)}, "
-        f"load client {client_cpu:.1f}s ({client_cpu / elapsed:.0%})"
-    )
-    print(
-        f"indexer backlog at the end of the load window: {at_end['backlog']} entries "
-        f"({at_end['lag']} unread, {at_end['pending']} pending, oldest pending {at_end['oldestPendingSeconds']}s); "
-        f"peak during the window {max(peak[0], at_end['backlog'])}; drained {drained_in:.1f}s after the window"
-    )
-    indexer_cpu = sum(cpu_drained[p] - cpu_after[p] for p, r in roles.items() if r == "indexer" and p in cpu_drained)
-    print(f"indexer CPU while draining: {indexer_cpu:.1f}s over {drain_seconds:.1f}s; dead letters {dead}")
-    print()
-    print(
-        f"consistency: storage.repair scanned {scanned} keys and {vectors} vectors: {len(repair_found)} problems; "
-        "acknowledged writes "
-        f"({counted['chats']} chats, {counted['messages']} messages, {counted['learner messages']} learner messages, "
-        f"{counted['weeks']} user-weeks of XP): {len(acknowledged)} problems"
-    )
-    for note in notes:
-        print(f"  note: {note}")
-    for line in (repair_found + acknowledged)[:30]:
-        print(f"  {line}")
+    report(result, args, mix)
     print(f"removed {removed} keys under {server.prefix}")
-    ok = errors == 0 and not repair_found and not acknowledged and dead == 0
+    ok = result.errors == 0 and not result.problems and result.dead == 0
     print(
-        f"verdict: {errors} errors, {len(repair_found) + len(acknowledged)} problems, {dead} dead letters -> "
+        f"verdict: {result.errors} errors, {len(result.problems)} problems, {result.dead} dead letters -> "
         f"{'OK' if ok else 'NOT OK'}"
     )
     return ok
