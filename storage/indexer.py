@@ -65,6 +65,7 @@ DEFAULTS: dict[str, Any] = {
     "CLAIM_EVERY_SECONDS": 10.0,
     "LEASE_MS": 60_000,
     "MAINTAIN_SECONDS": 30.0,
+    "CHECK_INDEX_SECONDS": 10.0,
     "DEAD_MAXLEN": 10_000,
     "HEALTH_MAX_BACKLOG": 10_000,
 }
@@ -121,6 +122,7 @@ class Indexer:
         self._outage_until = 0.0
         self._outage_delay = 0.0
         self._last_claim = 0.0
+        self._last_check = time.monotonic()
         self._last_maintain = time.monotonic()
         self._dirty: set[str] = set()
         self._maintenance: threading.Thread | None = None
@@ -163,6 +165,10 @@ class Indexer:
         now = time.monotonic()
         if self._outage_until > now:
             return 0
+        if now - self._last_check >= self.options["CHECK_INDEX_SECONDS"]:
+            # a reindex for another model may have happened meanwhile: stop rather than mix models
+            check_index(self.embeddings, self.store)
+            self._last_check = now
         batch: list[Entry] = []
         try:
             if now - self._last_claim >= self.options["CLAIM_EVERY_SECONDS"]:

@@ -308,8 +308,13 @@ def test_another_model_is_refused_until_reindex(remote, pro, make_indexer, setti
 
     alice = pro()
     chat = new_chat(alice, "Languages", ["learning spanish verbs"])
-    assert make_indexer().drain()
+    running = make_indexer(CHECK_INDEX_SECONDS=0)
+    assert running.drain()
     settings.MOOKTI_EMBEDDINGS = openai_settings(fake_openai, model="text-embedding-3-large")
+    get_redis().hset(keys.vector_index_meta(), "model", "openai/text-embedding-3-large@64")
+    with pytest.raises(IndexMismatch, match="reindex"):  # a running indexer stops instead of mixing models
+        running.run_once(block_ms=0)
+    get_redis().hset(keys.vector_index_meta(), "model", "openai/text-embedding-3-small@64")
     with pytest.raises(IndexMismatch, match="reindex"):
         make_indexer().drain()
     response = search_api(alice, "spanish")
