@@ -68,6 +68,15 @@ def _owned(raw_meta: dict[str, str], actor_id: str | None) -> dict[str, str]:
     return raw_meta
 
 
+def _owned_with(actor_id: str | None, document_id: str, index_key: str, start: int = 0, stop: int = -1):
+    """The actor's document summary and members of one of its indexes, in one round trip."""
+    pipe = pipeline()
+    pipe.hgetall(keys.document(document_id))
+    pipe.zrange(index_key, start, stop)
+    meta, members = pipe.execute()
+    return _owned(meta, actor_id), members
+
+
 class DocumentManager:
     def save(
         self,
@@ -117,20 +126,12 @@ class DocumentManager:
 
     def versions(self, actor_id: str | None, document_id: str) -> list[dict[str, Any]]:
         """getDocumentsById: all versions, oldest first."""
-        pipe = pipeline()
-        pipe.hgetall(keys.document(document_id))
-        pipe.zrange(keys.document_versions(document_id), 0, -1)
-        meta, stamps = pipe.execute()
-        _owned(meta, actor_id)
+        _, stamps = _owned_with(actor_id, document_id, keys.document_versions(document_id))
         return self._load_versions(document_id, stamps)
 
     def latest(self, actor_id: str | None, document_id: str) -> dict[str, Any]:
         """getDocumentById: the newest version."""
-        pipe = pipeline()
-        pipe.hgetall(keys.document(document_id))
-        pipe.zrange(keys.document_versions(document_id), -1, -1)
-        meta, stamps = pipe.execute()
-        _owned(meta, actor_id)
+        _, stamps = _owned_with(actor_id, document_id, keys.document_versions(document_id), -1, -1)
         found = self._load_versions(document_id, stamps)
         if not found:
             raise NotFound("document")
@@ -245,11 +246,7 @@ class DocumentManager:
         self, actor_id: str, document_id: str, suggestions: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
         """saveSuggestions: each tied to a version (default: the latest)."""
-        pipe = pipeline()
-        pipe.hgetall(keys.document(document_id))
-        pipe.zrange(keys.document_versions(document_id), 0, -1)
-        meta, stamps = pipe.execute()
-        _owned(meta, actor_id)
+        meta, stamps = _owned_with(actor_id, document_id, keys.document_versions(document_id))
         known = {int(s) for s in stamps}
         now = now_us()
         saved = []
@@ -289,11 +286,7 @@ class DocumentManager:
 
     def suggestions(self, actor_id: str | None, document_id: str) -> list[dict[str, Any]]:
         """getSuggestionsByDocumentId: every version's suggestions."""
-        pipe = pipeline()
-        pipe.hgetall(keys.document(document_id))
-        pipe.zrange(keys.document_suggestions(document_id), 0, -1)
-        meta, ids = pipe.execute()
-        _owned(meta, actor_id)
+        _, ids = _owned_with(actor_id, document_id, keys.document_suggestions(document_id))
         if not ids:
             return []
         pipe = pipeline()
