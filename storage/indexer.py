@@ -158,7 +158,21 @@ class Indexer:
                 on_batch(handled)
             if not handled and self._retry:
                 stop.wait(min(1.0, max(0.0, min(e.due for e in self._retry.values()) - time.monotonic())))
+        self.hand_back()
         # a compaction still running in the daemon thread may be cut short: LanceDB commits atomically
+
+    def hand_back(self) -> None:
+        """On a graceful stop: mark the entries still held for a retry as idle for ``CLAIM_IDLE_MS``,
+        so another consumer takes them over at its next claim instead of a full idle period later
+        (a restarted process usually gets a new consumer name and would never resume them itself)."""
+        if not self._retry:
+            return
+        ids, self._retry = list(self._retry), {}
+        try:
+            idle = self.options["CLAIM_IDLE_MS"]
+            self.client.xclaim(self.stream, GROUP, self.consumer, 0, ids, idle=idle, justid=True)
+        except redis.RedisError as exc:
+            logger.warning("could not hand back %d outbox entries (taken over after CLAIM_IDLE_MS): %s", len(ids), exc)
 
     def run_once(self, block_ms: int | None = None) -> int:
         """Handle one batch (retries due first, then new entries); returns how many entries were handled."""

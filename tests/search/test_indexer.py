@@ -239,6 +239,7 @@ def test_several_indexers_converge_on_the_redis_state(remote, pro, make_indexer)
         try:
             while not stop.is_set():
                 indexer.run_once(block_ms=20)
+            indexer.hand_back()  # as run_forever does: entries it still waits to retry go to the others
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
