@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gamification.managers import activity
+from gamification.managers import activity, engine
 from mookti import keys as mookti_keys
 from mookti.redis import get_redis
 from storage.ids import to_us
@@ -28,6 +28,7 @@ def act(user: dict[str, Any], when: int, kind: str = "practice", **kwargs: Any) 
 
 
 def events_of(user_id: str) -> list[tuple[str, dict[str, Any]]]:
+    engine.flush_background()  # a learner message's derived events are published after the response
     entries = get_redis().xrange(mookti_keys.events(user_id))
     return [(fields["type"], json.loads(fields["data"])) for _, fields in entries]
 
