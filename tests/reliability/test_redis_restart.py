@@ -27,11 +27,11 @@ def free_port() -> int:
 
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[dict]:
-    """A redis-server of this test's own (AOF, noeviction), restartable."""
+    """A standalone redis-server of this test's own (AOF, noeviction), restartable (also in the cluster pass)."""
     url = f"redis://127.0.0.1:{free_port()}/0"
     server = {"url": url, "dir": tmp_path, "process": localredis.start(url, tmp_path)}
     try:
-        with override_settings(REDIS_URL=url):
+        with override_settings(REDIS_URL=url, REDIS_CLUSTER=False):
             close_clients()
             yield server
     finally:
