@@ -1,0 +1,93 @@
+"""Pinecone or OpenAI answering 429, 500 or too slowly for a while: the indexer pauses, then indexes everything.
+
+tests/search covers the SDKs' own retries of a single 429/5xx and servers that are down
+(connection refused); here a fault lasts through several of the indexer's attempts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from mookti.redis import get_redis
+from storage import keys
+from storage.indexer import index_metrics
+from storage.vectors import user_namespace
+from tests.reliability.faults import FaultyOpenAI, FaultyPinecone
+from tests.search.conftest import DIMENSION, new_chat, openai_settings, pinecone_settings
+
+TIMEOUT = 0.3  # the SDKs' request timeout here
+SLOW = TIMEOUT + 0.4  # a slow answer comes after the client gave up
+PATHS = {"pinecone": "/vectors/", "openai": "/v1/embeddings"}
+CASES = [
+    ("pinecone", "status", 429),
+    ("pinecone", "status", 500),
+    ("pinecone", "slow", 0),
+    ("openai", "status", 429),
+    ("openai", "status", 500),
+    ("openai", "slow", 0),
+]
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[dict[str, Any]]:
+    started = {"openai": FaultyOpenAI().start(), "pinecone": FaultyPinecone(DIMENSION).start()}
+    yield started
+    for server in started.values():
+        server.faults.clear()
+        server.stop()
+
+
+@pytest.fixture
+def faulty(settings, servers) -> Iterator[dict[str, Any]]:
+    """OpenAI and Pinecone through the real SDKs, short timeouts, no fault yet."""
+    for server in servers.values():
+        server.faults.clear()
+        server.reset()
+    settings.MOOKTI_EMBEDDINGS = openai_settings(servers["openai"], timeout=TIMEOUT)
+    settings.MOOKTI_VECTOR_STORE = pinecone_settings(servers["pinecone"], timeout=TIMEOUT)
+    yield servers
+    for server in servers.values():
+        server.faults.clear()
+
+
+def attempt_until(indexer, outages: int, timeout: float = 30.0) -> None:
+    """Let the indexer try (and back off) until it has hit ``outages`` outages."""
+    deadline = time.monotonic() + timeout
+    while indexer.stats["outages"] < outages:
+        assert time.monotonic() < deadline, f"only {indexer.stats['outages']} outages"
+        if not indexer.run_once(block_ms=0):
+            time.sleep(0.01)
+
+
+@pytest.mark.parametrize(("server", "mode", "status"), CASES, ids=[f"{s}-{m}{c or ''}" for s, m, c in CASES])
+def test_a_faulty_backend_pauses_the_indexer_then_everything_is_indexed(
+    faulty, make_user, make_indexer, server, mode, status
+):
+    pinecone, fake = faulty["pinecone"], faulty[server]
+    user = make_user(user_type="pro")
+    namespace = user_namespace(user["id"])
+    indexer = make_indexer()
+    warm_up = new_chat(user, "Warm-up", ["before the fault"])
+    assert indexer.drain()
+
+    fake.faults.set(mode, PATHS[server], status=status, delay=SLOW)
+    during = new_chat(user, "During", [f"fact {i} about volcanoes" for i in range(4)])
+    during["messages"] += new_chat(user, "Later", ["one more about lava"])["messages"]
+    attempt_until(indexer, outages=3)
+    metrics = index_metrics()
+    assert metrics["pending"] + metrics["lag"] >= 2 and metrics["dead"] == 0
+    assert get_redis().hlen(keys.outbox_attempts()) == 0  # an outage is not held against the entries
+    assert fake.faults.hits >= 3
+
+    fake.faults.clear()
+    assert indexer.drain()
+    expected = {f"msg:{m['chatId']}#{m['id']}": m["content"] for m in warm_up["messages"] + during["messages"]}
+    stored = {vector_id: metadata["snippet"] for vector_id, (_, metadata) in pinecone.vectors(namespace).items()}
+    assert stored == expected
+    assert index_metrics() == {**index_metrics(), "lag": 0, "pending": 0, "dead": 0}
+    if (server, mode) != ("pinecone", "slow"):  # a slow upsert lands late, after its retry: twice
+        assert all(pinecone.upserts[f"{namespace}/{vector_id}"] == 1 for vector_id in expected)
