@@ -126,7 +126,14 @@ class Indexer:
         self._last_maintain = time.monotonic()
         self._dirty: set[str] = set()
         self._maintenance: threading.Thread | None = None
-        self.stats = {"entries": 0, "upserted": 0, "deleted": 0, "dead": 0, "outages": 0}
+        self.stats: dict[str, float] = {
+            "entries": 0,
+            "upserted": 0,
+            "deleted": 0,
+            "dead": 0,
+            "outages": 0,
+            "embed_seconds": 0.0,  # time spent embedding (the rest is Redis, the store, waiting)
+        }
 
     # --- setup --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -333,6 +340,7 @@ class Indexer:
             self._dirty.update(user_namespace(user) for user in leased)
             self.stats["entries"] += len(done)
             self.stats["upserted"] += counts["upserted"]
+            self.stats["embed_seconds"] += counts["embed_seconds"]
             self.stats["deleted"] += counts["deleted"]
             self._outage_delay = 0.0
         finally:

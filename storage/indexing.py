@@ -10,6 +10,7 @@ indexer holds a per-user lease for that).
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -207,7 +208,9 @@ def sync(
     """
     changes = {user_namespace(user): plan(user, subjects) for user, subjects in subjects_by_user.items()}
     changes = {ns: c for ns, c in changes.items() if c}
+    started = time.perf_counter()
     records = embed_changes(embeddings, changes)
+    embed_seconds = time.perf_counter() - started
     if before_write is not None:
         before_write()
     for namespace, namespace_changes in changes.items():
@@ -215,6 +218,7 @@ def sync(
     return {
         "upserted": sum(len(r) for r in records.values()),
         "deleted": sum(len(c.deletes - set(c.upserts)) + len(c.chats) + len(c.documents) for c in changes.values()),
+        "embed_seconds": embed_seconds,
     }
 
 

@@ -21,6 +21,10 @@ from storage.indexer import Indexer, index_metrics
 logger = logging.getLogger("storage.indexer")
 
 
+def summary(indexer: Indexer) -> dict[str, float]:
+    return {name: round(value, 1) if isinstance(value, float) else value for name, value in indexer.stats.items()}
+
+
 class Command(BaseCommand):
     help = "Index message and document changes from the Redis outbox into the vector store."
 
@@ -46,7 +50,7 @@ class Command(BaseCommand):
     def _drain(self, indexer: Indexer, timeout: float) -> None:
         if not indexer.drain(timeout=timeout):
             raise CommandError(f"The outbox was not empty after {timeout:.0f}s: {index_metrics()}")
-        self.stdout.write(f"Outbox drained: {indexer.stats}")
+        self.stdout.write(f"Outbox drained: {summary(indexer)}")
 
     def _run(self, indexer: Indexer) -> None:
         stop = threading.Event()
@@ -66,7 +70,7 @@ class Command(BaseCommand):
         def report(_handled: int) -> None:
             if time.monotonic() - last_report[0] >= 60:
                 last_report[0] = time.monotonic()
-                logger.info("indexer %s: %s", indexer.consumer, indexer.stats)
+                logger.info("indexer %s: %s", indexer.consumer, summary(indexer))
 
         indexer.run_forever(stop, on_batch=report)
-        self.stdout.write(f"Indexer {indexer.consumer} stopped: {indexer.stats}")
+        self.stdout.write(f"Indexer {indexer.consumer} stopped: {summary(indexer)}")
