@@ -7,7 +7,6 @@ tests/search covers the SDKs' own retries of a single 429/5xx and servers that a
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,8 +15,7 @@ from mookti.redis import get_redis
 from storage import keys
 from storage.indexer import index_metrics
 from storage.vectors import user_namespace
-from tests.reliability.faults import FaultyOpenAI, FaultyPinecone
-from tests.search.conftest import DIMENSION, new_chat, openai_settings, pinecone_settings
+from tests.search.conftest import new_chat, openai_settings, pinecone_settings
 
 TIMEOUT = 0.3  # the SDKs' request timeout here
 SLOW = TIMEOUT + 0.4  # a slow answer comes after the client gave up
@@ -32,26 +30,12 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def servers() -> Iterator[dict[str, Any]]:
-    started = {"openai": FaultyOpenAI().start(), "pinecone": FaultyPinecone(DIMENSION).start()}
-    yield started
-    for server in started.values():
-        server.faults.clear()
-        server.stop()
-
-
 @pytest.fixture
-def faulty(settings, servers) -> Iterator[dict[str, Any]]:
-    """OpenAI and Pinecone through the real SDKs, short timeouts, no fault yet."""
-    for server in servers.values():
-        server.faults.clear()
-        server.reset()
-    settings.MOOKTI_EMBEDDINGS = openai_settings(servers["openai"], timeout=TIMEOUT)
-    settings.MOOKTI_VECTOR_STORE = pinecone_settings(servers["pinecone"], timeout=TIMEOUT)
-    yield servers
-    for server in servers.values():
-        server.faults.clear()
+def faulty(settings, faulty_servers) -> dict[str, Any]:
+    """OpenAI and Pinecone through the real SDKs (in this process), short timeouts."""
+    settings.MOOKTI_EMBEDDINGS = openai_settings(faulty_servers["openai"], timeout=TIMEOUT)
+    settings.MOOKTI_VECTOR_STORE = pinecone_settings(faulty_servers["pinecone"], timeout=TIMEOUT)
+    return faulty_servers
 
 
 def attempt_until(indexer, outages: int, timeout: float = 30.0) -> None:
