@@ -433,58 +433,76 @@ async def watch_backlog(peak: list[int], stop: asyncio.Event) -> None:
 
 def acknowledged_problems(users: list[User]) -> tuple[list[str], dict[str, int]]:
     """Every acknowledged chat and message is in its indexes, and the indexes hold nothing else;
-    each user's gamification counters agree with the learner messages acknowledged."""
-    from django.conf import settings
-
-    from gamification import keys as game_keys
+    each chat's lastMessageAt (hash and activity index) is its newest message; each user's
+    gamification counters agree with the learner messages acknowledged, within the daily limit."""
     from mookti.redis import pipeline
-    from storage import keys
 
     problems: list[str] = []
-    counted = Counter()
-    message_xp = settings.MOOKTI_GAMIFICATION["XP"]["message"]
+    counted: Counter = Counter()
     for user in users:
         pipe = pipeline()
-        pipe.zrange(keys.user_chats(user.id), 0, -1)
-        pipe.zrange(keys.user_chats_by_activity(user.id), 0, -1)
-        for chat_id in user.chats:
-            pipe.zrange(keys.chat_messages(chat_id), 0, -1)
-        pipe.hgetall(game_keys.totals(user.id))
-        pipe.hgetall(game_keys.weekly_xp(user.id))
-        pipe.hgetall(game_keys.streak(user.id))
-        replies = pipe.execute()
-        by_created, by_activity = set(replies[0]), set(replies[1])
-        chat_indexes, (totals, weekly, streak) = replies[2:-3], replies[-3:]
-        expected_chats = set(user.chats)
-        counted["chats"] += len(expected_chats)
-        for name, found in (("chats", by_created), ("chats-by-activity", by_activity)):
-            if found != expected_chats:
-                problems.append(
-                    f"user {user.id} {name}: {len(expected_chats - found)} acknowledged chats missing, "
-                    f"{len(found - expected_chats)} unexpected"
-                )
-        for chat_id, members in zip(user.chats, chat_indexes, strict=True):
-            expected = user.messages[chat_id]
-            counted["messages"] += len(expected)
-            if set(members) != expected:
-                problems.append(
-                    f"chat {chat_id} messages: {len(expected - set(members))} acknowledged missing, "
-                    f"{len(set(members) - expected)} unexpected"
-                )
-        messages, xp_messages = int(totals.get("messages", 0)), int(totals.get("xp:message", 0))
-        if messages != user.learner_messages or xp_messages != message_xp * user.learner_messages:
-            problems.append(
-                f"user {user.id} totals: messages {messages}, xp:message {xp_messages}; "
-                f"acknowledged learner messages {user.learner_messages}"
-            )
-        if sum(int(v) for v in weekly.values()) != int(totals.get("xp", 0)):
-            problems.append(f"user {user.id}: weekly XP {weekly} does not add up to total XP {totals.get('xp')}")
-        if int(streak.get("current", 0)) < 1:
-            problems.append(f"user {user.id}: streak {streak} after activity today")
-        counted["learner messages"] += user.learner_messages
-        counted["weeks"] += len(weekly)
+        queue_user_reads(pipe, user)
+        problems += user_problems(user, pipe.execute(), counted)
     problems += leaderboard_problems(users)
     return problems, counted
+
+
+def queue_user_reads(pipe: Any, user: User) -> None:
+    from gamification import keys as game_keys
+    from storage import keys
+
+    pipe.zrange(keys.user_chats(user.id), 0, -1)
+    pipe.zrange(keys.user_chats_by_activity(user.id), 0, -1, withscores=True)
+    for chat_id in user.chats:
+        pipe.zrange(keys.chat_messages(chat_id), 0, -1, withscores=True)
+        pipe.hmget(keys.chat(chat_id), "createdAt", "lastMessageAt")
+    pipe.hgetall(game_keys.totals(user.id))
+    pipe.hgetall(game_keys.weekly_xp(user.id))
+    pipe.hgetall(game_keys.streak(user.id))
+
+
+def user_problems(user: User, replies: list[Any], counted: Counter) -> list[str]:
+    from django.conf import settings
+
+    problems = []
+    by_created, by_activity = set(replies[0]), dict(replies[1])
+    chat_replies, (totals, weekly, streak) = replies[2:-3], replies[-3:]
+    expected_chats = set(user.chats)
+    counted["chats"] += len(expected_chats)
+    for name, found in (("chats", by_created), ("chats-by-activity", set(by_activity))):
+        if found != expected_chats:
+            missing, unexpected = len(expected_chats - found), len(found - expected_chats)
+            problems.append(f"user {user.id} {name}: {missing} acknowledged chats missing, {unexpected} unexpected")
+    for chat_id, messages, (created, last) in zip(user.chats, chat_replies[::2], chat_replies[1::2], strict=True):
+        expected, found = user.messages[chat_id], {member for member, _ in messages}
+        counted["messages"] += len(expected)
+        if found != expected:
+            missing, unexpected = len(expected - found), len(found - expected)
+            problems.append(f"chat {chat_id} messages: {missing} acknowledged missing, {unexpected} unexpected")
+        newest = int(max((score for _, score in messages), default=int(created or 0)))
+        activity = by_activity.get(chat_id)
+        if int(last or created or 0) != newest or (activity is not None and int(activity) != newest):
+            problems.append(
+                f"chat {chat_id}: lastMessageAt {last}, activity index {activity and int(activity)}, "
+                f"newest message {newest}"
+            )
+    limit = settings.MOOKTI_MESSAGE_LIMITS["pro"]
+    if user.learner_messages > limit:
+        problems.append(f"user {user.id}: {user.learner_messages} learner messages accepted, the limit is {limit}")
+    message_xp = settings.MOOKTI_GAMIFICATION["XP"]["message"]
+    messages, xp_messages = int(totals.get("messages", 0)), int(totals.get("xp:message", 0))
+    if messages != user.learner_messages or xp_messages != message_xp * user.learner_messages:
+        problems.append(
+            f"user {user.id} totals: messages {messages}, xp:message {xp_messages}; "
+            f"acknowledged learner messages {user.learner_messages}"
+        )
+    if sum(int(v) for v in weekly.values()) != int(totals.get("xp", 0)):
+        problems.append(f"user {user.id}: weekly XP {weekly} does not add up to total XP {totals.get('xp')}")
+    if int(streak.get("current", 0)) < 1:
+        problems.append(f"user {user.id}: streak {streak} after activity today")
+    counted["learner messages"] += user.learner_messages
+    counted["weeks"] += len(weekly)
+    return problems
 
 
 def leaderboard_problems(users: list[User]) -> list[str]:
