@@ -42,7 +42,8 @@ def run(scenario: Callable[[], Awaitable[Any]]) -> Any:
         finally:
             client = get_async_redis()
             await client.aclose()
-            await client.connection_pool.disconnect()
+            if hasattr(client, "connection_pool"):  # a cluster client closes its nodes' pools in aclose()
+                await client.connection_pool.disconnect()
 
     return asyncio.run(main())
 
