@@ -30,7 +30,7 @@ from storage.ids import is_valid_id, now_us
 from storage.managers.chats import VISIBILITIES, decode_chat
 from storage.managers.common import create_if_absent
 from storage.managers.documents import KINDS, decode_suggestion, decode_version
-from storage.managers.messages import MESSAGE_TIMES_RETENTION_US, ROLES, _encode, text_of
+from storage.managers.messages import MESSAGE_TIMES_RETENTION_US, RAISE_FIELD, ROLES, _encode, text_of
 from storage.managers.users import USER_TYPES, decode_user, normalize_email, users
 
 WRITTEN = "written"
@@ -51,16 +51,6 @@ SUGGESTION_FIELDS = (
     "isResolved",
     "userId",
     "createdAt",
-)
-
-# KEYS[1] hash; ARGV[1] field, ARGV[2] value. Raises the field to the value, only on an existing hash.
-RAISE_FIELD = register_script(
-    """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local current = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
-if tonumber(ARGV[2]) > current then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
-return 1
-"""
 )
 
 # KEYS[1] document hash; ARGV id, userId, first version time, newest version time, its title, its kind.

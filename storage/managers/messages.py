@@ -28,6 +28,17 @@ DAY_US = 24 * 3600 * 1_000_000
 # Rate-limit history kept per user; covers the longest window the count endpoint accepts.
 MESSAGE_TIMES_RETENTION_US = 31 * DAY_US
 
+# KEYS[1] hash; ARGV[1] field, ARGV[2] value. Raises the field to the value, only on an existing hash
+# (a chat's lastMessageAt: concurrent saves into one chat commit in any order, and never move it back).
+RAISE_FIELD = register_script(
+    """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local current = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
+if tonumber(ARGV[2]) > current then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return 1
+"""
+)
+
 # KEYS[1] message hash, KEYS[2] chat hash; ARGV field/value pairs.
 # Updates an existing message; replies {0} if it is gone, else {1, visibility, field, value, ...}.
 UPDATE_IF_EXISTS = register_script(
@@ -134,7 +145,7 @@ class MessageManager:
 
         def index(p: Any) -> None:
             for chat_id, chat in chats.items():
-                p.zadd(keys.user_chats_by_activity(actor_id), {chat_id: chat["lastMessageAt"]})
+                p.zadd(keys.user_chats_by_activity(actor_id), {chat_id: chat["lastMessageAt"]}, gt=True)
             if from_user:
                 p.zadd(times_key, {f"{m['chatId']}/{m['id']}": m["createdAt"] for m in from_user})
                 p.zremrangebyscore(times_key, "-inf", now - MESSAGE_TIMES_RETENTION_US)
@@ -155,7 +166,7 @@ class MessageManager:
         for message in group:
             p.hset(keys.chat_message(chat_id, message["id"]), mapping=_encode(message))
         p.zadd(keys.chat_messages(chat_id), {m["id"]: m["createdAt"] for m in group})
-        p.hset(keys.chat(chat_id), "lastMessageAt", last)
+        RAISE_FIELD(keys=[keys.chat(chat_id)], args=["lastMessageAt", last], client=p)
 
     @staticmethod
     def _check_rate(user: dict[str, Any], new: int, sent_today: int, oldest: list, now: int) -> None:

@@ -9,8 +9,10 @@ from django.test import override_settings
 
 from mookti.redis import get_redis
 from storage import keys
+from storage.ids import now_us
 from storage.managers import chats, messages, users
 from storage.managers.paging import PageRequest
+from storage.signals import messages_saving
 from tests.conftest import delete_keys
 
 
@@ -49,6 +51,32 @@ def test_parallel_message_writes_into_one_chat(alice, settings):
     stored = get_redis().hget(keys.chat(chat["id"]), "lastMessageAt")
     newest = get_redis().zrange(keys.chat_messages(chat["id"]), -1, -1, withscores=True)[0][1]
     assert int(stored) == int(newest)
+
+
+def test_a_save_committing_after_a_newer_one_keeps_last_message_at(alice):
+    """Saves into one chat may commit in another order than they read the chat (bench/load.py, 16
+    clients per user): lastMessageAt and the activity index stay at the newest message."""
+    chat = chats.create(alice["id"], title="race")
+    now = now_us()
+    interleaved: list[bool] = []
+
+    def message(offset_us: int) -> dict:
+        return {"chatId": chat["id"], "role": "assistant", "parts": [], "createdAt": now + offset_us}
+
+    def newer_save_commits_first(sender, **kwargs) -> None:
+        if not interleaved:  # the outer save has read the chat and is about to write
+            interleaved.append(True)
+            messages.save(alice["id"], [message(2_000)])
+
+    messages_saving.connect(newer_save_commits_first, dispatch_uid="test-interleave")
+    try:
+        messages.save(alice["id"], [message(1_000)])
+    finally:
+        messages_saving.disconnect(dispatch_uid="test-interleave")
+    assert interleaved
+    client = get_redis()
+    assert int(client.hget(keys.chat(chat["id"]), "lastMessageAt")) == now + 2_000
+    assert int(client.zscore(keys.user_chats_by_activity(alice["id"]), chat["id"])) == now + 2_000
 
 
 def test_parallel_chat_creates_for_one_user(alice):
