@@ -1,11 +1,13 @@
 """`manage.py run_indexer` killed (SIGKILL) in the middle of a batch: another process takes its entries
-over and every message ends up indexed exactly once."""
+over and every message ends up indexed exactly once. An indexer that stops gracefully hands what it
+still holds to the others at once."""
 
 from __future__ import annotations
 
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -98,3 +100,30 @@ def test_a_killed_indexers_entries_are_taken_over_and_indexed_once(faulty_server
     written = {name: count for name, count in pinecone.upserts.items() if name.startswith(f"{namespace}/")}
     assert written == {f"{namespace}/{vector_id}": 1 for vector_id in expected}  # exactly once each
     assert pending_of("doomed") == [] and index_metrics() == {**index_metrics(), "lag": 0, "pending": 0, "dead": 0}
+
+
+def test_a_stopped_indexer_hands_its_retries_over_at_once(remote, make_user, make_indexer):
+    """Entries it holds for a retry (the user is leased elsewhere) are not stuck for CLAIM_IDLE_MS (60 s)."""
+    user = make_user(user_type="pro")
+    chat = new_chat(user, "Handover", ["first to hand over", "second to hand over"])
+    get_redis().set(keys.index_lease(user["id"]), "someone-else", px=60_000)
+    leaving = make_indexer("leaving")
+    stop_leaving = threading.Event()
+    thread = threading.Thread(target=leaving.run_forever, args=(stop_leaving,))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not leaving._retry:
+            assert time.monotonic() < deadline, "the entries never waited for the lease"
+            time.sleep(0.02)
+    finally:
+        stop_leaving.set()
+        thread.join(timeout=30)
+    assert pending_of("leaving")  # still its entries, but marked idle
+    get_redis().delete(keys.index_lease(user["id"]))
+    staying = make_indexer("staying")
+    assert staying.options["CLAIM_IDLE_MS"] == 60_000
+    assert staying.drain(timeout=10)
+    expected = {f"msg:{chat['id']}#{m['id']}" for m in chat["messages"]}
+    assert set(remote["pinecone"].vectors(user_namespace(user["id"]))) == expected
+    assert pending_of("leaving") == []
