@@ -34,9 +34,16 @@ then uses ``--channel-redis-url``).
    indexes, message lookups, email claims, documents, and the vector store against what the
    indexer would write: a message not indexed or a vector for nothing is a problem); every
    acknowledged write present: each user's chat indexes hold exactly the chats created with a
-   201, each chat's message index exactly the messages posted with a 201; gamification: each
-   user's message count and message XP match the learner messages acknowledged, weekly XP adds up
-   to the total, the weekly leaderboard holds the weekly XP, the streak is alive.
+   201, each chat's message index exactly the messages posted with a 201, and each chat's
+   lastMessageAt (hash and activity index) is its newest message; no user got more learner
+   messages accepted than the daily limit; gamification: each user's message count and message
+   XP match the learner messages acknowledged, weekly XP adds up to the total, the weekly
+   leaderboard holds the weekly XP, the streak is alive.
+
+``--users`` below ``--clients`` puts several clients on one user (like tabs), so their writes
+race: e.g. ``--clients 32 --users 2 --mix post=60,read=20,list=20`` (saves into one chat that
+commit out of order), ``--users 4 --message-limit 150`` (deliberate 429s, and the limit under
+concurrent posts).
 
 Exits 1 if there was an error or a problem. The server is stopped, every key of the prefix is
 deleted and the temporary directory removed at the end. Not part of the test suite.
