@@ -534,15 +534,19 @@ def leaderboard_problems(users: list[User]) -> list[str]:
 
 
 def repair_problems(users: list[User]) -> tuple[list[str], list[str], int, int]:
-    """(problems, notes, keys scanned, vectors listed) of every ``storage.repair`` check, vectors included."""
+    """(problems, notes, keys scanned, vectors listed) of every ``storage.repair`` check, vectors
+    included; a vector store that cannot be listed is a problem (the check did not happen)."""
     from storage import repair
     from storage.vectors import user_namespace
 
     report = repair.RepairReport()
     found = repair.find_problems(progress=False, report=report, vectors=True)
     described = [f"{p.kind}: {p.key}" + (f" ({p.detail})" if p.detail else "") for p in found]
-    store = repair.listable_vector_store(report)
-    vectors = sum(len(store.list_ids(user_namespace(u.id), "")) for u in users) if store is not None else 0
+    store = repair.listable_vector_store(repair.RepairReport())
+    if store is None or report.notes:
+        described.append("vectors not checked: " + "; ".join(report.notes))
+        return described, report.notes, report.scanned, 0
+    vectors = sum(len(store.list_ids(user_namespace(u.id), "")) for u in users)
     return described, report.notes, report.scanned, vectors
 
 
