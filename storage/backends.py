@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -39,6 +39,25 @@ class BackendRejected(BackendError):
 
 class IndexMismatch(BackendError):
     """The vector index was built with another embedding model or dimension."""
+
+
+class PerProcess(Generic[T]):
+    """A value built on first use in each process: clients, connections and models must not cross
+    a fork (web servers fork their workers after importing the app)."""
+
+    def __init__(self, factory: Callable[[], T]) -> None:
+        self._factory = factory
+        self._lock = threading.Lock()
+        self._pid = 0
+        self._value: T | None = None
+
+    def get(self) -> T:
+        if self._pid != os.getpid():
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._value = self._factory()
+                    self._pid = os.getpid()
+        return self._value  # type: ignore[return-value]
 
 
 class BackendRegistry:

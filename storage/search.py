@@ -23,7 +23,7 @@ from storage import keys
 from storage.backends import BackendError
 from storage.embeddings import Embeddings, get_embeddings, query_vector
 from storage.errors import Invalid, Unavailable
-from storage.ids import check_id
+from storage.ids import is_valid_id
 from storage.vectors import (
     Match,
     VectorStore,
@@ -53,44 +53,6 @@ class SearchRequest:
     from_: int | None  # microseconds
     to: int | None
     top_k: int
-
-
-def build_request(
-    user_id: str,
-    query: str,
-    *,
-    kinds: Sequence[str] | None = None,
-    chat_id: str | None = None,
-    role: str | None = None,
-    from_: int | None = None,
-    to: int | None = None,
-    top_k: int = 10,
-    include_learning: bool = False,
-) -> SearchRequest:
-    """Check the arguments (400 with the field on bad input); the API serializer checks the same."""
-    text = (query or "").strip() if isinstance(query, str) else ""
-    if not text:
-        raise Invalid("Give a query.", {"query": ["This field may not be blank."]})
-    if len(text) > MAX_QUERY_CHARS:
-        raise Invalid("The query is too long.", {"query": [f"At most {MAX_QUERY_CHARS} characters."]})
-    chosen = list(kinds) if kinds else ["message", "document"]
-    unknown = [k for k in chosen if k not in KINDS]
-    if unknown:
-        raise Invalid("Unknown kind.", {"kinds": [f"Use {', '.join(KINDS)}."]})
-    if include_learning and "learning" not in chosen:
-        chosen.append("learning")
-    if chat_id is not None:
-        try:
-            check_id(chat_id, "chatId")
-        except ValueError as exc:
-            raise Invalid(str(exc), {"chatId": [str(exc)]}) from None
-    if role is not None and role not in ROLES:
-        raise Invalid("Unknown role.", {"role": [f"Use {', '.join(ROLES)}."]})
-    if from_ is not None and to is not None and from_ > to:
-        raise Invalid("from is after to.", {"from": ["Must not be after to."]})
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
-        raise Invalid("Bad topK.", {"topK": [f"Use 1-{MAX_TOP_K}."]})
-    return SearchRequest(user_id, text, tuple(dict.fromkeys(chosen)), chat_id, role, from_, to, top_k)
 
 
 def user_filter(request: SearchRequest) -> f.Filter | None:
@@ -133,18 +95,30 @@ def search(
     embeddings: Embeddings | None = None,
     store: VectorStore | None = None,
 ) -> dict[str, Any]:
-    """``{"query", "results": [group, ...]}``; raises ``Invalid`` (400) or ``Unavailable`` (503)."""
-    request = build_request(
-        user_id,
-        query,
-        kinds=kinds,
-        chat_id=chat_id,
-        role=role,
-        from_=from_,
-        to=to,
-        top_k=top_k,
-        include_learning=include_learning,
-    )
+    """``{"query", "results": [group, ...]}``; raises ``Invalid`` (400) or ``Unavailable`` (503).
+
+    ``kinds`` of message, document, learning (default the first two); ``from_``/``to`` in
+    microseconds; ``top_k`` hits in all (1-100). The API serializer checks the same things.
+    """
+    text = query.strip() if isinstance(query, str) else ""
+    if not text:
+        raise Invalid("Give a query.", {"query": ["This field may not be blank."]})
+    if len(text) > MAX_QUERY_CHARS:
+        raise Invalid("The query is too long.", {"query": [f"At most {MAX_QUERY_CHARS} characters."]})
+    chosen = list(kinds) if kinds else ["message", "document"]
+    if any(k not in KINDS for k in chosen):
+        raise Invalid("Unknown kind.", {"kinds": [f"Use {', '.join(KINDS)}."]})
+    if include_learning and "learning" not in chosen:
+        chosen.append("learning")
+    if chat_id is not None and not is_valid_id(chat_id):
+        raise Invalid("Bad chatId.", {"chatId": ["Use 1-100 letters, digits, '-', '_' or '.'."]})
+    if role is not None and role not in ROLES:
+        raise Invalid("Unknown role.", {"role": [f"Use {', '.join(ROLES)}."]})
+    if from_ is not None and to is not None and from_ > to:
+        raise Invalid("from is after to.", {"from": ["Must not be after to."]})
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
+        raise Invalid("Bad topK.", {"topK": [f"Use 1-{MAX_TOP_K}."]})
+    request = SearchRequest(user_id, text, tuple(dict.fromkeys(chosen)), chat_id, role, from_, to, top_k)
     try:
         embeddings = embeddings or get_embeddings()
         store = store or get_vector_store()

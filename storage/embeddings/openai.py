@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import base64
 import os
-import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
-from storage.backends import BackendRejected, BackendUnavailable
+from storage.backends import BackendRejected, BackendUnavailable, PerProcess
 from storage.embeddings import Embeddings, key_safe
 
 KNOWN_DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
@@ -82,9 +81,7 @@ class OpenAIEmbeddings(Embeddings):
         self.max_input_tokens = max_input_tokens
         self.batch_size = batch_size
         self._dimension = dimension or dimensions or KNOWN_DIMENSIONS.get(model)
-        self._client: Any = None
-        self._client_pid = 0
-        self._lock = threading.Lock()
+        self._client = PerProcess(self._connect)
 
     @property
     def model_id(self) -> str:
@@ -99,20 +96,15 @@ class OpenAIEmbeddings(Embeddings):
 
     @property
     def client(self) -> Any:
-        if self._client is None or self._client_pid != os.getpid():
-            with self._lock:
-                if self._client is None or self._client_pid != os.getpid():
-                    from openai import OpenAI
+        return self._client.get()
 
-                    self._client = OpenAI(
-                        # local servers (Ollama, vLLM, ...) take any key; the SDK insists on one
-                        api_key=self.api_key or "unused",
-                        base_url=self.base_url,
-                        max_retries=self.max_retries,
-                        timeout=self.timeout,
-                    )
-                    self._client_pid = os.getpid()
-        return self._client
+    def _connect(self) -> Any:
+        from openai import OpenAI
+
+        # local servers (Ollama, vLLM, ...) take any key; the SDK insists on one
+        return OpenAI(
+            api_key=self.api_key or "unused", base_url=self.base_url, max_retries=self.max_retries, timeout=self.timeout
+        )
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         # the API rejects empty strings; a space embeds to "nothing in particular"

@@ -18,9 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
@@ -30,7 +28,7 @@ from typing import Any, TypeVar
 import pyarrow as pa
 from django.conf import settings
 
-from storage.backends import BackendRejected, BackendUnavailable
+from storage.backends import BackendRejected, BackendUnavailable, PerProcess
 from storage.vectors import Match, VectorRecord, VectorStore, chat_prefix, document_prefix
 from storage.vectors.filters import Filter, to_sql
 
@@ -100,9 +98,7 @@ class LanceDBVectorStore(VectorStore):
         self.id_index_min_rows = id_index_min_rows
         self.keep_versions = timedelta(seconds=keep_versions_seconds)
         self.maintenance_retries = maintenance_retries
-        self._lock = threading.Lock()
-        self._pid = 0
-        self._db: Any = None
+        self._db = PerProcess(self._connect)
         self._tables: dict[str, Any] = {}
 
     # --- connection ---------------------------------------------------------------------------
@@ -112,24 +108,23 @@ class LanceDBVectorStore(VectorStore):
     @property
     def db(self) -> Any:
         """The connection of this process (opened after any fork, never inherited)."""
-        if self._db is None or self._pid != os.getpid():
-            with self._lock:
-                if self._db is None or self._pid != os.getpid():
-                    import lancedb
+        return self._db.get()
 
-                    self.path.mkdir(parents=True, exist_ok=True)
-                    self._db = lancedb.connect(str(self.path), read_consistency_interval=self.read_consistency)
-                    self._tables = {}
-                    self._pid = os.getpid()
-        return self._db
+    def _connect(self) -> Any:
+        import lancedb
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._tables = {}  # handles of another process's connection
+        return lancedb.connect(str(self.path), read_consistency_interval=self.read_consistency)
 
     def _table(self, namespace: str) -> Any | None:
+        db = self.db  # first: a new process drops the handles it inherited
         name = table_name(namespace)
         table = self._tables.get(name)
         if table is not None:
             return table
         try:
-            table = self._guard(lambda: self.db.open_table(name))
+            table = self._guard(lambda: db.open_table(name))
         except BackendRejected:
             return None  # "Table ... was not found": nothing indexed for this namespace yet
         self._tables[name] = table

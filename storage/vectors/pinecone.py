@@ -19,11 +19,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from storage.backends import BackendRejected, BackendUnavailable
+from storage.backends import BackendRejected, BackendUnavailable, PerProcess
 from storage.vectors import Match, VectorRecord, VectorStore
 from storage.vectors.filters import Filter, to_pinecone
 
@@ -75,9 +74,7 @@ class PineconeVectorStore(VectorStore):
         self.max_batch = max_records
         self.max_request_bytes = max_request_bytes
         self.additional_headers = additional_headers
-        self._lock = threading.Lock()
-        self._pid = 0
-        self._index: Any = None
+        self._index = PerProcess(self._connect)
 
     def describe(self) -> str:
         return f"pinecone:{self.host}"
@@ -85,17 +82,13 @@ class PineconeVectorStore(VectorStore):
     @property
     def index(self) -> Any:
         """The SDK's index client of this process (an HTTP pool does not survive a fork)."""
-        if self._index is None or self._pid != os.getpid():
-            with self._lock:
-                if self._index is None or self._pid != os.getpid():
-                    from pinecone import Pinecone
+        return self._index.get()
 
-                    client = Pinecone(
-                        api_key=self.api_key, timeout=self.timeout, additional_headers=self.additional_headers
-                    )
-                    self._index = client.index(host=self.host)
-                    self._pid = os.getpid()
-        return self._index
+    def _connect(self) -> Any:
+        from pinecone import Pinecone
+
+        client = Pinecone(api_key=self.api_key, timeout=self.timeout, additional_headers=self.additional_headers)
+        return client.index(host=self.host)
 
     @staticmethod
     def _call(call: Callable[[], T]) -> T:
