@@ -17,7 +17,7 @@ from django.conf import settings
 from mookti import events
 from mookti.redis import Write, get_redis, pipeline, register_script
 from storage import keys, outbox, signals
-from storage.errors import Conflict, NotFound, RateLimited
+from storage.errors import Conflict, NotFound, RateLimited, StorageError
 from storage.ids import new_id, now_us
 from storage.managers.chats import decode_chat, require_owned, require_readable
 from storage.managers.paging import PageRequest
@@ -36,6 +36,31 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local current = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
 if tonumber(ARGV[2]) > current then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
 return 1
+"""
+)
+
+# KEYS[1] user hash, KEYS[2] the user's message-times ZSET (one slot); ARGV: now, window start,
+# retention cutoff, limits by kind (JSON), then the new learner messages' ``chatId/messageId``.
+# Checks the daily limit and reserves the quota in one atomic step, so concurrent posts cannot
+# pass it together. Replies {1} (reserved), {0, limit, kind, oldest score} (over the limit) or
+# {-1} (no such user). A message counts from the time it reached the server, not its createdAt,
+# so a client cannot backdate its way past the limit.
+RESERVE_QUOTA = register_script(
+    """
+local user = redis.call('HMGET', KEYS[1], 'type', 'isGuest')
+if not user[1] then return {-1} end
+local n = #ARGV - 4
+if n == 0 then return {1} end
+local limits = cjson.decode(ARGV[4])
+local kind = user[2] == '1' and 'guest' or user[1]
+local limit = tonumber(limits[kind] or limits['free'])
+if redis.call('ZCOUNT', KEYS[2], ARGV[2], '+inf') + n > limit then
+  local oldest = redis.call('ZRANGE', KEYS[2], ARGV[2], '+inf', 'BYSCORE', 'LIMIT', 0, 1, 'WITHSCORES')
+  return {0, limit, kind, oldest[2] or ''}
+end
+for i = 5, #ARGV do redis.call('ZADD', KEYS[2], ARGV[1], ARGV[i]) end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
+return {1}
 """
 )
 
@@ -114,20 +139,42 @@ class MessageManager:
             pipe.get(keys.message_chat(message["id"]))
         pipe.hgetall(keys.user(actor_id))
         times_key = keys.user_message_times(actor_id)
-        pipe.zcount(times_key, now - DAY_US, "+inf")
-        pipe.zrangebyscore(times_key, now - DAY_US, "+inf", start=0, num=1, withscores=True)
+        quota = [f"{m['chatId']}/{m['id']}" for m in messages if m["role"] == "user"]
+        RESERVE_QUOTA(
+            keys=[keys.user(actor_id), times_key],
+            args=[
+                now,
+                now - DAY_US,
+                now - MESSAGE_TIMES_RETENTION_US,
+                json.dumps(settings.MOOKTI_MESSAGE_LIMITS),
+                *quota,
+            ],
+            client=pipe,
+        )
         replies = pipe.execute()
-        chats = {cid: require_owned(decode_chat(raw), actor_id) for cid, raw in zip(chat_ids, replies, strict=False)}
-        owners = replies[len(chat_ids) : len(chat_ids) + len(messages)]
-        user_raw, sent_today, oldest = replies[-3:]
-        for message, owner in zip(messages, owners, strict=True):
-            if owner:
-                raise Conflict(f"Message {message['id']} already exists.", {"id": ["already exists"]})
-        user = decode_user(user_raw)
-        if user is None:
-            raise NotFound("user")
-        from_user = [m for m in messages if m["role"] == "user"]
-        self._check_rate(user, len(from_user), sent_today, oldest, now)
+        user_raw, reservation = replies[-2:]
+        try:
+            chats = {
+                cid: require_owned(decode_chat(raw), actor_id) for cid, raw in zip(chat_ids, replies, strict=False)
+            }
+            owners = replies[len(chat_ids) : len(chat_ids) + len(messages)]
+            for message, owner in zip(messages, owners, strict=True):
+                if owner:
+                    raise Conflict(f"Message {message['id']} already exists.", {"id": ["already exists"]})
+            user = decode_user(user_raw)
+            if user is None:
+                raise NotFound("user")
+        except StorageError:
+            if quota and reservation[0] == 1:
+                get_redis().zrem(times_key, *quota)  # give the reserved quota back
+            raise
+        if reservation[0] == 0:
+            limit, kind, oldest = int(reservation[1]), reservation[2], reservation[3]
+            frees_at = (int(oldest) + DAY_US) if oldest else now + DAY_US
+            raise RateLimited(
+                f"Daily message limit of {limit} reached for {kind} users.",
+                retry_after=(frees_at - now) // 1_000_000 + 1,
+            )
 
         write = Write()
         by_chat: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -146,9 +193,6 @@ class MessageManager:
         def index(p: Any) -> None:
             for chat_id, chat in chats.items():
                 p.zadd(keys.user_chats_by_activity(actor_id), {chat_id: chat["lastMessageAt"]}, gt=True)
-            if from_user:
-                p.zadd(times_key, {f"{m['chatId']}/{m['id']}": m["createdAt"] for m in from_user})
-                p.zremrangebyscore(times_key, "-inf", now - MESSAGE_TIMES_RETENTION_US)
 
         write.step(index)
         for message in messages:
@@ -167,19 +211,6 @@ class MessageManager:
             p.hset(keys.chat_message(chat_id, message["id"]), mapping=_encode(message))
         p.zadd(keys.chat_messages(chat_id), {m["id"]: m["createdAt"] for m in group})
         RAISE_FIELD(keys=[keys.chat(chat_id)], args=["lastMessageAt", last], client=p)
-
-    @staticmethod
-    def _check_rate(user: dict[str, Any], new: int, sent_today: int, oldest: list, now: int) -> None:
-        if not new:
-            return
-        kind = "guest" if user["isGuest"] else user["type"]
-        limit = settings.MOOKTI_MESSAGE_LIMITS.get(kind, settings.MOOKTI_MESSAGE_LIMITS["free"])
-        if sent_today + new > limit:
-            frees_at = (int(oldest[0][1]) + DAY_US) if oldest else now + DAY_US
-            raise RateLimited(
-                f"Daily message limit of {limit} reached for {kind} users.",
-                retry_after=(frees_at - now) // 1_000_000 + 1,
-            )
 
     def list(self, actor_id: str | None, chat_id: str, page: PageRequest) -> tuple[list[dict[str, Any]], bool]:
         """getMessagesByChatId: oldest first, keyset pages by message id."""

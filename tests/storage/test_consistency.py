@@ -5,10 +5,12 @@ from __future__ import annotations
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from django.test import override_settings
 
 from mookti.redis import get_redis
 from storage import keys
+from storage.errors import NotFound, RateLimited
 from storage.ids import now_us
 from storage.managers import chats, messages, users
 from storage.managers.paging import PageRequest
@@ -129,3 +131,37 @@ def test_same_code_under_another_prefix(alice):
         assert get_redis().exists(chat_key)
     finally:
         assert delete_keys(other) > 0
+
+
+def test_concurrent_posts_never_pass_the_daily_limit(make_user, settings):
+    settings.MOOKTI_MESSAGE_LIMITS = {**settings.MOOKTI_MESSAGE_LIMITS, "free": 20}
+    user = make_user()
+    chat = chats.create(user["id"])
+
+    def post(i: int) -> str:
+        try:
+            messages.save(user["id"], [{"chatId": chat["id"], "role": "user", "parts": [], "content": str(i)}])
+            return "ok"
+        except RateLimited:
+            return "limited"
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(post, range(60)))
+    assert outcomes.count("ok") == 20
+    assert len(messages.list(user["id"], chat["id"], PageRequest(limit=100, order="asc"))[0]) == 20
+    assert messages.count_recent(user["id"], 24) == 20
+
+
+def test_a_refused_save_gives_its_quota_back(make_user, bob, settings):
+    settings.MOOKTI_MESSAGE_LIMITS = {**settings.MOOKTI_MESSAGE_LIMITS, "free": 2}
+    user = make_user()
+    chat = chats.create(user["id"])
+    bobs_chat = chats.create(bob["id"])
+    for _ in range(3):
+        with pytest.raises(NotFound):
+            messages.save(user["id"], [{"chatId": bobs_chat["id"], "role": "user", "parts": [], "content": "x"}])
+    assert messages.count_recent(user["id"], 24) == 0
+    messages.save(
+        user["id"], [{"chatId": chat["id"], "role": "user", "parts": [], "content": str(i)} for i in range(2)]
+    )
+    assert messages.count_recent(user["id"], 24) == 2
