@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time as time_module
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -23,7 +24,7 @@ from gamification import achievements, keys
 from gamification.days import DAY_US, day_window, local_date, week_start
 from gamification.serializers import AchievementOut, StreakOut
 from mookti import events
-from mookti.redis import LuaScript, Write
+from mookti.redis import REDIS_ERRORS, LuaScript, Write
 from storage.errors import Invalid
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,8 @@ STREAK_DAYS_KEPT = 60
 # Clock skew tolerated on a client's occurredAt / updatedAt before it counts as "in the future".
 FUTURE_SKEW_US = 60 * 1_000_000
 CAS_ATTEMPTS = 8
+# Tries (with 0.2 s doubling pauses) to publish events staged after the response.
+BACKGROUND_ATTEMPTS = 5
 # The streak fields a script reports (``out.streak``) that ``streak_view`` reads.
 STREAK_FIELDS = ("current", "longest", "freezes", "lastAt")
 
@@ -245,22 +248,42 @@ def publish(outcome: Outcome, *, tz_name: str, now: int) -> None:
     """Publish the outcome's events (and the leaderboard entry) in one write; never raises:
     the change is already applied, and the next change repairs a missed leaderboard entry."""
     try:
-        write = Write()
-        if outcome.xp_awarded > 0:
-            board = keys.leaderboard(outcome.week)
-            expire_at = week_start(outcome.week) + timedelta(weeks=config()["LEADERBOARD_WEEKS_KEPT"] + 1)
-
-            def rank(p: Any) -> None:
-                p.zadd(board, {outcome.user_id: outcome.week_xp}, gt=True)
-                p.expireat(board, int(expire_at.timestamp()))
-
-            write.step(rank)
-        for event_type, data in derived_events(outcome, tz_name, now) + outcome.events:
-            events.stage(write, outcome.user_id, event_type, data)
-        if write:
-            write.execute()
+        _publish(outcome, tz_name=tz_name, now=now)
     except Exception:
         logger.exception("gamification events for user %s not published", outcome.user_id)
+
+
+def _publish(outcome: Outcome, *, tz_name: str, now: int) -> None:
+    write = Write()
+    if outcome.xp_awarded > 0:
+        board = keys.leaderboard(outcome.week)
+        expire_at = week_start(outcome.week) + timedelta(weeks=config()["LEADERBOARD_WEEKS_KEPT"] + 1)
+
+        def rank(p: Any) -> None:
+            p.zadd(board, {outcome.user_id: outcome.week_xp}, gt=True)
+            p.expireat(board, int(expire_at.timestamp()))
+
+        write.step(rank)
+    for event_type, data in derived_events(outcome, tz_name, now) + outcome.events:
+        events.stage(write, outcome.user_id, event_type, data)
+    if write:
+        write.execute()
+
+
+def _publish_with_retries(outcome: Outcome, *, tz_name: str, now: int) -> None:
+    """Off the request path there is time to ride out a short Redis outage (about 6 s)."""
+    for attempt in range(BACKGROUND_ATTEMPTS):
+        try:
+            _publish(outcome, tz_name=tz_name, now=now)
+            return
+        except REDIS_ERRORS:
+            if attempt + 1 == BACKGROUND_ATTEMPTS:
+                logger.exception("gamification events for user %s not published", outcome.user_id)
+                return
+            time_module.sleep(0.2 * 2**attempt)
+        except Exception:
+            logger.exception("gamification events for user %s not published", outcome.user_id)
+            return
 
 
 _background: ThreadPoolExecutor | None = None
@@ -276,7 +299,7 @@ def publish_after_response(outcome: Outcome, *, tz_name: str, now: int) -> None:
     with _background_lock:
         if _background is None:
             _background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gamification-events")
-    _background.submit(publish, outcome, tz_name=tz_name, now=now)
+    _background.submit(_publish_with_retries, outcome, tz_name=tz_name, now=now)
 
 
 def flush_background(timeout: float = 10.0) -> None:
