@@ -26,6 +26,12 @@ def _redis_namespace() -> Iterator[str]:
     prefix = settings.MOOKTI_REDIS_PREFIX
     assert prefix.startswith("mookti-test:"), prefix
     yield prefix
+    # work handed to background threads (live-update pokes, gamification events) lands first
+    from gamification.managers import engine
+    from mookti import events
+
+    engine.flush_background()
+    events.flush()
     delete_keys(prefix)
 
 
