@@ -22,17 +22,7 @@ from mookti.redis import get_redis
 from storage.errors import NotFound
 from storage.managers import users
 from storage.permissions import IsMooktiUser, actor_id
-from storage.views import path_id
-
-
-def validated(serializer_class: type, data: Any, **context: Any) -> dict[str, Any]:
-    serializer = serializer_class(data=data, context=context)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
-
-def query(request: Request, serializer_class: type) -> dict[str, Any]:
-    return validated(serializer_class, request.query_params.dict())
+from storage.views import path_id, query, validated
 
 
 def current_user(request: Request) -> dict[str, Any]:

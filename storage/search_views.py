@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from storage import search as search_service
 from storage.permissions import IsMooktiUser, actor_id
 from storage.serializers import IdField, StrictSerializer, TimestampField
+from storage.views import validated
 
 
 class QueryText(serializers.CharField):
@@ -91,9 +92,7 @@ class SearchView(APIView):
         summary="Semantic search over the user's conversations and documents",
     )
     def post(self, request: Request) -> Response:
-        serializer = SearchIn(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = validated(SearchIn, request.data)
         kinds = list(data.get("kinds") or [])
         result = search_service.search(
             actor_id(request),  # type: ignore[arg-type]

@@ -21,8 +21,9 @@ from storage.managers.paging import PageRequest
 from storage.permissions import IsMooktiUser, IsMooktiUserOrReadOnly, IsService, IsServiceOrSelf, actor_id
 
 
-def validated(serializer_class: type, data: Any) -> dict[str, Any]:
-    serializer = serializer_class(data=data)
+def validated(serializer_class: type, data: Any, **context: Any) -> dict[str, Any]:
+    """Validated input, or a 400 naming the fields (the one error format)."""
+    serializer = serializer_class(data=data, context=context)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
 
