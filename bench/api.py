@@ -29,7 +29,6 @@ import os
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import HOST, Connection, Reply, Server, expect, percentile
+from bench.common import HOST, Connection, Reply, Server, create_user, expect, percentile
 
 SEED_CHATS = 25
 SEED_MESSAGES = 60
@@ -65,13 +64,7 @@ def text_message(chat_id: str, index: int) -> dict[str, Any]:
 
 async def seed_user(server: Server, number: int) -> User:
     connection = Connection(server.port)
-    service = {"Authorization": f"Bearer {server.service_key}"}
-    email = f"bench-{number}-{uuid.uuid4().hex[:8]}@example.com"
-    created = expect(await connection.request("POST", "/api/storage/user", {"email": email}, service), 201, "user")
-    token = expect(
-        await connection.request("POST", "/api/storage/token", {"userId": created["id"]}, service), 201, "token"
-    )
-    user = User(created["id"], token["token"])
+    user = User(*await create_user(connection, server, "bench", number))
     chat_ids = []
     for index in range(SEED_CHATS + 2):
         reply = await connection.request("POST", "/api/storage/chat", {"title": f"Chat {index}"}, user.auth)

@@ -98,6 +98,19 @@ def expect(reply: Reply, status: int, what: str) -> Any:
     return reply.json()
 
 
+async def create_user(
+    connection: Connection, server: Server, label: str, number: int, **fields: Any
+) -> tuple[str, str]:
+    """A new user through the service key, and a token for it: (user id, token)."""
+    service = {"Authorization": f"Bearer {server.service_key}"}
+    body = {"email": f"{label}-{number}-{uuid.uuid4().hex[:8]}@example.com", **fields}
+    created = expect(await connection.request("POST", "/api/storage/user", body, service), 201, "user")
+    token = expect(
+        await connection.request("POST", "/api/storage/token", {"userId": created["id"]}, service), 201, "token"
+    )
+    return created["id"], token["token"]
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))] if ordered else 0.0

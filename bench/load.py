@@ -70,6 +70,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import (
     Connection,
     Server,
+    create_user,
     descendants,
     expect,
     machine_cpu,
@@ -144,18 +145,12 @@ class User:
 
 
 async def seed_users(server: Server, count: int) -> list[User]:
-    service = {"Authorization": f"Bearer {server.service_key}"}
     users: list[User] = []
 
     async def seeder(numbers: list[int]) -> None:
         connection = Connection(server.port)
         for number in numbers:
-            email = f"load-{number}-{uuid.uuid4().hex[:8]}@example.com"
-            body = {"email": email, "type": "pro"}
-            created = expect(await connection.request("POST", "/api/storage/user", body, service), 201, "user")
-            body = {"userId": created["id"]}
-            token = expect(await connection.request("POST", "/api/storage/token", body, service), 201, "token")
-            user = User(created["id"], token["token"])
+            user = User(*await create_user(connection, server, "load", number, type="pro"))
             rng = random.Random(number)
             for index in range(SEED_CHATS):
                 body = {"id": str(uuid.uuid4()), "title": f"Lesson {index}"}

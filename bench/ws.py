@@ -41,7 +41,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Connection, Server, expect, percentile, process_usage
+from bench.common import Connection, Server, create_user, expect, percentile, process_usage
 
 HTTP_CLIENTS = 16
 CONNECT_CONCURRENCY = 50
@@ -137,20 +137,15 @@ class Run:
 
 
 async def seed(server: Server, count: int) -> list[User]:
-    service = {"Authorization": f"Bearer {server.service_key}"}
     users: list[User] = []
 
     async def worker(numbers: list[int]) -> None:
         connection = Connection(server.port)
         for number in numbers:
-            email = f"ws-bench-{number}-{uuid.uuid4().hex[:8]}@example.com"
-            user = expect(await connection.request("POST", "/api/storage/user", {"email": email}, service), 201, "user")
-            token = expect(
-                await connection.request("POST", "/api/storage/token", {"userId": user["id"]}, service), 201, "token"
-            )["token"]
+            user_id, token = await create_user(connection, server, "ws-bench", number)
             auth = {"Authorization": f"Bearer {token}"}
             chat = expect(await connection.request("POST", "/api/storage/chat", {"title": "Bench"}, auth), 201, "chat")
-            users.append(User(user["id"], token, chat["id"]))
+            users.append(User(user_id, token, chat["id"]))
         await connection.close()
 
     numbers = list(range(count))
