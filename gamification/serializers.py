@@ -67,22 +67,22 @@ class StreakOut(serializers.Serializer):
     freezesNeeded = serializers.IntegerField()
 
 
-class DayStatsOut(serializers.Serializer):
+class StatsCountsOut(serializers.Serializer):
+    """The counters a day and a range of days share."""
+
+    messages = serializers.IntegerField()
+    minutes = serializers.IntegerField()
+    xp = serializers.IntegerField()
+    itemsCompleted = serializers.IntegerField()
+    goalsCompleted = serializers.IntegerField()
+
+
+class DayStatsOut(StatsCountsOut):
     date = serializers.DateField()
-    messages = serializers.IntegerField()
-    minutes = serializers.IntegerField()
-    xp = serializers.IntegerField()
-    itemsCompleted = serializers.IntegerField()
-    goalsCompleted = serializers.IntegerField()
 
 
-class StatsTotalsOut(serializers.Serializer):
+class StatsTotalsOut(StatsCountsOut):
     activeDays = serializers.IntegerField()
-    messages = serializers.IntegerField()
-    minutes = serializers.IntegerField()
-    xp = serializers.IntegerField()
-    itemsCompleted = serializers.IntegerField()
-    goalsCompleted = serializers.IntegerField()
 
 
 class StatsOut(serializers.Serializer):
