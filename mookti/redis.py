@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -114,9 +114,10 @@ def pipeline(transaction: bool = False):
 class Write:
     """An ordered set of write steps plus callbacks that run once they are applied.
 
-    Each step queues commands on keys of one hash slot. :meth:`execute` runs them with
-    :func:`run_steps` semantics and hands every callback the replies of each step, so
-    e.g. an event's stream id (the XADD reply) can be pushed to listeners afterwards.
+    Each step queues commands on keys of one hash slot. :meth:`execute` runs them as the
+    module docstring says (one MULTI/EXEC standalone, in order per slot on a cluster) and
+    hands every callback the replies of each step, so e.g. an event's stream id (the XADD
+    reply) can be pushed to listeners afterwards.
     """
 
     def __init__(self) -> None:
@@ -158,11 +159,6 @@ def _run_grouped(steps: list[Step]) -> list[list[Any]]:
         step(pipe)
         grouped.append(pipe.execute() if len(pipe) else [])
     return grouped
-
-
-def run_steps(steps: Iterable[Step]) -> list[Any]:
-    """Run write steps in order (see module docstring); returns the flat list of replies."""
-    return [reply for group in _run_grouped(list(steps)) for reply in group]
 
 
 def register_script(source: str) -> LuaScript:

@@ -19,6 +19,8 @@ from storage.ids import new_id, now_us
 from storage.managers.common import create_if_absent
 
 USER_TYPES = ("free", "basic", "pro")
+# Profile fields an update may change (``type`` only through the service key).
+PROFILE_FIELDS = ("name", "timezone", "type", "preferences")
 TOKEN_PREFIX = "mkt_"
 
 
@@ -38,14 +40,6 @@ def decode_user(raw: dict[str, str]) -> dict[str, Any] | None:
         "timezone": raw.get("timezone", "UTC"),
         "preferences": json.loads(raw.get("preferences") or "{}"),
         "createdAt": int(raw.get("createdAt", 0)),
-    }
-
-
-def _encode_current(user: dict[str, Any]) -> dict[str, str]:
-    return {
-        **{k: str(user[k]) for k in ("id", "email", "name", "type", "timezone", "createdAt")},
-        "isGuest": "1" if user["isGuest"] else "0",
-        "preferences": json.dumps(user["preferences"]),
     }
 
 
@@ -149,7 +143,7 @@ class UserManager:
             write.step(lambda p: p.zadd(keys.users_by_type(new_type), {user_id: current["createdAt"]}))
         events.stage(write, user_id, "user.updated", {"userId": user_id, "changed": sorted(changes)})
         write.execute()
-        return decode_user({**_encode_current(current), **fields})  # type: ignore[return-value]
+        return {**current, **{name: changes[name] for name in PROFILE_FIELDS if name in changes}}
 
     def list(self, *, user_type: str | None = None, offset: int = 0, limit: int = 50) -> tuple[list[dict], int]:
         """Newest users first, one page (for the admin): (users, total)."""
