@@ -17,6 +17,7 @@ from storage.auth import Principal
 from storage.errors import Forbidden, Invalid, NotFound
 from storage.ids import check_id
 from storage.managers import chats, documents, messages, tokens, users, votes
+from storage.managers.chats import require_readable
 from storage.managers.paging import PageRequest
 from storage.permissions import IsMooktiUser, IsMooktiUserOrReadOnly, IsService, IsServiceOrSelf, actor_id
 
@@ -172,9 +173,7 @@ class ChatViewSet(viewsets.ViewSet):
 
     @extend_schema(responses=s.ChatOut, summary="getChatById")
     def retrieve(self, request: Request, pk: str) -> Response:
-        chat = chats.get(path_id(pk))
-        if chat is None or not (chat["userId"] == actor_id(request) or chat["visibility"] == "public"):
-            raise NotFound("chat")
+        chat = require_readable(chats.get(path_id(pk)), actor_id(request))
         return Response(s.ChatOut(chat).data)
 
     @extend_schema(
