@@ -46,6 +46,39 @@ def decode_version(raw: dict[str, str]) -> dict[str, Any] | None:
     }
 
 
+def encode_version(version: dict[str, Any]) -> dict[str, str]:
+    """A version as stored in its hash (``decode_version`` reads it back)."""
+    return {
+        "id": version["id"],
+        "userId": version["userId"],
+        "title": version["title"],
+        "kind": version["kind"],
+        "content": version.get("content") or "",
+        "createdAt": str(version["createdAt"]),
+    }
+
+
+# What a suggestion says, beside its id and document (an import compares these).
+SUGGESTION_DATA = (
+    "documentCreatedAt",
+    "originalText",
+    "suggestedText",
+    "description",
+    "isResolved",
+    "userId",
+    "createdAt",
+)
+
+
+def encode_suggestion(suggestion: dict[str, Any]) -> dict[str, str]:
+    """A suggestion as stored in its hash: booleans as 1/0, a missing description as ''."""
+
+    def text(value: Any) -> str:
+        return "1" if value is True else "0" if value is False else "" if value is None else str(value)
+
+    return {name: text(suggestion.get(name)) for name in ("id", "documentId", *SUGGESTION_DATA)}
+
+
 def decode_suggestion(raw: dict[str, str]) -> dict[str, Any] | None:
     if not raw or "id" not in raw:
         return None
@@ -95,18 +128,18 @@ class DocumentManager:
             raise NotFound("document")
         # versions are keyed by time: never two in one millisecond, never out of order
         created_at = created_at or max(now_us(), int(meta.get("updatedAt", 0)) + 1000)
-        version = {
+        saved = {
             "id": document_id,
             "userId": actor_id,
             "title": title,
             "kind": kind,
-            "content": content or "",
-            "createdAt": str(created_at),
+            "content": content or None,
+            "createdAt": created_at,
         }
         write = Write()
 
         def store(p: Any) -> None:
-            p.hset(keys.document_version(document_id, created_at), mapping=version)
+            p.hset(keys.document_version(document_id, created_at), mapping=encode_version(saved))
             p.zadd(keys.document_versions(document_id), {str(created_at): created_at})
             p.hsetnx(keys.document(document_id), "createdAt", created_at)
             p.hset(
@@ -118,11 +151,9 @@ class DocumentManager:
         first = int(meta.get("createdAt", created_at)) if meta else created_at
         write.step(lambda p: p.zadd(keys.user_documents(actor_id), {document_id: first}))
         outbox.stage(write, "upsert", kind="document", userId=actor_id, documentId=document_id)
-        saved = decode_version(version)
-        event = {k: saved[k] for k in ("id", "title", "kind", "createdAt")}  # type: ignore[index]
-        events.stage(write, actor_id, "document.saved", event)
+        events.stage(write, actor_id, "document.saved", {k: saved[k] for k in ("id", "title", "kind", "createdAt")})
         write.execute()
-        return saved  # type: ignore[return-value]
+        return saved
 
     def versions(self, actor_id: str | None, document_id: str) -> list[dict[str, Any]]:
         """getDocumentsById: all versions, oldest first."""
@@ -270,10 +301,7 @@ class DocumentManager:
 
         def store(p: Any) -> None:
             for s in saved:
-                fields = {
-                    k: ("1" if v is True else "0" if v is False else "" if v is None else str(v)) for k, v in s.items()
-                }
-                p.hset(keys.document_suggestion(document_id, s["id"]), mapping=fields)
+                p.hset(keys.document_suggestion(document_id, s["id"]), mapping=encode_suggestion(s))
             p.zadd(keys.document_suggestions(document_id), {s["id"]: s["documentCreatedAt"] for s in saved})
 
         write = Write()

@@ -29,8 +29,15 @@ from storage.errors import Conflict
 from storage.ids import is_valid_id, now_us
 from storage.managers.chats import VISIBILITIES, decode_chat
 from storage.managers.common import create_if_absent
-from storage.managers.documents import KINDS, decode_suggestion, decode_version
-from storage.managers.messages import MESSAGE_TIMES_RETENTION_US, RAISE_FIELD, ROLES, _encode, text_of
+from storage.managers.documents import (
+    KINDS,
+    SUGGESTION_DATA,
+    decode_suggestion,
+    decode_version,
+    encode_suggestion,
+    encode_version,
+)
+from storage.managers.messages import MESSAGE_TIMES_RETENTION_US, ROLES, stage_chat_write, text_of
 from storage.managers.users import USER_TYPES, decode_user, normalize_email, users
 
 WRITTEN = "written"
@@ -43,15 +50,6 @@ CONCURRENT = "created concurrently by someone else"
 USER_FIELDS = ("email", "password", "name", "type", "isGuest", "timezone", "preferences", "createdAt")
 CHAT_FIELDS = ("userId", "title", "visibility", "createdAt")
 VERSION_FIELDS = ("userId", "title", "kind", "content", "createdAt")
-SUGGESTION_FIELDS = (
-    "documentCreatedAt",
-    "originalText",
-    "suggestedText",
-    "description",
-    "isResolved",
-    "userId",
-    "createdAt",
-)
 
 # KEYS[1] document hash; ARGV id, userId, first version time, newest version time, its title, its kind.
 # Keeps createdAt at the oldest version and title/kind/updatedAt at the newest one.
@@ -290,14 +288,8 @@ class ImportManager:
             by_chat[message["chatId"]].append(message)
         write = Write()
         for chat_id, group in by_chat.items():
-
-            def store(p: Any, c: str = chat_id, g: list[dict[str, Any]] = group) -> None:
-                for message in g:
-                    p.hset(keys.chat_message(c, message["id"]), mapping=_encode(message))
-                p.zadd(keys.chat_messages(c), {m["id"]: m["createdAt"] for m in g})
-                RAISE_FIELD(keys=[keys.chat(c)], args=["lastMessageAt", max(m["createdAt"] for m in g)], client=p)
-
-            write.step(store)
+            last = max(m["createdAt"] for m in group)
+            write.step(lambda p, c=chat_id, g=group, t=last: stage_chat_write(p, c, g, t))
         for message in found:
             value = f"{message['chatId']}/{owners[message['chatId']]}"
             write.step(lambda p, m=message, v=value: p.set(keys.message_chat(m["id"]), v))
@@ -435,7 +427,7 @@ class ImportManager:
 
             def store(p: Any, d: str = document_id, vs: list = versions, args: list = summary) -> None:
                 for v in vs:
-                    p.hset(keys.document_version(d, v["createdAt"]), mapping=_version_fields(v))
+                    p.hset(keys.document_version(d, v["createdAt"]), mapping=encode_version(v))
                 p.zadd(keys.document_versions(d), {str(v["createdAt"]): v["createdAt"] for v in vs})
                 MERGE_DOCUMENT(keys=[keys.document(d)], args=args, client=p)
 
@@ -461,14 +453,14 @@ class ImportManager:
             version = (item["documentId"], item["documentCreatedAt"])
             existing = decode_suggestion(raw)
             if existing is not None:
-                outcomes[position] = _same(existing, item, SUGGESTION_FIELDS)
+                outcomes[position] = _same(existing, item, SUGGESTION_DATA)
             elif not version_exists and not (planned and version in planned.versions):
                 outcomes[position] = f"document version not imported: {item['documentId']}@{item['documentCreatedAt']}"
             else:
                 outcomes[position] = WRITTEN
 
                 def store(p: Any, i: dict[str, Any] = item) -> None:
-                    p.hset(keys.document_suggestion(i["documentId"], i["id"]), mapping=_suggestion_fields(i))
+                    p.hset(keys.document_suggestion(i["documentId"], i["id"]), mapping=encode_suggestion(i))
                     p.zadd(keys.document_suggestions(i["documentId"]), {i["id"]: i["documentCreatedAt"]})
 
                 write.step(store)
@@ -537,24 +529,6 @@ def _chat_fields(item: dict[str, Any]) -> dict[str, str]:
     if item.get("lastMessageAt"):
         fields["lastMessageAt"] = str(item["lastMessageAt"])
     return fields
-
-
-def _version_fields(item: dict[str, Any]) -> dict[str, str]:
-    return {
-        "id": item["id"],
-        "userId": item["userId"],
-        "title": item["title"],
-        "kind": item["kind"],
-        "content": item.get("content") or "",
-        "createdAt": str(item["createdAt"]),
-    }
-
-
-def _suggestion_fields(item: dict[str, Any]) -> dict[str, str]:
-    def text(value: Any) -> str:
-        return "1" if value is True else "0" if value is False else "" if value is None else str(value)
-
-    return {name: text(item.get(name)) for name in ("id", "documentId", *SUGGESTION_FIELDS)}
 
 
 imports = ImportManager()

@@ -121,6 +121,14 @@ def _flat(fields: dict[str, str]) -> list[str]:
     return [x for kv in fields.items() for x in kv]
 
 
+def stage_chat_write(p: Any, chat_id: str, group: list[dict[str, Any]], last: int) -> None:
+    """Messages of one chat, their index entries and the chat's lastMessageAt (never moved back)."""
+    for message in group:
+        p.hset(keys.chat_message(chat_id, message["id"]), mapping=_encode(message))
+    p.zadd(keys.chat_messages(chat_id), {m["id"]: m["createdAt"] for m in group})
+    RAISE_FIELD(keys=[keys.chat(chat_id)], args=["lastMessageAt", last], client=p)
+
+
 class MessageManager:
     def save(self, actor_id: str, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """saveMessages (bulk). Checks and rate limit in one read, then one write."""
@@ -186,7 +194,7 @@ class MessageManager:
             if chat["lastMessageAt"] and chat["lastMessageAt"] > last:
                 last = chat["lastMessageAt"]
             chat["lastMessageAt"] = last
-            write.step(lambda p, c=chat_id, g=group, t=last: self._stage_chat_write(p, c, g, t))
+            write.step(lambda p, c=chat_id, g=group, t=last: stage_chat_write(p, c, g, t))
         for message in messages:
             write.step(lambda p, m=message: p.set(keys.message_chat(m["id"]), f"{m['chatId']}/{actor_id}"))
 
@@ -204,13 +212,6 @@ class MessageManager:
         signals.messages_saving.send(sender=MessageManager, write=write, user=user, messages=messages)
         write.execute()
         return messages
-
-    @staticmethod
-    def _stage_chat_write(p: Any, chat_id: str, group: list[dict[str, Any]], last: int) -> None:
-        for message in group:
-            p.hset(keys.chat_message(chat_id, message["id"]), mapping=_encode(message))
-        p.zadd(keys.chat_messages(chat_id), {m["id"]: m["createdAt"] for m in group})
-        RAISE_FIELD(keys=[keys.chat(chat_id)], args=["lastMessageAt", last], client=p)
 
     def list(self, actor_id: str | None, chat_id: str, page: PageRequest) -> tuple[list[dict[str, Any]], bool]:
         """getMessagesByChatId: oldest first, keyset pages by message id."""
