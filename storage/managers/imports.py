@@ -37,7 +37,7 @@ from storage.managers.documents import (
     encode_suggestion,
     encode_version,
 )
-from storage.managers.messages import MESSAGE_TIMES_RETENTION_US, ROLES, stage_chat_write, text_of
+from storage.managers.messages import MESSAGE_TIMES_RETENTION_US, ROLES, encode_message, stage_chat_write, text_of
 from storage.managers.users import USER_TYPES, decode_user, normalize_email, users
 
 WRITTEN = "written"
@@ -267,7 +267,7 @@ class ImportManager:
             elif lookup and lookup.partition("/")[0] != item["chatId"]:
                 outcomes[position] = f"message id used by another chat: {lookup.partition('/')[0]}"
             elif raw:
-                outcomes[position] = EXISTS if raw == _encode(item) else CHANGED
+                outcomes[position] = EXISTS if raw == encode_message(item) else CHANGED
             elif lookup:
                 outcomes[position] = EXISTS
             else:

@@ -97,7 +97,7 @@ def decode_message(raw: dict[str, str]) -> dict[str, Any] | None:
     }
 
 
-def _encode(message: dict[str, Any]) -> dict[str, str]:
+def encode_message(message: dict[str, Any]) -> dict[str, str]:
     return {
         "id": message["id"],
         "chatId": message["chatId"],
@@ -124,7 +124,7 @@ def _flat(fields: dict[str, str]) -> list[str]:
 def stage_chat_write(p: Any, chat_id: str, group: list[dict[str, Any]], last: int) -> None:
     """Messages of one chat, their index entries and the chat's lastMessageAt (never moved back)."""
     for message in group:
-        p.hset(keys.chat_message(chat_id, message["id"]), mapping=_encode(message))
+        p.hset(keys.chat_message(chat_id, message["id"]), mapping=encode_message(message))
     p.zadd(keys.chat_messages(chat_id), {m["id"]: m["createdAt"] for m in group})
     RAISE_FIELD(keys=[keys.chat(chat_id)], args=["lastMessageAt", last], client=p)
 
