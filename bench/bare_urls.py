@@ -18,7 +18,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import include, path
 from django.views.decorators.csrf import csrf_exempt
 
-from storage.ids import iso
+from mookti.ids import iso
 from storage.managers import chats, messages, tokens
 from storage.managers.paging import PageRequest
 
@@ -26,7 +26,7 @@ View = Callable[[HttpRequest, str], HttpResponse]
 
 
 def bare(view: View) -> Callable[[HttpRequest], HttpResponse]:
-    """Bearer token -> user id (one HGET, as ``storage.auth``), else 401."""
+    """Bearer token -> user id (one HGET, as ``storage.api.auth``), else 401."""
 
     @csrf_exempt
     def wrapped(request: HttpRequest) -> HttpResponse:

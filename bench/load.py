@@ -30,7 +30,7 @@ then uses ``--channel-redis-url``).
 4. **Indexer**: the backlog (unread + read but not acked) at the end of the window and its
    maximum during it, then how long the indexers take to drain it; dead letters.
 5. **Consistency**, in this process with Django pointed at the same Redis, prefix and data dir:
-   every check of ``storage.repair`` over the prefix (users, chats and messages against their
+   every check of ``storage.portability.repair`` over the prefix (users, chats and messages against their
    indexes, message lookups, email claims, documents, and the vector store against what the
    indexer would write: a message not indexed or a vector for nothing is a problem); every
    acknowledged write present: each user's chat indexes hold exactly the chats created with a
@@ -407,7 +407,7 @@ def configure_django(server: Server) -> None:
 
 
 def backlog() -> dict[str, Any]:
-    from storage.indexer import index_metrics
+    from storage.search.indexer import index_metrics
 
     metrics = index_metrics()
     metrics["backlog"] = metrics["lag"] + metrics["pending"]
@@ -529,10 +529,10 @@ def leaderboard_problems(users: list[User]) -> list[str]:
 
 
 def repair_problems(users: list[User]) -> tuple[list[str], list[str], int, int]:
-    """(problems, notes, keys scanned, vectors listed) of every ``storage.repair`` check, vectors
+    """(problems, notes, keys scanned, vectors listed) of every ``storage.portability.repair`` check, vectors
     included; a vector store that cannot be listed is a problem (the check did not happen)."""
-    from storage import repair
-    from storage.vectors import user_namespace
+    from storage.portability import repair
+    from storage.search.vectors import user_namespace
 
     report = repair.RepairReport()
     found = repair.find_problems(progress=False, report=report, vectors=True)
@@ -720,7 +720,7 @@ def report(result: Result, args: argparse.Namespace, mix: dict[str, float]) -> N
     print()
     c = r.counted
     print(
-        f"consistency: storage.repair checks over {r.scanned} keys and {r.vectors} vectors: {len(r.repair)} "
+        f"consistency: repair checks over {r.scanned} keys and {r.vectors} vectors: {len(r.repair)} "
         f"problems; acknowledged writes ({c['chats']} chats, {c['messages']} messages, {c['learner messages']} "
         f"learner messages, {c['weeks']} user-weeks of XP): {len(r.acknowledged)} problems"
     )

@@ -62,12 +62,12 @@ django.setup()
 import numpy as np  # noqa: E402
 
 from mookti.redis import get_redis  # noqa: E402
-from storage.embeddings import get_embeddings  # noqa: E402
-from storage.indexer import Indexer, indexer_options  # noqa: E402
 from storage.managers import chats, messages, users  # noqa: E402
-from storage.vectors import VectorRecord  # noqa: E402
-from storage.vectors.filters import parse as parse_filter  # noqa: E402
-from storage.vectors.lancedb import LanceDBVectorStore  # noqa: E402
+from storage.search.embeddings import get_embeddings  # noqa: E402
+from storage.search.indexer import Indexer, indexer_options  # noqa: E402
+from storage.search.vectors import VectorRecord  # noqa: E402
+from storage.search.vectors.filters import parse as parse_filter  # noqa: E402
+from storage.search.vectors.lancedb import LanceDBVectorStore  # noqa: E402
 
 BATCH = indexer_options()["BATCH_SIZE"]
 INDEXER_EMBED_SHARE: list[float] = []  # per batched indexer run: time in the model / drain time

@@ -12,7 +12,7 @@ import zoneinfo
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 
-from storage.ids import from_us, to_us
+from mookti.ids import from_us, to_us
 
 DAY_US = 24 * 3600 * 1_000_000
 

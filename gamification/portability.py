@@ -1,4 +1,4 @@
-"""Gamification state in exports (``storage.portability`` finds this module by autodiscovery).
+"""Gamification state in exports (``storage.portability.sections`` finds this module by autodiscovery).
 
 A learner's state is many small keys in their own slot (streak, streak days, goals, daily
 stats, totals, weekly XP, achievements, activity ids, learning progress), so the export
@@ -19,10 +19,10 @@ from django.conf import settings
 
 from gamification import keys
 from gamification.managers.summary import user_keys
+from mookti.ids import is_valid_id
 from mookti.redis import Write, pipeline
-from storage.ids import is_valid_id
-from storage.managers.imports import CHANGED, EXISTS, WRITTEN, Planned
-from storage.portability import Emit, RecordType, Section, key_values, memberships, register
+from storage.portability.imports import CHANGED, EXISTS, WRITTEN, Planned
+from storage.portability.sections import Emit, RecordType, Section, key_values, memberships, register
 
 DAY = r"\d{4}-\d{2}-\d{2}"
 WEEK = re.compile(r"^\d{4}-W\d{2}$")

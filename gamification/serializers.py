@@ -10,8 +10,8 @@ from typing import Any
 from rest_framework import serializers
 
 from gamification.days import day_end_us, week_start
-from storage.ids import to_us
-from storage.serializers import IdField, StrictSerializer, TimestampField, known_timezones
+from mookti.api.fields import IdField, StrictSerializer, TimestampField, known_timezones
+from mookti.ids import to_us
 
 MAX_TITLE = 200
 MAX_DESCRIPTION = 2000

@@ -18,11 +18,11 @@ from gamification import keys
 from gamification import serializers as s
 from gamification.managers import activity, goals, leaderboard, progress, stats, streaks, summary
 from gamification.managers.summary import achievements_view
+from mookti.api.inputs import path_id, query, validated
+from mookti.errors import NotFound
 from mookti.redis import get_redis
-from storage.errors import NotFound
+from storage.api.permissions import IsMooktiUser, actor_id
 from storage.managers import users
-from storage.permissions import IsMooktiUser, actor_id
-from storage.views import path_id, query, validated
 
 
 def current_user(request: Request) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402 - after
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
-from mookti.routing import websocket_urlpatterns  # noqa: E402
+from storage.realtime.routing import websocket_urlpatterns  # noqa: E402
 
 # Under DEBUG (make run) uvicorn serves the admin's CSS/JS itself, as runserver would; production
 # runs collectstatic and lets the proxy or CDN serve STATIC_ROOT.

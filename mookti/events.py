@@ -27,12 +27,10 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.dispatch import receiver
 
 from mookti import keys
+from mookti.ids import iso
 from mookti.redis import Write, get_async_redis, get_redis, register_script
-from storage.ids import iso
-from storage.signals import user_deleting
 
 logger = logging.getLogger(__name__)
 
@@ -354,7 +352,6 @@ async def replay(user_id: str, after: str | None, limit: int = 500) -> Replay:
 
 
 # --- cleanup -------------------------------------------------------------------------------------
-@receiver(user_deleting, dispatch_uid="mookti.events.drop_stream")
-def _drop_stream(sender: Any, user_id: str, **kwargs: Any) -> None:
+def delete_stream(user_id: str) -> None:
     """A deleted user's replay log goes with them (it holds copies of their messages)."""
     get_redis().delete(keys.events(user_id))

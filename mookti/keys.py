@@ -13,6 +13,7 @@ def events(user_id: str) -> str:
     return key(f"user:{{{user_id}}}:events")
 
 
-def ws_ticket(digest: str) -> str:
-    """STRING (JSON) behind a single-use websocket ticket, by the ticket's SHA-256 (EX <= 60 s)."""
-    return key(f"ws-ticket:{{{digest}}}")
+def outbox() -> str:
+    """STREAM of indexing work: what changed, staged in the write that changed it (consumer group of
+    ``run_indexer`` processes)."""
+    return key("outbox:index")

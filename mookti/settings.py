@@ -30,7 +30,7 @@ CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 DATA_DIR = Path(env.str("MOOKTI_DATA_DIR", default=str(BASE_DIR / "var")))
 
 INSTALLED_APPS = [
-    "storage.admin_apps.MooktiAdminConfig",  # django.contrib.admin with the Mookti pages (storage/admin.py)
+    "storage.staff.apps.MooktiAdminConfig",  # django.contrib.admin with the Mookti pages (storage/staff/site.py)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -39,7 +39,12 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "channels",
+    "mookti",
     "storage",
+    "storage.search",
+    "storage.realtime",
+    "storage.staff",
+    "storage.portability",
     "gamification",
 ]
 
@@ -132,17 +137,17 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MOOKTI_MAX_BODY_BYTES", default=4 * 1024 
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "storage.auth.BearerAuthentication",
+        "storage.api.auth.BearerAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["storage.permissions.IsMooktiUser"],
+    "DEFAULT_PERMISSION_CLASSES": ["storage.api.permissions.IsMooktiUser"],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
-    "DEFAULT_PARSER_CLASSES": ["storage.parsers.StrictJSONParser", "rest_framework.parsers.MultiPartParser"],
+    "DEFAULT_PARSER_CLASSES": ["mookti.api.parsers.StrictJSONParser", "rest_framework.parsers.MultiPartParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "storage.errors.exception_handler",
+    "EXCEPTION_HANDLER": "mookti.api.exceptions.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {
@@ -216,7 +221,7 @@ _embeddings_choice = env.str(
 )
 if _embeddings_choice == "openai":
     MOOKTI_EMBEDDINGS = {
-        "BACKEND": "storage.embeddings.openai.OpenAIEmbeddings",
+        "BACKEND": "storage.search.embeddings.openai.OpenAIEmbeddings",
         "OPTIONS": {
             "model": env.str("OPENAI_EMBEDDING_MODEL", default="text-embedding-3-small"),
             "dimensions": env.int("OPENAI_EMBEDDING_DIMENSIONS", default=0) or None,
@@ -224,7 +229,7 @@ if _embeddings_choice == "openai":
         },
     }
 else:
-    MOOKTI_EMBEDDINGS = {"BACKEND": "storage.embeddings.local.SentenceTransformerEmbeddings", "OPTIONS": {}}
+    MOOKTI_EMBEDDINGS = {"BACKEND": "storage.search.embeddings.local.SentenceTransformerEmbeddings", "OPTIONS": {}}
 _vector_choice = env.str(
     "MOOKTI_VECTOR_BACKEND",
     default="pinecone"
@@ -233,12 +238,12 @@ _vector_choice = env.str(
 )
 if _vector_choice == "pinecone":
     MOOKTI_VECTOR_STORE = {
-        "BACKEND": "storage.vectors.pinecone.PineconeVectorStore",
+        "BACKEND": "storage.search.vectors.pinecone.PineconeVectorStore",
         "OPTIONS": {"host": env.str("PINECONE_INDEX_HOST", default="")},
     }
 else:
     MOOKTI_VECTOR_STORE = {
-        "BACKEND": "storage.vectors.lancedb.LanceDBVectorStore",
+        "BACKEND": "storage.search.vectors.lancedb.LanceDBVectorStore",
         "OPTIONS": {"path": env.str("MOOKTI_LANCEDB_PATH", default=str(DATA_DIR / "lancedb"))},
     }
 MOOKTI_SEARCH = {

@@ -3,12 +3,12 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from mookti.health import health
-from mookti.realtime import TicketView
+from storage.realtime.tickets import TicketView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/health/", health, name="health"),
-    path("api/storage/", include("storage.urls")),
+    path("api/storage/", include("storage.api.urls")),
     path("api/gamification/", include("gamification.urls")),
     path("api/realtime/ticket/", TicketView.as_view(), name="realtime-ticket"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

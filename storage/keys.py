@@ -2,7 +2,7 @@
 
 Braces are Redis Cluster hash tags: an aggregate (a user, a chat, a document) and its
 indexes share one slot, so writes inside an aggregate are one MULTI/EXEC or Lua call.
-Ids are validated (:mod:`storage.ids`) before they reach these functions.
+Ids are validated (:mod:`mookti.ids`) before they reach these functions.
 """
 
 from __future__ import annotations
@@ -110,46 +110,3 @@ def document_suggestions(document_id: str) -> str:
 
 def document_suggestion(document_id: str, suggestion_id: str) -> str:
     return key(f"document:{{{document_id}}}:suggestion:{suggestion_id}")
-
-
-# --- search indexing ---------------------------------------------------------------------------
-def outbox() -> str:
-    """STREAM of indexing work (consumer group of ``run_indexer`` processes)."""
-    return key("outbox:index")
-
-
-def outbox_dead() -> str:
-    """STREAM of entries that failed too often, with their error."""
-    return key("outbox:index:dead")
-
-
-def query_embedding(model_id: str, digest: str) -> str:
-    """STRING cached query embedding (TTL)."""
-    return key(f"embedding-cache:{model_id}:{digest}")
-
-
-def vector_index_meta() -> str:
-    """HASH model and dimension the vector store was built with."""
-    return key("vector-index:meta")
-
-
-def outbox_attempts() -> str:
-    """HASH outbox entry id -> failed attempts so far (removed when the entry is acked)."""
-    return key("outbox:index:attempts")
-
-
-def index_lease(user_id: str) -> str:
-    """STRING consumer name holding the right to index this user's data now (PX lease)."""
-    return key(f"user:{{{user_id}}}:index-lease")
-
-
-# --- admin ------------------------------------------------------------------------------------
-def admin_audit() -> str:
-    """STREAM of staff actions in the admin (staff, action, target, detail), approximately capped."""
-    return key("admin:audit")
-
-
-# --- migration ---------------------------------------------------------------------------------
-def import_checkpoint(source: str) -> str:
-    """HASH table -> last imported key (JSON) of an interrupted ``import_chatbot`` run from ``source``."""
-    return key(f"import-checkpoint:{source}")

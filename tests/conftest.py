@@ -41,7 +41,7 @@ def snapshot_keys() -> dict[str, Any]:
     Values, not DUMP fingerprints: a large hash's DUMP order can change when Redis rehashes it
     incrementally during a read.
     """
-    from storage.portability import key_values
+    from storage.portability.sections import key_values
 
     prefix = settings.MOOKTI_REDIS_PREFIX
     django_cache = settings.CACHES["default"]["KEY_PREFIX"]  # pickled sessions of admin tests: not app data

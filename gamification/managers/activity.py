@@ -15,8 +15,8 @@ from typing import Any
 from gamification import achievements, lua
 from gamification.days import iso_week, local_date
 from gamification.managers import engine
+from mookti.ids import now_us
 from mookti.redis import Write
-from storage.ids import now_us
 
 
 class ActivityManager:

@@ -24,8 +24,8 @@ from gamification import achievements, keys
 from gamification.days import DAY_US, day_window, local_date, week_start
 from gamification.serializers import AchievementOut, StreakOut
 from mookti import events
+from mookti.errors import Invalid
 from mookti.redis import REDIS_ERRORS, LuaScript, Write
-from storage.errors import Invalid
 
 logger = logging.getLogger(__name__)
 

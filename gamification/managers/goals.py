@@ -16,9 +16,9 @@ from gamification.days import iso_week, local_date
 from gamification.managers import engine
 from gamification.serializers import GoalOut
 from mookti import events
+from mookti.errors import Conflict, Invalid, NotFound
+from mookti.ids import new_id, now_us
 from mookti.redis import Write, get_redis, pipeline
-from storage.errors import Conflict, Invalid, NotFound
-from storage.ids import new_id, now_us
 
 MEASURES = ("progress", "current", "target")
 

@@ -12,7 +12,7 @@ from typing import Any
 from gamification import keys, lua
 from gamification.days import iso_week, week_start
 from gamification.managers import engine
-from storage.ids import now_us, to_us
+from mookti.ids import now_us, to_us
 from storage.managers import users
 
 

@@ -17,9 +17,9 @@ from gamification import keys, lua
 from gamification.days import iso_week
 from gamification.managers import engine
 from gamification.serializers import ProgressSummaryOut
+from mookti.errors import Conflict, NotFound
+from mookti.ids import now_us
 from mookti.redis import get_redis, pipeline
-from storage.errors import Conflict, NotFound
-from storage.ids import now_us
 
 
 def _percent(done: int, total: int | None) -> int | None:

@@ -8,9 +8,9 @@ from typing import Any
 from gamification import keys
 from gamification.days import date_range, local_date
 from gamification.managers import engine
+from mookti.errors import Invalid
+from mookti.ids import now_us
 from mookti.redis import pipeline
-from storage.errors import Invalid
-from storage.ids import now_us
 
 DEFAULT_DAYS = 30
 TOTALS = ("messages", "minutes", "xp", "itemsCompleted", "goalsCompleted")

@@ -8,9 +8,9 @@ from typing import Any
 from gamification import keys, lua
 from gamification.days import iso_week, local_date
 from gamification.managers import engine
+from mookti.errors import Invalid, NotFound
+from mookti.ids import iso, now_us
 from mookti.redis import get_redis
-from storage.errors import Invalid, NotFound
-from storage.ids import iso, now_us
 from storage.managers import users
 
 logger = logging.getLogger(__name__)

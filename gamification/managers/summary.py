@@ -12,9 +12,9 @@ from gamification.managers import engine
 from gamification.managers.goals import decode_goal
 from gamification.managers.progress import decode_progress
 from gamification.managers.stats import stats
+from mookti.errors import NotFound
+from mookti.ids import from_us, now_us
 from mookti.redis import Write, pipeline
-from storage.errors import NotFound
-from storage.ids import from_us, now_us
 from storage.managers import users
 
 COMPLETED_SHOWN = 10

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from mookti import events
+from mookti import events, outbox
+from mookti.errors import Conflict, NotFound
+from mookti.ids import new_id, now_us
 from mookti.redis import Write, get_redis, pipeline
-from storage import keys, outbox
-from storage.errors import Conflict, NotFound
-from storage.ids import new_id, now_us
+from storage import keys
 from storage.managers.common import create_if_absent
 from storage.managers.paging import PageRequest
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from mookti import events
+from mookti import events, outbox
+from mookti.errors import NotFound
+from mookti.ids import new_id, now_us
 from mookti.redis import Write, get_redis, pipeline, register_script
-from storage import keys, outbox
-from storage.errors import NotFound
-from storage.ids import new_id, now_us
+from storage import keys
 from storage.managers.paging import PageRequest
 
 KINDS = ("text", "code", "image", "sheet")

@@ -14,11 +14,11 @@ from typing import Any
 
 from django.conf import settings
 
-from mookti import events
+from mookti import events, outbox
+from mookti.errors import Conflict, DomainError, NotFound, RateLimited
+from mookti.ids import new_id, now_us
 from mookti.redis import Write, get_redis, pipeline, register_script
-from storage import keys, outbox, signals
-from storage.errors import Conflict, NotFound, RateLimited, StorageError
-from storage.ids import new_id, now_us
+from storage import keys, signals
 from storage.managers.chats import decode_chat, require_owned, require_readable
 from storage.managers.paging import PageRequest
 from storage.managers.users import decode_user
@@ -172,7 +172,7 @@ class MessageManager:
             user = decode_user(user_raw)
             if user is None:
                 raise NotFound("user")
-        except StorageError:
+        except DomainError:
             if quota and reservation[0] == 1:
                 get_redis().zrem(times_key, *quota)  # give the reserved quota back
             raise

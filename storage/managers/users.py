@@ -11,11 +11,11 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.hashers import check_password, make_password
 
-from mookti import events
+from mookti import events, outbox
+from mookti.errors import Conflict, NotFound
+from mookti.ids import new_id, now_us
 from mookti.redis import Write, get_redis, pipeline
-from storage import keys, outbox, signals
-from storage.errors import Conflict, NotFound
-from storage.ids import new_id, now_us
+from storage import keys, signals
 from storage.managers.common import create_if_absent
 
 USER_TYPES = ("free", "basic", "pro")
@@ -170,6 +170,7 @@ class UserManager:
         documents.delete_all_for_user(user_id)
         tokens.revoke_all(user_id)
         signals.user_deleting.send(sender=UserManager, user_id=user_id)
+        events.delete_stream(user_id)
         write = Write()
         outbox.stage(write, "delete_user", userId=user_id)
         write.step(

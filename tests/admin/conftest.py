@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from mookti import keys as mookti_keys
 from mookti.redis import get_redis
 from storage.managers import chats, documents, messages, votes
+from storage.search import keys as search_keys
 
 
 @pytest.fixture
@@ -86,7 +88,7 @@ FAST_INDEXER = {"BATCH_WAIT_MS": 0, "BLOCK_MS": 0, "MAINTAIN_SECONDS": 3600, "RE
 
 def drain_indexer(timeout: float = 120.0) -> bool:
     """Run the outbox indexer in this process until every entry is handled."""
-    from storage.indexer import Indexer
+    from storage.search.indexer import Indexer
 
     return Indexer(options=FAST_INDEXER).drain(timeout=timeout)
 
@@ -97,17 +99,24 @@ def search_backends(settings, tmp_path) -> Iterator[Path]:
 
     Other tests' writes fill the shared outbox; starting empty keeps a drain to this test's data.
     """
-    from storage import keys
-    from storage import search as search_service
-    from storage.backends import registry
+    from mookti.backends import registry
+    from storage.search import query as search_service
 
     path = tmp_path / "lancedb"
-    settings.MOOKTI_EMBEDDINGS = {"BACKEND": "storage.embeddings.local.SentenceTransformerEmbeddings", "OPTIONS": {}}
+    settings.MOOKTI_EMBEDDINGS = {
+        "BACKEND": "storage.search.embeddings.local.SentenceTransformerEmbeddings",
+        "OPTIONS": {},
+    }
     settings.MOOKTI_VECTOR_STORE = {
-        "BACKEND": "storage.vectors.lancedb.LanceDBVectorStore",
+        "BACKEND": "storage.search.vectors.lancedb.LanceDBVectorStore",
         "OPTIONS": {"path": str(path)},
     }
-    index_state = [keys.outbox(), keys.outbox_dead(), keys.outbox_attempts(), keys.vector_index_meta()]
+    index_state = [
+        mookti_keys.outbox(),
+        search_keys.outbox_dead(),
+        search_keys.outbox_attempts(),
+        search_keys.vector_index_meta(),
+    ]
     get_redis().delete(*index_state)
     search_service._checked.clear()
     registry.reset()

@@ -8,18 +8,20 @@ from django.urls import reverse
 
 from gamification import keys as gamification_keys
 from gamification.managers import activity
+from mookti import keys as mookti_keys
 from mookti.redis import get_redis
 from storage import keys
 from storage.managers import chats, documents, users
 from storage.managers.paging import PageRequest
+from storage.staff import keys as staff_keys
 
 
 def audit_entries() -> list[dict[str, str]]:
-    return [fields for _, fields in get_redis().xrevrange(keys.admin_audit(), count=50)]
+    return [fields for _, fields in get_redis().xrevrange(staff_keys.admin_audit(), count=50)]
 
 
 def outbox_ops() -> list[dict[str, str]]:
-    return [fields for _, fields in get_redis().xrange(keys.outbox())]
+    return [fields for _, fields in get_redis().xrange(mookti_keys.outbox())]
 
 
 def test_change_user_type_confirms_then_changes_and_audits(staff_client: Client, learner) -> None:

@@ -10,10 +10,10 @@ from django.urls import reverse
 
 from gamification.days import DAY_US, local_date
 from gamification.managers import activity, goals, streaks, summary
+from mookti.ids import now_us
 from mookti.redis import get_redis
-from storage import keys
-from storage.ids import now_us
 from storage.managers import users
+from storage.staff import keys as staff_keys
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def test_restore_streak_form_confirmation_and_restore(staff_client: Client, make
     assert response.status_code == 302
     state = streaks.get(users.get(user["id"]))
     assert (state["current"], state["alive"]) == (6, True)
-    _, entry = get_redis().xrevrange(keys.admin_audit(), count=1)[0]
+    _, entry = get_redis().xrevrange(staff_keys.admin_audit(), count=1)[0]
     assert (entry["staff"], entry["action"], entry["target"]) == (
         "support",
         "user.restore_streak",

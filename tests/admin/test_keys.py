@@ -12,6 +12,7 @@ from django.urls import reverse
 
 from mookti.redis import get_redis, key
 from storage import keys
+from storage.staff import keys as staff_keys
 
 
 @pytest.fixture
@@ -138,7 +139,7 @@ def test_key_deletion_when_enabled(staff_client: Client, sample_keys, settings) 
     response = staff_client.post(url, {"key": sample_keys["hash"], "confirm": "yes"})
     assert response.status_code == 302
     assert not get_redis().exists(sample_keys["hash"])
-    _, entry = get_redis().xrevrange(keys.admin_audit(), count=1)[0]
+    _, entry = get_redis().xrevrange(staff_keys.admin_audit(), count=1)[0]
     assert (entry["staff"], entry["action"], entry["target"]) == ("support", "key.delete", sample_keys["hash"])
     outside = staff_client.post(url, {"key": "someone-else:key", "confirm": "yes"})
     assert outside.status_code == 400

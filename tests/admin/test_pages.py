@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from storage.ids import now_us
+from mookti.ids import now_us
 from storage.managers import chats, messages, users
 
 STAFF_PAGES = [

@@ -9,11 +9,13 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from mookti import keys as mookti_keys
 from mookti.redis import get_redis
-from storage import keys
-from storage.admin_views import integrations
 from storage.managers import chats, documents, messages, users
-from storage.vectors import get_vector_store, user_namespace
+from storage.search import keys as search_keys
+from storage.search.vectors import get_vector_store, user_namespace
+from storage.staff import keys as staff_keys
+from storage.staff.views import integrations
 from tests.admin.conftest import drain_indexer
 
 
@@ -113,7 +115,7 @@ def test_reindex_user_rebuilds_their_vectors(staff_client: Client, search_backen
     saved = messages.save(
         user["id"], [{"chatId": chat["id"], "role": "user", "parts": [{"type": "text", "text": "Mitochondria"}]}]
     )
-    get_redis().delete(keys.outbox())  # as if the indexer had lost these entries
+    get_redis().delete(mookti_keys.outbox())  # as if the indexer had lost these entries
     assert indexed_ids(user["id"]) == []
     url = reverse("admin:mookti_user_reindex", args=[user["id"]])
     page = staff_client.get(url)
@@ -121,7 +123,7 @@ def test_reindex_user_rebuilds_their_vectors(staff_client: Client, search_backen
     response = staff_client.post(url, {"confirm": "yes"})
     assert response.status_code == 302
     assert indexed_ids(user["id"]) == [f"msg:{chat['id']}#{saved[0]['id']}"]
-    _, entry = get_redis().xrevrange(keys.admin_audit(), count=1)[0]
+    _, entry = get_redis().xrevrange(staff_keys.admin_audit(), count=1)[0]
     assert (entry["staff"], entry["action"]) == ("support", "user.reindex")
 
 
@@ -136,7 +138,8 @@ def test_deleting_a_user_removes_their_vectors(staff_client: Client, library) ->
 def test_operations_page_shows_the_indexer_and_retries_dead_letters(staff_client: Client, library) -> None:
     letter = {"op": "upsert", "kind": "message", "userId": library["id"], "chatId": library["plants"]["id"]}
     get_redis().xadd(
-        keys.outbox_dead(), {**letter, "messageId": library["messages"][0]["id"], "error": "boom", "attempts": "5"}
+        search_keys.outbox_dead(),
+        {**letter, "messageId": library["messages"][0]["id"], "error": "boom", "attempts": "5"},
     )
     page = staff_client.get(reverse("admin:mookti_operations"))
     indexer = page.context["indexer"]
@@ -147,13 +150,13 @@ def test_operations_page_shows_the_indexer_and_retries_dead_letters(staff_client
 
     confirm = staff_client.get(reverse("admin:mookti_retry_dead"))
     assert confirm.status_code == 200
-    assert get_redis().xlen(keys.outbox_dead()) == 1
+    assert get_redis().xlen(search_keys.outbox_dead()) == 1
     response = staff_client.post(reverse("admin:mookti_retry_dead"), {"confirm": "yes"})
     assert response.status_code == 302
-    assert get_redis().xlen(keys.outbox_dead()) == 0
-    _, requeued = get_redis().xrevrange(keys.outbox(), count=1)[0]
+    assert get_redis().xlen(search_keys.outbox_dead()) == 0
+    _, requeued = get_redis().xrevrange(mookti_keys.outbox(), count=1)[0]
     assert letter.items() <= requeued.items() and "error" not in requeued
-    _, entry = get_redis().xrevrange(keys.admin_audit(), count=1)[0]
+    _, entry = get_redis().xrevrange(staff_keys.admin_audit(), count=1)[0]
     assert (entry["action"], entry["detail"]) == ("indexer.retry_dead_letters", "1 put back on the outbox")
     assert drain_indexer()
 

@@ -12,8 +12,8 @@ import pytest
 
 from gamification.managers import activity, engine
 from mookti import keys as mookti_keys
+from mookti.ids import to_us
 from mookti.redis import get_redis
-from storage.ids import to_us
 
 
 def at(local: str, tz: str = "UTC") -> int:

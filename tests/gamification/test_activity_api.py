@@ -6,7 +6,7 @@ from datetime import date, timedelta
 
 from gamification.days import local_date
 from gamification.managers import stats
-from storage.ids import iso, now_us
+from mookti.ids import iso, now_us
 from tests.conftest import snapshot_keys
 from tests.gamification.conftest import act, at, events_of
 

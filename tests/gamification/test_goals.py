@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from gamification.managers import goals
-from storage.ids import iso, now_us
+from mookti.ids import iso, now_us
 from tests.conftest import snapshot_keys
 from tests.gamification.conftest import events_of
 

@@ -7,8 +7,8 @@ from django.conf import settings
 from gamification import keys
 from gamification.days import iso_week
 from gamification.managers import leaderboard
+from mookti.ids import now_us
 from mookti.redis import get_redis
-from storage.ids import now_us
 from tests.gamification.conftest import act, at, events_of
 
 

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from gamification.managers import restore_streak, streaks
-from storage.errors import Invalid
+from mookti.errors import Invalid
 from storage.managers import users
 from tests.gamification.conftest import act, at, events_of
 

@@ -74,7 +74,7 @@ class ChatbotDb:
                 self.rows.setdefault(table, []).append(row)
 
     def options(self, **kwargs: Any) -> Any:
-        from storage.migration.chatbot import Options
+        from storage.portability.migration.chatbot import Options
 
         return Options(database_url=self.url, schema=self.schema, progress=False, **kwargs)
 

@@ -10,9 +10,9 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
-from storage.ids import iso, to_us
+from mookti.ids import iso, to_us
 from storage.managers import tokens
-from storage.migration.chatbot import import_chatbot
+from storage.portability.migration.chatbot import import_chatbot
 from tests.conftest import Api
 from tests.migration.conftest import PASSWORDS, at, state, uid
 
@@ -194,7 +194,7 @@ def test_dry_run_writes_nothing_and_predicts_the_run(chatbot_db, prefix):
 
 
 def test_interrupted_run_resumes_where_it_stopped(chatbot_db, prefix, other_prefix):
-    from storage.portability import compare_prefixes
+    from storage.portability.sections import compare_prefixes
 
     def stop_in_messages(table: str, report) -> None:
         if table == "Message_v2" and report.read >= 4:

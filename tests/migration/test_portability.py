@@ -13,8 +13,8 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 
 from mookti.redis import get_redis
-from storage.migration.chatbot import import_chatbot
-from storage.portability import check_export, compare_prefixes, export_data, import_data, key_values
+from storage.portability.migration.chatbot import import_chatbot
+from storage.portability.sections import check_export, compare_prefixes, export_data, import_data, key_values
 from tests.migration.conftest import state
 
 # Not data: live-update replay logs, indexing work, API tokens.

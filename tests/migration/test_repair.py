@@ -7,9 +7,11 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
+from mookti import keys as mookti_keys
 from mookti.redis import get_redis
-from storage import keys, repair
-from storage.migration.chatbot import import_chatbot
+from storage import keys
+from storage.portability import repair
+from storage.portability.migration.chatbot import import_chatbot
 from tests.migration.conftest import state, uid
 from tests.migration.test_portability import build_data
 
@@ -103,15 +105,15 @@ def test_orphans_are_removed(data):
     assert not client.exists(keys.message_chat(uid("b1-m1")), keys.chat_votes(uid("b1")))
     assert client.hget(keys.chat_votes(uid("a1")), uid("a1-m2")) is None
     assert client.zscore(keys.users(), bob["id"]) is None
-    entries = client.xrange(keys.outbox())
+    entries = client.xrange(mookti_keys.outbox())
     assert any(e[1].get("op") == "delete_chat" and e[1].get("chatId") == bob_chat for e in entries)
 
 
 def test_vectors_missing_or_orphaned(data, tmp_path):
-    from storage.indexing import plan, user_subjects
-    from storage.vectors import VectorRecord, get_vector_store, message_vector_id, user_namespace
+    from storage.search.indexing import plan, user_subjects
+    from storage.search.vectors import VectorRecord, get_vector_store, message_vector_id, user_namespace
 
-    store_setting = {"BACKEND": "storage.vectors.lancedb.LanceDBVectorStore", "OPTIONS": {"path": str(tmp_path)}}
+    store_setting = {"BACKEND": "storage.search.vectors.lancedb.LanceDBVectorStore", "OPTIONS": {"path": str(tmp_path)}}
     with override_settings(MOOKTI_VECTOR_STORE=store_setting):
         store = get_vector_store()
         alice = uid("alice")
@@ -131,9 +133,9 @@ def test_vectors_missing_or_orphaned(data, tmp_path):
             ("vector missing", message_vector_id(uid("a1"), uid("a1-m2"))),
             ("vector without entity", message_vector_id(uid("a1"), "deleted-message")),
         ]
-        outbox_before = get_redis().xlen(keys.outbox())
+        outbox_before = get_redis().xlen(mookti_keys.outbox())
         repair.run(fix=True, vectors=True)
-        entries = get_redis().xrange(keys.outbox())[outbox_before:]
+        entries = get_redis().xrange(mookti_keys.outbox())[outbox_before:]
         queued = {(e[1]["op"], e[1].get("messageId")) for e in entries if e[1].get("userId") == alice}
         assert queued == {("upsert", uid("a1-m2")), ("upsert", "deleted-message")}
 

@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from mookti import localredis
-from storage.management.commands.serve import Supervisor, redis_warnings
+from mookti.management.commands.serve import Supervisor, redis_warnings
 from tests.ops.test_localredis import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

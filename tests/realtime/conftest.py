@@ -26,7 +26,7 @@ from channels.testing.websocket import WebsocketCommunicator
 from websockets.asyncio.client import ClientConnection, connect
 
 from mookti.redis import get_async_redis
-from mookti.routing import websocket_urlpatterns
+from storage.realtime.routing import websocket_urlpatterns
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO_TIMEOUT = 60

@@ -10,6 +10,7 @@ from asgiref.sync import sync_to_async
 from mookti import events, keys
 from mookti.redis import get_redis
 from storage.managers import tokens
+from storage.realtime import keys as realtime_keys
 from tests.conftest import Api
 from tests.realtime.conftest import communicator, next_frame, run, until_ready
 
@@ -46,13 +47,13 @@ def test_ticket_connects_once(alice):
     ready, refused = run(scenario)
     assert ready == {"type": "ready", "lastEventId": "0-0"}
     assert refused == {"closed": 4401}
-    ttl = get_redis().ttl(keys.ws_ticket("anything"))
+    ttl = get_redis().ttl(realtime_keys.ws_ticket("anything"))
     assert ttl == -2  # tickets are stored under their digest only
 
 
 def test_ticket_key_expires_within_a_minute(alice):
     ticket_for(alice)
-    ticket_keys = list(get_redis().scan_iter(match=keys.ws_ticket("*"), count=1000))
+    ticket_keys = list(get_redis().scan_iter(match=realtime_keys.ws_ticket("*"), count=1000))
     assert ticket_keys
     assert all(0 < get_redis().ttl(key) <= 60 for key in ticket_keys)
 

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from mookti.redis import get_redis
-from storage import keys
-from storage.indexer import index_metrics
-from storage.vectors import user_namespace
+from storage.search import keys as search_keys
+from storage.search.indexer import index_metrics
+from storage.search.vectors import user_namespace
 from tests.search.conftest import new_chat, openai_settings, pinecone_settings
 
 TIMEOUT = 0.3  # the SDKs' request timeout here
@@ -64,7 +64,7 @@ def test_a_faulty_backend_pauses_the_indexer_then_everything_is_indexed(
     attempt_until(indexer, outages=3)
     metrics = index_metrics()
     assert metrics["pending"] + metrics["lag"] >= 2 and metrics["dead"] == 0
-    assert get_redis().hlen(keys.outbox_attempts()) == 0  # an outage is not held against the entries
+    assert get_redis().hlen(search_keys.outbox_attempts()) == 0  # an outage is not held against the entries
     assert fake.faults.hits >= 3
 
     fake.faults.clear()

@@ -23,7 +23,7 @@ from websockets.exceptions import ConnectionClosed
 
 from mookti import keys as mookti_keys
 from mookti.redis import get_redis
-from storage.vectors import user_namespace
+from storage.search.vectors import user_namespace
 from tests.realtime.conftest import Server, run, start_server, ws_connect, ws_frame, ws_until_ready
 
 MESSAGES_AFTER = 3

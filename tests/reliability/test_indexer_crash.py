@@ -12,10 +12,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mookti import keys as mookti_keys
 from mookti.redis import get_redis
-from storage import keys
-from storage.indexer import GROUP, index_metrics
-from storage.vectors import user_namespace
+from storage.search import keys as search_keys
+from storage.search.indexer import GROUP, index_metrics
+from storage.search.vectors import user_namespace
 from tests.search.conftest import new_chat
 from tests.search.test_commands import remote_env
 
@@ -44,7 +45,7 @@ def post_one(user: dict[str, Any], chat_id: str, text: str) -> dict[str, Any]:
 
 
 def pending_of(consumer: str) -> list[str]:
-    entries = get_redis().xpending_range(keys.outbox(), GROUP, "-", "+", 1000, consumername=consumer)
+    entries = get_redis().xpending_range(mookti_keys.outbox(), GROUP, "-", "+", 1000, consumername=consumer)
     return [entry["message_id"] for entry in entries]
 
 
@@ -106,7 +107,7 @@ def test_a_stopped_indexer_hands_its_retries_over_at_once(remote, make_user, mak
     """Entries it holds for a retry (the user is leased elsewhere) are not stuck for CLAIM_IDLE_MS (60 s)."""
     user = make_user(user_type="pro")
     chat = new_chat(user, "Handover", ["first to hand over", "second to hand over"])
-    get_redis().set(keys.index_lease(user["id"]), "someone-else", px=60_000)
+    get_redis().set(search_keys.index_lease(user["id"]), "someone-else", px=60_000)
     leaving = make_indexer("leaving")
     stop_leaving = threading.Event()
     thread = threading.Thread(target=leaving.run_forever, args=(stop_leaving,))
@@ -120,7 +121,7 @@ def test_a_stopped_indexer_hands_its_retries_over_at_once(remote, make_user, mak
         stop_leaving.set()
         thread.join(timeout=30)
     assert pending_of("leaving")  # still its entries, but marked idle
-    get_redis().delete(keys.index_lease(user["id"]))
+    get_redis().delete(search_keys.index_lease(user["id"]))
     staying = make_indexer("staying")
     assert staying.options["CLAIM_IDLE_MS"] == 60_000
     assert staying.drain(timeout=10)

@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 
+from mookti import keys as mookti_keys
+from mookti.backends import registry
 from mookti.redis import get_redis
-from storage import keys
-from storage import search as search_service
-from storage.backends import registry
-from storage.embeddings.local import SentenceTransformerEmbeddings
-from storage.indexer import Indexer
+from storage.search import keys as search_keys
+from storage.search import query as search_service
+from storage.search.embeddings.local import SentenceTransformerEmbeddings
+from storage.search.indexer import Indexer
 from tests.search.fakes import FakeOpenAI, FakePinecone
 
 DIMENSION = 64
@@ -55,7 +56,12 @@ def local_model() -> SentenceTransformerEmbeddings:
 def fresh_index_state() -> Iterator[None]:
     """Each test starts with an empty outbox (other tests' writes stay out) and no recorded index."""
     client = get_redis()
-    stale = [keys.outbox(), keys.outbox_dead(), keys.outbox_attempts(), keys.vector_index_meta()]
+    stale = [
+        mookti_keys.outbox(),
+        search_keys.outbox_dead(),
+        search_keys.outbox_attempts(),
+        search_keys.vector_index_meta(),
+    ]
     client.delete(*stale)
     search_service._checked.clear()
     registry.reset()
@@ -66,7 +72,7 @@ def fresh_index_state() -> Iterator[None]:
 
 def openai_settings(fake: FakeOpenAI, **options: Any) -> dict[str, Any]:
     return {
-        "BACKEND": "storage.embeddings.openai.OpenAIEmbeddings",
+        "BACKEND": "storage.search.embeddings.openai.OpenAIEmbeddings",
         "OPTIONS": {
             "api_key": "sk-test",
             "base_url": f"{fake.url}/v1",
@@ -80,7 +86,7 @@ def openai_settings(fake: FakeOpenAI, **options: Any) -> dict[str, Any]:
 
 def pinecone_settings(fake: FakePinecone, **options: Any) -> dict[str, Any]:
     return {
-        "BACKEND": "storage.vectors.pinecone.PineconeVectorStore",
+        "BACKEND": "storage.search.vectors.pinecone.PineconeVectorStore",
         "OPTIONS": {
             "api_key": "pc-test",
             "host": fake.url,
@@ -124,9 +130,12 @@ def remote(settings, fake_openai: FakeOpenAI, fake_pinecone: FakePinecone) -> It
 @pytest.fixture
 def local(settings, tmp_path, local_model: SentenceTransformerEmbeddings) -> dict[str, Any]:
     """The embedded defaults: the local model and LanceDB in a fresh folder."""
-    settings.MOOKTI_EMBEDDINGS = {"BACKEND": "storage.embeddings.local.SentenceTransformerEmbeddings", "OPTIONS": {}}
+    settings.MOOKTI_EMBEDDINGS = {
+        "BACKEND": "storage.search.embeddings.local.SentenceTransformerEmbeddings",
+        "OPTIONS": {},
+    }
     settings.MOOKTI_VECTOR_STORE = {
-        "BACKEND": "storage.vectors.lancedb.LanceDBVectorStore",
+        "BACKEND": "storage.search.vectors.lancedb.LanceDBVectorStore",
         "OPTIONS": {"path": str(tmp_path / "lancedb")},
     }
     return {"path": tmp_path / "lancedb"}

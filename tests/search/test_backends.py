@@ -7,14 +7,14 @@ import itertools
 import numpy as np
 import pytest
 
-from storage.backends import BackendRejected, BackendUnavailable
-from storage.chunking import chunk_text
-from storage.embeddings import get_embeddings
-from storage.embeddings.openai import OpenAIEmbeddings
-from storage.vectors import VectorRecord, get_vector_store
-from storage.vectors import filters as f
-from storage.vectors.lancedb import LanceDBVectorStore
-from storage.vectors.pinecone import PineconeVectorStore
+from mookti.backends import BackendRejected, BackendUnavailable
+from storage.search.chunking import chunk_text
+from storage.search.embeddings import get_embeddings
+from storage.search.embeddings.openai import OpenAIEmbeddings
+from storage.search.vectors import VectorRecord, get_vector_store
+from storage.search.vectors import filters as f
+from storage.search.vectors.lancedb import LanceDBVectorStore
+from storage.search.vectors.pinecone import PineconeVectorStore
 from tests.search.conftest import DIMENSION, openai_settings, pinecone_settings
 from tests.search.fakes import bag_of_words_vector
 
@@ -147,7 +147,7 @@ def test_backends_come_from_settings(settings, fake_openai, fake_pinecone):
     settings.MOOKTI_VECTOR_STORE = pinecone_settings(fake_pinecone)
     assert isinstance(get_embeddings(), OpenAIEmbeddings) and get_embeddings() is get_embeddings()
     assert isinstance(get_vector_store(), PineconeVectorStore)
-    settings.MOOKTI_VECTOR_STORE = {"BACKEND": "storage.vectors.lancedb.LanceDBVectorStore", "OPTIONS": {}}
+    settings.MOOKTI_VECTOR_STORE = {"BACKEND": "storage.search.vectors.lancedb.LanceDBVectorStore", "OPTIONS": {}}
     assert isinstance(get_vector_store(), LanceDBVectorStore)  # a settings change rebuilds it
 
 

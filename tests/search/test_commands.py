@@ -17,8 +17,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from mookti.redis import get_redis
-from storage import keys
-from storage.vectors import user_namespace
+from storage.search import keys as search_keys
+from storage.search.vectors import user_namespace
 from tests.search.conftest import DIMENSION, new_chat
 
 BASE_DIR = Path(settings.BASE_DIR)
@@ -85,7 +85,7 @@ def test_run_indexer_drain_and_reindex_commands(remote, make_user):
 
 def test_run_indexer_refuses_another_model(remote):
     get_redis().hset(
-        keys.vector_index_meta(), mapping={"model": "openai/other@64", "dimension": "64", "store": "elsewhere"}
+        search_keys.vector_index_meta(), mapping={"model": "openai/other@64", "dimension": "64", "store": "elsewhere"}
     )
     with pytest.raises(CommandError, match=r"Run `manage\.py reindex`"):
         call_command("run_indexer", "--drain")
@@ -130,4 +130,4 @@ def test_backend_defaults_follow_the_environment():
     )
     assert result.returncode == 0, result.stderr
     chosen = [json.loads(line) for line in result.stdout.strip().splitlines()]
-    assert chosen == [[f"storage.embeddings.{e}", f"storage.vectors.{s}"] for _, e, s in ENVIRONMENTS]
+    assert chosen == [[f"storage.search.embeddings.{e}", f"storage.search.vectors.{s}"] for _, e, s in ENVIRONMENTS]

@@ -9,12 +9,14 @@ from urllib.parse import urlencode
 import pytest
 from django.core.management import call_command
 
+from mookti import keys as mookti_keys
+from mookti import outbox
+from mookti.backends import IndexMismatch
 from mookti.redis import Write, get_redis
-from storage import keys, outbox
-from storage.backends import IndexMismatch
-from storage.indexer import dead_letters, index_metrics, retry_dead_letters
 from storage.managers import documents, messages
-from storage.vectors import chat_prefix, user_namespace
+from storage.search import keys as search_keys
+from storage.search.indexer import dead_letters, index_metrics, retry_dead_letters
+from storage.search.vectors import chat_prefix, user_namespace
 from tests.search.conftest import new_chat, search_api
 
 
@@ -218,11 +220,11 @@ def test_a_user_leased_by_another_indexer_waits(remote, pro, make_indexer):
     alice, bob = pro("Alice"), pro("Bob")
     new_chat(alice, "A", ["alpha"])
     new_chat(bob, "B", ["bravo"])
-    get_redis().set(keys.index_lease(alice["id"]), "someone-else", px=60_000)
+    get_redis().set(search_keys.index_lease(alice["id"]), "someone-else", px=60_000)
     indexer = make_indexer()
     assert not indexer.drain(timeout=0.5)
     assert remote["pinecone"].vectors(ns(bob)) and not remote["pinecone"].vectors(ns(alice))
-    get_redis().delete(keys.index_lease(alice["id"]))
+    get_redis().delete(search_keys.index_lease(alice["id"]))
     assert indexer.drain()
     assert remote["pinecone"].vectors(ns(alice))
 
@@ -294,7 +296,7 @@ def test_search_only_sees_the_callers_data(remote, pro, make_indexer, settings):
     assert [g["chatId"] for g in found] == [alice_chat["id"]]
     assert search_api(alice, "grow tomatoes", chatId=bob_chat["id"]).json()["results"] == []
     # even a record that wrongly sits in Alice's namespace is not shown unless Redis says it is hers
-    from storage.vectors import VectorRecord, get_vector_store
+    from storage.search.vectors import VectorRecord, get_vector_store
 
     vector, metadata = remote["pinecone"].vectors(ns(bob))[f"msg:{bob_chat['id']}#{bob_chat['messages'][0]['id']}"]
     get_vector_store().upsert(
@@ -312,17 +314,17 @@ def test_another_model_is_refused_until_reindex(remote, pro, make_indexer, setti
     running = make_indexer(CHECK_INDEX_SECONDS=0)
     assert running.drain()
     settings.MOOKTI_EMBEDDINGS = openai_settings(fake_openai, model="text-embedding-3-large")
-    get_redis().hset(keys.vector_index_meta(), "model", "openai/text-embedding-3-large@64")
+    get_redis().hset(search_keys.vector_index_meta(), "model", "openai/text-embedding-3-large@64")
     with pytest.raises(IndexMismatch, match="reindex"):  # a running indexer stops instead of mixing models
         running.run_once(block_ms=0)
-    get_redis().hset(keys.vector_index_meta(), "model", "openai/text-embedding-3-small@64")
+    get_redis().hset(search_keys.vector_index_meta(), "model", "openai/text-embedding-3-small@64")
     with pytest.raises(IndexMismatch, match="reindex"):
         make_indexer().drain()
     response = search_api(alice, "spanish")
     assert response.status_code == 503 and "reindex" in response.json()["error"]["message"]
     call_command("reindex", no_progress=True)
     assert make_indexer().drain()
-    assert get_redis().hget(keys.vector_index_meta(), "model") == "openai/text-embedding-3-large@64"
+    assert get_redis().hget(search_keys.vector_index_meta(), "model") == "openai/text-embedding-3-large@64"
     found = search_api(alice, "spanish verbs").json()["results"]
     assert [g["chatId"] for g in found] == [chat["id"]]
 
@@ -332,7 +334,7 @@ def test_reindex_rebuilds_one_user_from_redis(remote, pro, make_indexer):
     chat = new_chat(alice, "History", ["the roman empire", "the fall of rome"])
     documents.save(alice["id"], document_id=None, title="Essay", kind="text", content="Carthage must be destroyed.")
     new_chat(bob, "Other", ["unrelated"])
-    get_redis().delete(keys.outbox())  # as if the indexer never ran
+    get_redis().delete(mookti_keys.outbox())  # as if the indexer never ran
     remote["pinecone"].reset()
     call_command("reindex", user=[alice["id"]], no_progress=True)
     stored = remote["pinecone"].vectors(ns(alice))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from storage.embeddings import get_embeddings
-from storage.embeddings.local import SentenceTransformerEmbeddings
-from storage.vectors import get_vector_store
-from storage.vectors.lancedb import LanceDBVectorStore
+from storage.search.embeddings import get_embeddings
+from storage.search.embeddings.local import SentenceTransformerEmbeddings
+from storage.search.vectors import get_vector_store
+from storage.search.vectors.lancedb import LanceDBVectorStore
 from tests.search.conftest import new_chat, search_api
 
 CORPUS = {

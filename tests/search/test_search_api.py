@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from storage.vectors import VectorRecord, get_vector_store
+from storage.search.vectors import VectorRecord, get_vector_store
 from tests.conftest import snapshot_keys
 from tests.search.conftest import new_chat, search_api
 from tests.search.fakes import bag_of_words_vector

@@ -8,10 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.test import override_settings
 
+from mookti.errors import NotFound, RateLimited
+from mookti.ids import now_us
 from mookti.redis import get_redis
 from storage import keys
-from storage.errors import NotFound, RateLimited
-from storage.ids import now_us
 from storage.managers import chats, messages, users
 from storage.managers.paging import PageRequest
 from storage.signals import messages_saving

@@ -1,0 +1,65 @@
+"""The one exception handler of the API: every error body is
+``{"error": {"code": ..., "message": ..., "fields": {...}}}``, domain errors included."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.http import Http404
+from rest_framework import exceptions
+from rest_framework.response import Response
+
+from mookti.errors import DomainError, RateLimited
+from mookti.redis import REDIS_ERRORS
+
+logger = logging.getLogger(__name__)
+
+
+def _body(code: str, message: str, fields: dict[str, Any] | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if fields:
+        error["fields"] = fields
+    return {"error": error}
+
+
+_DRF_CODES = {
+    400: "bad_request:api",
+    401: "unauthorized:auth",
+    403: "forbidden:auth",
+    404: "not_found:api",
+    405: "method_not_allowed:api",
+    406: "not_acceptable:api",
+    413: "payload_too_large:api",
+    415: "unsupported_media_type:api",
+    429: "rate_limit:api",
+}
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, DomainError):
+        response = Response(_body(exc.code, exc.message, exc.fields), status=exc.status_code)
+        if isinstance(exc, RateLimited):
+            response["Retry-After"] = str(exc.retry_after)
+        return response
+    if isinstance(exc, RequestDataTooBig):
+        return Response(_body("payload_too_large:api", "Request body too large."), status=413)
+    if isinstance(exc, REDIS_ERRORS):
+        logger.error("Redis unavailable: %s", type(exc).__name__)
+        return Response(_body("unavailable:database", "The data store is unavailable; try again."), status=503)
+    if isinstance(exc, (Http404, PermissionDenied)):
+        exc = exceptions.NotFound() if isinstance(exc, Http404) else exceptions.PermissionDenied()
+    from rest_framework.views import exception_handler as drf_exception_handler  # DRF imports this module
+
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    code = _DRF_CODES.get(response.status_code, "error:api")
+    if isinstance(exc, exceptions.ValidationError):
+        fields = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        response.data = _body(code, "Invalid input.", fields)
+    else:
+        detail = getattr(exc, "detail", "")
+        response.data = _body(code, str(detail) if detail else response.status_text)
+    return response

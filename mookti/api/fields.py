@@ -1,0 +1,68 @@
+"""Serializer building blocks every app's API shares: strict input, ids fit for key names, timestamps."""
+
+from __future__ import annotations
+
+import zoneinfo
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from mookti.ids import ID_PATTERN, iso, to_us
+
+
+@cache
+def known_timezones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+@extend_schema_field(OpenApiTypes.DATETIME)
+class TimestampField(serializers.Field):
+    """Microseconds since the epoch inside, ISO-8601 UTC (``...Z``) outside.
+
+    Accepts an ISO-8601 string (an offset is converted to UTC; no offset means UTC) or a
+    number of milliseconds since the epoch, as JavaScript's ``Date.getTime()``.
+    """
+
+    default_error_messages = {"invalid": "Use an ISO-8601 timestamp or epoch milliseconds."}
+
+    def to_representation(self, value: int | None) -> str | None:
+        return iso(value)
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool):
+            self.fail("invalid")
+        if isinstance(data, str) and data.isdigit() and len(data) <= 14:
+            data = int(data)  # epoch milliseconds in a query string
+        if isinstance(data, int | float):
+            if not 0 <= data < 10**14:
+                self.fail("invalid")
+            return int(data * 1000)
+        if isinstance(data, str) and len(data) <= 40:
+            try:
+                return to_us(datetime.fromisoformat(data.replace("Z", "+00:00")))
+            except ValueError:
+                pass
+        self.fail("invalid")
+
+
+class IdField(serializers.RegexField):
+    """An id that may go into a Redis key name."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("error_messages", {"invalid": "Use 1-100 letters, digits, '-', '_' or '.' (e.g. a UUID)."})
+        super().__init__(ID_PATTERN, max_length=100, **kwargs)
+
+
+class StrictSerializer(serializers.Serializer):
+    """Rejects fields it does not know, so typos are errors, not silently ignored."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = set(data) - set(self.fields)
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in sorted(unknown)})
+        return super().to_internal_value(data)

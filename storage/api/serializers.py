@@ -1,0 +1,297 @@
+"""Validation (input) and JSON shape (output) of the storage API: camelCase, ISO-8601 UTC."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.conf import settings
+from rest_framework import serializers
+
+from mookti.api.fields import IdField, StrictSerializer, TimestampField, known_timezones
+from mookti.errors import PayloadTooLarge
+from storage.managers.chats import VISIBILITIES
+from storage.managers.documents import KINDS
+from storage.managers.messages import ROLES
+from storage.managers.users import USER_TYPES
+
+MAX_BATCH = 100
+MAX_TITLE = 500
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":")).encode())
+
+
+# --- users -------------------------------------------------------------------------------------
+class UserOut(serializers.Serializer):
+    id = serializers.CharField()
+    email = serializers.CharField()
+    name = serializers.CharField()
+    type = serializers.CharField()
+    isGuest = serializers.BooleanField()
+    timezone = serializers.CharField()
+    preferences = serializers.DictField()
+    createdAt = TimestampField()
+
+
+class UserUpdateIn(StrictSerializer):
+    name = serializers.CharField(max_length=200, allow_blank=True, required=False)
+    type = serializers.ChoiceField(USER_TYPES, required=False)
+    timezone = serializers.CharField(max_length=64, required=False)
+    preferences = serializers.DictField(required=False)
+    password = serializers.CharField(min_length=8, max_length=128, required=False, write_only=True)
+
+    def validate_timezone(self, value: str) -> str:
+        if value not in known_timezones():
+            raise serializers.ValidationError("Unknown IANA time zone.")
+        return value
+
+    def validate_preferences(self, value: dict) -> dict:
+        if _json_size(value) > 16 * 1024:
+            raise serializers.ValidationError("Preferences are limited to 16 KB of JSON.")
+        return value
+
+
+class UserCreateIn(UserUpdateIn):
+    id = IdField(required=False)
+    email = serializers.EmailField(max_length=254)
+
+    def validate_email(self, value: str) -> str:
+        if any(c in value for c in "{}:") or value.lower().startswith("guest-"):
+            raise serializers.ValidationError("Enter a valid email address.")
+        return value
+
+
+class TokenIn(StrictSerializer):
+    email = serializers.EmailField(required=False)
+    password = serializers.CharField(required=False, max_length=128)
+    userId = IdField(required=False)
+    ttl = serializers.IntegerField(min_value=60, max_value=365 * 24 * 3600, required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "userId" not in attrs and not ("email" in attrs and "password" in attrs):
+            raise serializers.ValidationError("Send email and password, or userId with the service key.")
+        return attrs
+
+
+class TokenOut(serializers.Serializer):
+    token = serializers.CharField()
+    userId = serializers.CharField()
+    expiresAt = TimestampField()
+
+
+# --- chats -------------------------------------------------------------------------------------
+class ChatOut(serializers.Serializer):
+    id = serializers.CharField()
+    userId = serializers.CharField()
+    title = serializers.CharField()
+    visibility = serializers.CharField()
+    createdAt = TimestampField()
+    lastMessageAt = TimestampField(allow_null=True)
+
+
+class ChatUpdateIn(StrictSerializer):
+    title = serializers.CharField(max_length=MAX_TITLE, allow_blank=True, required=False)
+    visibility = serializers.ChoiceField(VISIBILITIES, required=False)
+
+
+class ChatCreateIn(ChatUpdateIn):
+    id = IdField(required=False)
+    createdAt = TimestampField(required=False)
+
+
+class PageQuery(StrictSerializer):
+    limit = serializers.IntegerField(min_value=1, max_value=100, default=20)
+    startingAfter = IdField(required=False)
+    endingBefore = IdField(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "startingAfter" in attrs and "endingBefore" in attrs:
+            raise serializers.ValidationError({"endingBefore": ["Use startingAfter or endingBefore, not both."]})
+        return attrs
+
+
+class ChatPageQuery(PageQuery):
+    orderBy = serializers.ChoiceField(("createdAt", "lastMessageAt"), default="createdAt")
+
+
+class ChatPageOut(serializers.Serializer):
+    chats = ChatOut(many=True)
+    hasMore = serializers.BooleanField()
+
+
+class StreamIn(StrictSerializer):
+    streamId = IdField()
+
+
+class StreamOut(serializers.Serializer):
+    id = serializers.CharField()
+    chatId = serializers.CharField()
+    createdAt = TimestampField()
+
+
+# --- messages ----------------------------------------------------------------------------------
+class MessageOut(serializers.Serializer):
+    id = serializers.CharField()
+    chatId = serializers.CharField()
+    role = serializers.CharField()
+    parts = serializers.ListField()
+    attachments = serializers.ListField()
+    content = serializers.CharField()
+    createdAt = TimestampField()
+
+
+def _check_message_size(attrs: dict[str, Any]) -> None:
+    size = sum(_json_size(attrs[name]) for name in ("parts", "attachments") if name in attrs)
+    size += len(attrs.get("content", "").encode())
+    if size > settings.MOOKTI_MAX_MESSAGE_BYTES:
+        raise PayloadTooLarge(
+            f"A message is limited to {settings.MOOKTI_MAX_MESSAGE_BYTES} bytes of parts, attachments and content.",
+            {"parts": ["too large"]},
+        )
+
+
+class MessageUpdateIn(StrictSerializer):
+    parts = serializers.ListField(child=serializers.DictField(), max_length=1000, required=False)
+    attachments = serializers.ListField(child=serializers.DictField(), max_length=100, required=False)
+    content = serializers.CharField(allow_blank=True, required=False, trim_whitespace=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs:
+            raise serializers.ValidationError("Send parts, attachments or content.")
+        _check_message_size(attrs)
+        return attrs
+
+
+class MessageIn(MessageUpdateIn):
+    id = IdField(required=False)
+    chatId = IdField()
+    role = serializers.ChoiceField(ROLES)
+    createdAt = TimestampField(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "parts" not in attrs and "content" not in attrs:
+            raise serializers.ValidationError({"parts": ["Send parts (or content)."]})
+        attrs.setdefault("parts", [{"type": "text", "text": attrs.get("content", "")}])
+        _check_message_size(attrs)
+        return attrs
+
+
+class MessagesIn(StrictSerializer):
+    messages = MessageIn(many=True, allow_empty=False, max_length=MAX_BATCH)
+
+    def validate_messages(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        ids = [m["id"] for m in value if "id" in m]
+        if len(ids) != len(set(ids)):
+            raise serializers.ValidationError("Message ids must be unique.")
+        return value
+
+
+class MessagePageQuery(PageQuery):
+    chatId = IdField()
+    limit = serializers.IntegerField(min_value=1, max_value=1000, default=100)
+
+
+class MessagePageOut(serializers.Serializer):
+    messages = MessageOut(many=True)
+    hasMore = serializers.BooleanField()
+
+
+class DeleteAfterQuery(StrictSerializer):
+    chatId = IdField()
+    timestamp = TimestampField()
+
+
+class CountQuery(StrictSerializer):
+    hours = serializers.IntegerField(min_value=1, max_value=24 * 30, default=24)
+
+
+class VoteIn(StrictSerializer):
+    chatId = IdField()
+    messageId = IdField()
+    type = serializers.ChoiceField(("up", "down"))
+
+
+class VoteOut(serializers.Serializer):
+    chatId = serializers.CharField()
+    messageId = serializers.CharField()
+    isUpvoted = serializers.BooleanField()
+
+
+class ChatIdQuery(StrictSerializer):
+    chatId = IdField()
+
+
+# --- documents ---------------------------------------------------------------------------------
+class DocumentOut(serializers.Serializer):
+    id = serializers.CharField()
+    userId = serializers.CharField()
+    title = serializers.CharField()
+    kind = serializers.CharField()
+    content = serializers.CharField(allow_null=True)
+    createdAt = TimestampField()
+
+
+class DocumentSummaryOut(serializers.Serializer):
+    id = serializers.CharField()
+    title = serializers.CharField()
+    kind = serializers.CharField()
+    createdAt = TimestampField()
+    updatedAt = TimestampField()
+
+
+class DocumentIn(StrictSerializer):
+    id = IdField(required=False)
+    title = serializers.CharField(max_length=MAX_TITLE)
+    kind = serializers.ChoiceField(KINDS, default="text")
+    content = serializers.CharField(allow_blank=True, allow_null=True, required=False, trim_whitespace=False)
+    file = serializers.FileField(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        upload = attrs.pop("file", None)
+        if upload is not None:
+            from storage.api.documents_text import extract_text
+
+            attrs["content"] = extract_text(upload)
+        content = attrs.get("content") or ""
+        if len(content.encode()) > settings.MOOKTI_MAX_DOCUMENT_BYTES:
+            raise PayloadTooLarge(
+                f"A document version is limited to {settings.MOOKTI_MAX_DOCUMENT_BYTES} bytes.",
+                {"content": ["too large"]},
+            )
+        return attrs
+
+
+class DocumentPageOut(serializers.Serializer):
+    documents = DocumentSummaryOut(many=True)
+    hasMore = serializers.BooleanField()
+
+
+class TimestampQuery(StrictSerializer):
+    timestamp = TimestampField(required=False)
+
+
+class SuggestionIn(StrictSerializer):
+    id = IdField(required=False)
+    originalText = serializers.CharField(max_length=100_000, trim_whitespace=False)
+    suggestedText = serializers.CharField(max_length=100_000, trim_whitespace=False)
+    description = serializers.CharField(max_length=10_000, allow_blank=True, allow_null=True, required=False)
+    documentCreatedAt = TimestampField(required=False)
+    isResolved = serializers.BooleanField(required=False)
+
+
+class SuggestionsIn(StrictSerializer):
+    suggestions = SuggestionIn(many=True, allow_empty=False, max_length=MAX_BATCH)
+
+
+class SuggestionOut(serializers.Serializer):
+    id = serializers.CharField()
+    documentId = serializers.CharField()
+    documentCreatedAt = TimestampField()
+    originalText = serializers.CharField()
+    suggestedText = serializers.CharField()
+    description = serializers.CharField(allow_null=True)
+    isResolved = serializers.BooleanField()
+    userId = serializers.CharField()
+    createdAt = TimestampField()

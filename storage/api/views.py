@@ -1,0 +1,309 @@
+"""The storage REST API: thin viewsets over the managers (ai-chatbot's queries.ts, as HTTP)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotAuthenticated
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from mookti.api.inputs import path_id, query, validated
+from mookti.errors import Forbidden, Invalid, NotFound
+from storage.api import serializers as s
+from storage.api.auth import Principal
+from storage.api.permissions import IsMooktiUser, IsMooktiUserOrReadOnly, IsService, IsServiceOrSelf, actor_id
+from storage.managers import chats, documents, messages, tokens, users, votes
+from storage.managers.chats import require_readable
+from storage.managers.paging import PageRequest
+
+
+def page_of(params: dict[str, Any], order: str = "desc") -> PageRequest:
+    return PageRequest(params["limit"], params.get("startingAfter"), params.get("endingBefore"), order)
+
+
+class UserViewSet(viewsets.ViewSet):
+    """getUser / createUser / createGuestUser, profiles and account deletion."""
+
+    lookup_value_regex = "[^/]+"
+
+    def get_permissions(self) -> list:
+        if self.action in ("create", "guest", "list"):
+            return [IsService()]
+        if self.action == "me":
+            return [IsMooktiUser()]
+        return [IsServiceOrSelf()]
+
+    @extend_schema(
+        parameters=[OpenApiParameter("email", str, required=True)], responses=s.UserOut(many=True), summary="getUser"
+    )
+    def list(self, request: Request) -> Response:
+        email = request.query_params.get("email", "")
+        if not email:
+            raise Invalid("Give ?email=.", {"email": ["required"]})
+        user = users.get_by_email(email)
+        return Response(s.UserOut([user] if user else [], many=True).data)
+
+    @extend_schema(request=s.UserCreateIn, responses={201: s.UserOut}, summary="createUser")
+    def create(self, request: Request) -> Response:
+        data = validated(s.UserCreateIn, request.data)
+        user = users.create(
+            data["email"],
+            data.get("password"),
+            name=data.get("name", ""),
+            user_type=data.get("type", "free"),
+            timezone=data.get("timezone", "UTC"),
+            preferences=data.get("preferences"),
+            user_id=data.get("id"),
+        )
+        return Response(s.UserOut(user).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={201: s.UserOut}, summary="createGuestUser")
+    @action(detail=False, methods=["post"])
+    def guest(self, request: Request) -> Response:
+        return Response(s.UserOut(users.create_guest()).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses=s.UserOut)
+    @action(detail=False, methods=["get"])
+    def me(self, request: Request) -> Response:
+        return self.retrieve(request, pk=actor_id(request))
+
+    @extend_schema(responses=s.UserOut)
+    def retrieve(self, request: Request, pk: str) -> Response:
+        user = users.get(path_id(pk))
+        if user is None:
+            raise NotFound("user")
+        return Response(s.UserOut(user).data)
+
+    @extend_schema(request=s.UserUpdateIn, responses=s.UserOut)
+    def partial_update(self, request: Request, pk: str) -> Response:
+        changes = validated(s.UserUpdateIn, request.data)
+        if "type" in changes and not request.user.is_service:
+            raise Forbidden("Only the service key changes a user's type.", {"type": ["read-only"]})
+        return Response(s.UserOut(users.update(path_id(pk), changes)).data)
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request: Request, pk: str) -> Response:
+        if not users.delete(path_id(pk)):
+            raise NotFound("user")
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TokenViewSet(viewsets.ViewSet):
+    """Issue a user API token (email + password, or the service key naming ``userId``) or revoke it."""
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(request=s.TokenIn, responses={201: s.TokenOut})
+    def create(self, request: Request) -> Response:
+        data = validated(s.TokenIn, request.data)
+        if "userId" in data:
+            if not (isinstance(request.user, Principal) and request.user.is_service):
+                raise Forbidden("Issuing a token by userId needs the service key.")
+            user = users.get(data["userId"])
+        else:
+            user = users.authenticate(data["email"], data["password"])
+            if user is None:
+                raise Invalid("Wrong email or password.", {"password": ["wrong email or password"]})
+        if user is None:
+            raise NotFound("user")
+        return Response(s.TokenOut(tokens.issue(user["id"], data.get("ttl"))).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={204: None}, summary="Revoke the calling token")
+    @action(detail=False, methods=["delete"], url_path="current")
+    def revoke(self, request: Request) -> Response:
+        principal = request.user
+        if not isinstance(principal, Principal) or not principal.token:
+            raise NotAuthenticated("Call with the user token to revoke.")
+        tokens.revoke(principal.token)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ChatViewSet(viewsets.ViewSet):
+    """Chats of the calling user (getChatsByUserId, saveChat, getChatById, deleteChatById, ...)."""
+
+    permission_classes = [IsMooktiUserOrReadOnly]
+    lookup_value_regex = "[^/]+"
+
+    def get_permissions(self) -> list:
+        if self.action == "list":
+            return [IsMooktiUser()]
+        return super().get_permissions()
+
+    @extend_schema(parameters=[s.ChatPageQuery], responses=s.ChatPageOut, summary="getChatsByUserId")
+    def list(self, request: Request) -> Response:
+        params = query(request, s.ChatPageQuery)
+        found, has_more = chats.list_for_user(actor_id(request), page_of(params), params["orderBy"])
+        return Response({"chats": s.ChatOut(found, many=True).data, "hasMore": has_more})
+
+    @extend_schema(request=s.ChatCreateIn, responses={201: s.ChatOut}, summary="saveChat")
+    def create(self, request: Request) -> Response:
+        data = validated(s.ChatCreateIn, request.data)
+        chat = chats.create(
+            actor_id(request),
+            chat_id=data.get("id"),
+            title=data.get("title") or "New chat",
+            visibility=data.get("visibility", "private"),
+            created_at=data.get("createdAt"),
+        )
+        return Response(s.ChatOut(chat).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses=s.ChatOut, summary="getChatById")
+    def retrieve(self, request: Request, pk: str) -> Response:
+        chat = require_readable(chats.get(path_id(pk)), actor_id(request))
+        return Response(s.ChatOut(chat).data)
+
+    @extend_schema(
+        request=s.ChatUpdateIn, responses=s.ChatOut, summary="updateChatVisibilityById / updateChatTitleById"
+    )
+    def partial_update(self, request: Request, pk: str) -> Response:
+        changes = validated(s.ChatUpdateIn, request.data)
+        return Response(s.ChatOut(chats.update(actor_id(request), path_id(pk), changes)).data)
+
+    @extend_schema(responses=s.ChatOut, summary="deleteChatById")
+    def destroy(self, request: Request, pk: str) -> Response:
+        return Response(s.ChatOut(chats.delete(actor_id(request), path_id(pk))).data)
+
+    @extend_schema(request=None, responses={200: dict}, summary="deleteAllChatsByUserId")
+    @action(detail=False, methods=["delete"], url_path="all")
+    def destroy_all(self, request: Request) -> Response:
+        return Response({"deletedCount": chats.delete_all_for_user(actor_id(request))})
+
+    @extend_schema(methods=["GET"], responses=s.StreamOut(many=True), summary="getStreamIdsByChatId")
+    @extend_schema(methods=["POST"], request=s.StreamIn, responses={201: s.StreamOut}, summary="createStreamId")
+    @action(detail=True, methods=["get", "post"])
+    def streams(self, request: Request, pk: str) -> Response:
+        chat_id = path_id(pk)
+        if request.method == "GET":
+            return Response(s.StreamOut(chats.list_streams(actor_id(request), chat_id), many=True).data)
+        data = validated(s.StreamIn, request.data)
+        stream = chats.add_stream(actor_id(request), chat_id, data["streamId"])
+        return Response(s.StreamOut(stream).data, status=status.HTTP_201_CREATED)
+
+
+class MessageViewSet(viewsets.ViewSet):
+    """Messages (saveMessages, getMessagesByChatId, getMessageById, updateMessage, ...)."""
+
+    permission_classes = [IsMooktiUserOrReadOnly]
+    lookup_value_regex = "[^/]+"
+
+    def get_permissions(self) -> list:
+        if self.action == "count":
+            return [IsMooktiUser()]
+        return super().get_permissions()
+
+    @extend_schema(parameters=[s.MessagePageQuery], responses=s.MessagePageOut, summary="getMessagesByChatId")
+    def list(self, request: Request) -> Response:
+        params = query(request, s.MessagePageQuery)
+        found, has_more = messages.list(actor_id(request), params["chatId"], page_of(params, order="asc"))
+        return Response({"messages": s.MessageOut(found, many=True).data, "hasMore": has_more})
+
+    @extend_schema(request=s.MessagesIn, responses={201: s.MessageOut(many=True)}, summary="saveMessages")
+    def create(self, request: Request) -> Response:
+        data = (
+            request.data
+            if isinstance(request.data, dict) and "messages" in request.data
+            else {"messages": [request.data]}
+        )
+        batch = validated(s.MessagesIn, data)["messages"]
+        saved = messages.save(actor_id(request), [dict(m) for m in batch])
+        return Response(s.MessageOut(saved, many=True).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses=s.MessageOut, summary="getMessageById")
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(s.MessageOut(messages.get(actor_id(request), path_id(pk))).data)
+
+    @extend_schema(request=s.MessageUpdateIn, responses=s.MessageOut, summary="updateMessage")
+    def partial_update(self, request: Request, pk: str) -> Response:
+        changes = validated(s.MessageUpdateIn, request.data)
+        return Response(s.MessageOut(messages.update(actor_id(request), path_id(pk), changes)).data)
+
+    @extend_schema(
+        parameters=[s.DeleteAfterQuery], responses={200: dict}, summary="deleteMessagesByChatIdAfterTimestamp"
+    )
+    @action(detail=False, methods=["delete"], url_path="after")
+    def delete_after(self, request: Request) -> Response:
+        params = query(request, s.DeleteAfterQuery)
+        deleted = messages.delete_after(actor_id(request), params["chatId"], params["timestamp"])
+        return Response({"deletedIds": deleted, "deletedCount": len(deleted)})
+
+    @extend_schema(parameters=[s.CountQuery], responses={200: dict}, summary="getMessageCountByUserId")
+    @action(detail=False, methods=["get"])
+    def count(self, request: Request) -> Response:
+        params = query(request, s.CountQuery)
+        return Response({"count": messages.count_recent(actor_id(request), params["hours"]), "hours": params["hours"]})
+
+
+class VoteViewSet(viewsets.ViewSet):
+    """voteMessage / getVotesByChatId."""
+
+    permission_classes = [IsMooktiUserOrReadOnly]
+
+    @extend_schema(parameters=[s.ChatIdQuery], responses=s.VoteOut(many=True), summary="getVotesByChatId")
+    def list(self, request: Request) -> Response:
+        params = query(request, s.ChatIdQuery)
+        return Response(s.VoteOut(votes.list(actor_id(request), params["chatId"]), many=True).data)
+
+    @extend_schema(request=s.VoteIn, responses=s.VoteOut, summary="voteMessage")
+    def create(self, request: Request) -> Response:
+        data = validated(s.VoteIn, request.data)
+        vote = votes.vote(actor_id(request), data["chatId"], data["messageId"], data["type"])
+        return Response(s.VoteOut(vote).data)
+
+
+class DocumentViewSet(viewsets.ViewSet):
+    """Documents: saveDocument, getDocumentById, getDocumentsById, deleteDocumentsByIdAfterTimestamp,
+    saveSuggestions, getSuggestionsByDocumentId."""
+
+    permission_classes = [IsMooktiUser]
+    lookup_value_regex = "[^/]+"
+
+    @extend_schema(parameters=[s.PageQuery], responses=s.DocumentPageOut)
+    def list(self, request: Request) -> Response:
+        params = query(request, s.PageQuery)
+        found, has_more = documents.list_for_user(actor_id(request), page_of(params))
+        return Response({"documents": s.DocumentSummaryOut(found, many=True).data, "hasMore": has_more})
+
+    @extend_schema(request=s.DocumentIn, responses={201: s.DocumentOut}, summary="saveDocument (a new version)")
+    def create(self, request: Request) -> Response:
+        data = validated(s.DocumentIn, request.data)
+        saved = documents.save(
+            actor_id(request),
+            document_id=data.get("id"),
+            title=data["title"],
+            kind=data["kind"],
+            content=data.get("content"),
+        )
+        return Response(s.DocumentOut(saved).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses=s.DocumentOut, summary="getDocumentById (latest version)")
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(s.DocumentOut(documents.latest(actor_id(request), path_id(pk))).data)
+
+    @extend_schema(responses=s.DocumentOut(many=True), summary="getDocumentsById (all versions)")
+    @action(detail=True, methods=["get"])
+    def versions(self, request: Request, pk: str) -> Response:
+        return Response(s.DocumentOut(documents.versions(actor_id(request), path_id(pk)), many=True).data)
+
+    @extend_schema(
+        parameters=[s.TimestampQuery], responses={200: dict}, summary="deleteDocumentsByIdAfterTimestamp (or all)"
+    )
+    def destroy(self, request: Request, pk: str) -> Response:
+        params = query(request, s.TimestampQuery)
+        deleted = documents.delete_after(actor_id(request), path_id(pk), params.get("timestamp", -1))
+        return Response({"deletedCount": deleted})
+
+    @extend_schema(methods=["GET"], responses=s.SuggestionOut(many=True), summary="getSuggestionsByDocumentId")
+    @extend_schema(methods=["POST"], request=s.SuggestionsIn, responses={201: s.SuggestionOut(many=True)})
+    @action(detail=True, methods=["get", "post"])
+    def suggestions(self, request: Request, pk: str) -> Response:
+        document_id = path_id(pk)
+        if request.method == "GET":
+            return Response(s.SuggestionOut(documents.suggestions(actor_id(request), document_id), many=True).data)
+        items = validated(s.SuggestionsIn, request.data)["suggestions"]
+        saved = documents.save_suggestions(actor_id(request), document_id, [dict(i) for i in items])
+        return Response(s.SuggestionOut(saved, many=True).data, status=status.HTTP_201_CREATED)

@@ -1,0 +1,731 @@
+"""Find (and with ``fix=True`` repair) what a crash or a bug left behind in the storage keys.
+
+Writes span hash slots in a fixed order (entity first, index last; unindex first, entity
+last), so a crash between two steps leaves an entity missing from its index or an index
+entry without its entity. This module SCANs the prefix (maintenance only), recognises each
+storage key by the shapes ``storage.keys`` builds, and checks it against the keys it should
+agree with:
+
+- index entries without entities (users, users by type, a user's chats and documents, a
+  chat's messages, votes, a document's versions and suggestions);
+- entities missing from their indexes (user, chat, message, document, document version,
+  suggestion) and message lookups or email claims that are missing or point elsewhere;
+- orphans: chats and documents without an owner, messages without a chat;
+- vectors missing or orphaned, when the vector store can list its ids (a pluggable pass).
+
+Every problem carries its fix; :func:`run` applies them and scans again until a pass finds
+nothing (a fix can reveal another problem: a deleted orphan chat leaves index entries).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from tqdm import tqdm
+
+from mookti import outbox
+from mookti.redis import Write, get_redis, pipeline, register_script
+from storage import keys
+from storage.managers.chats import ChatManager
+from storage.managers.documents import DocumentManager
+from storage.managers.users import USER_TYPES
+from storage.portability.imports import MERGE_DOCUMENT
+from storage.portability.sections import all_user_ids
+
+SCAN_BATCH = 500
+MAX_PASSES = 4
+SHOWN = 30
+
+# KEYS[1] string; ARGV[1] expected value. Deletes it only if it still holds that value.
+DELETE_IF_EQUAL = register_script(
+    """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+)
+
+
+@dataclass
+class Problem:
+    kind: str
+    key: str
+    detail: str
+    fix: Callable[[Write], None] | None = None  # None: needs a person, reported only
+
+
+@dataclass
+class RepairReport:
+    found: Counter = field(default_factory=Counter)
+    examples: list[Problem] = field(default_factory=list)
+    fixed: int = 0
+    unfixable: int = 0
+    remaining: int = 0
+    scanned: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, problem: Problem) -> None:
+        self.found[problem.kind] += 1
+        if len(self.examples) < SHOWN:
+            self.examples.append(problem)
+
+    @property
+    def problems(self) -> int:
+        return sum(self.found.values())
+
+
+# --- recognising keys ------------------------------------------------------------------------------
+ID = r"[^{}:]+"
+SHAPES: list[tuple[str, Callable[..., str], tuple[str, ...]]] = [
+    ("user", keys.user, (ID,)),
+    ("user_email", keys.user_email, (r"[^{}]+",)),
+    ("users", keys.users, ()),
+    ("users_by_type", keys.users_by_type, (ID,)),
+    ("user_chats", keys.user_chats, (ID,)),
+    ("user_chats_by_activity", keys.user_chats_by_activity, (ID,)),
+    ("user_documents", keys.user_documents, (ID,)),
+    ("chat", keys.chat, (ID,)),
+    ("chat_messages", keys.chat_messages, (ID,)),
+    ("chat_message", keys.chat_message, (ID, ID)),
+    ("chat_votes", keys.chat_votes, (ID,)),
+    ("chat_streams", keys.chat_streams, (ID,)),
+    ("message_chat", keys.message_chat, (ID,)),
+    ("document", keys.document, (ID,)),
+    ("document_versions", keys.document_versions, (ID,)),
+    ("document_version", keys.document_version, (ID, r"\d+")),
+    ("document_suggestions", keys.document_suggestions, (ID,)),
+    ("document_suggestion", keys.document_suggestion, (ID, ID)),
+]
+
+
+def _compile() -> list[tuple[str, re.Pattern[str]]]:
+    """A regex per key shape, built from ``storage.keys`` itself (placeholders become groups)."""
+    compiled = []
+    for kind, builder, groups in SHAPES:
+        marks = [f"\x00{n}\x00" for n in range(len(groups))]
+        pattern = re.escape(builder(*marks))
+        for mark, group in zip(marks, groups, strict=True):
+            pattern = pattern.replace(re.escape(mark), f"({group})")
+        compiled.append((kind, re.compile(pattern)))
+    return compiled
+
+
+def classify(name: str, shapes: list[tuple[str, re.Pattern[str]]]) -> tuple[str, tuple[str, ...]] | None:
+    for kind, pattern in shapes:
+        match = pattern.fullmatch(name)
+        if match:
+            return kind, match.groups()
+    return None
+
+
+def storage_keys(names: list[str]) -> list[str]:
+    """Only the names that are storage keys of the current prefix (for checkers and tests)."""
+    shapes = _compile()
+    return [n for n in names if classify(n, shapes)]
+
+
+def _glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
+
+
+def scan(progress: bool | None = None) -> Iterator[list[str]]:
+    """Every key under the prefix, in batches (SCAN: maintenance only)."""
+    show = progress if progress is not None else sys.stderr.isatty()
+    batch: list[str] = []
+    with tqdm(desc="keys", unit="key", disable=not show) as bar:
+        for name in get_redis().scan_iter(match=_glob_escape(settings.MOOKTI_REDIS_PREFIX) + "*", count=1000):
+            batch.append(name)
+            if len(batch) >= SCAN_BATCH:
+                bar.update(len(batch))
+                yield batch
+                batch = []
+        bar.update(len(batch))
+    if batch:
+        yield batch
+
+
+# --- checks, one per key shape ---------------------------------------------------------------------
+def _read(queue: Callable[[Any], None]) -> list[Any]:
+    pipe = pipeline()
+    queue(pipe)
+    return pipe.execute()
+
+
+def _unset(key: str, value: str) -> Callable[[Write], None]:
+    """A fix that deletes a pointer key only if it still holds the wrong value seen."""
+    return lambda w: w.step(lambda p: DELETE_IF_EQUAL(keys=[key], args=[value], client=p))
+
+
+def dangling_members(
+    index: str, members: list[str], entity_of: Callable[[str], str], label: str, remove: Callable[[Any, str], Any]
+) -> list[Problem]:
+    """Members of an index (ZSET or HASH) whose entity is gone; the fix removes them with ``remove``."""
+    present = _read(lambda p: [p.exists(entity_of(m)) for m in members])
+    return [
+        Problem("index entry without entity", index, f"{label} {m}", lambda w, m=m: w.step(lambda p: remove(p, m)))
+        for m, exists in zip(members, present, strict=True)
+        if not exists
+    ]
+
+
+def check_users_index(found: list[tuple[str, ...]]) -> list[Problem]:
+    members = get_redis().zrange(keys.users(), 0, -1) if found else []
+    exists = _read(lambda p: [p.exists(keys.user(u)) for u in members])
+    problems = []
+    for user_id, present in zip(members, exists, strict=True):
+        if not present:
+
+            def fix(w: Write, u: str = user_id) -> None:
+                w.step(lambda p: p.zrem(keys.users(), u))
+                for user_type in USER_TYPES:
+                    w.step(lambda p, t=user_type: p.zrem(keys.users_by_type(t), u))
+
+            problems.append(Problem("index entry without entity", keys.users(), f"user {user_id}", fix))
+    return problems
+
+
+def check_users_by_type(found: list[tuple[str, ...]]) -> list[Problem]:
+    problems = []
+    for (user_type,) in found:
+        index = keys.users_by_type(user_type)
+        members = get_redis().zrange(index, 0, -1)
+        types = _read(lambda p, ms=members: [p.hget(keys.user(u), "type") for u in ms])
+        for user_id, actual in zip(members, types, strict=True):
+            if actual != user_type:
+                problems.append(
+                    Problem(
+                        "index entry without entity",
+                        index,
+                        f"user {user_id} is {'missing' if actual is None else actual!r}",
+                        lambda w, i=index, u=user_id: w.step(lambda p: p.zrem(i, u)),
+                    )
+                )
+    return problems
+
+
+def check_user(found: list[tuple[str, ...]]) -> list[Problem]:
+    ids = [g[0] for g in found]
+    raws = _read(lambda p: [p.hmget(keys.user(u), "id", "email", "type", "createdAt") for u in ids])
+    checks = _read(
+        lambda p: [
+            (
+                p.zscore(keys.users(), u),
+                p.zscore(keys.users_by_type(r[2] or "free"), u),
+                p.get(keys.user_email(r[1] or "")),
+            )
+            for u, r in zip(ids, raws, strict=True)
+        ]
+    )
+    problems = []
+    for n, (user_id, (_, email, user_type, created)) in enumerate(zip(ids, raws, strict=True)):
+        in_users, in_type, claim = checks[3 * n : 3 * n + 3]
+        score = int(created or 0)
+        if in_users is None or in_type is None:
+
+            def index(w: Write, u: str = user_id, t: str = user_type or "free", s: int = score) -> None:
+                w.step(lambda p: p.zadd(keys.users(), {u: s}))
+                w.step(lambda p: p.zadd(keys.users_by_type(t), {u: s}))
+
+            problems.append(Problem("entity missing from its index", keys.users(), f"user {user_id}", index))
+        if email and claim is None:
+            problems.append(
+                Problem(
+                    "email claim missing",
+                    keys.user_email(email),
+                    f"user {user_id}",
+                    lambda w, e=email, u=user_id: w.step(lambda p: p.set(keys.user_email(e), u, nx=True)),
+                )
+            )
+        elif email and claim != user_id:
+            problems.append(
+                Problem("email claimed by another user", keys.user_email(email), f"user {user_id} vs {claim}")
+            )
+    return problems
+
+
+def check_email_claims(found: list[tuple[str, ...]]) -> list[Problem]:
+    emails = [g[0] for g in found]
+    owners = _read(lambda p: [p.get(keys.user_email(e)) for e in emails])
+    actual = _read(lambda p: [p.hget(keys.user(o), "email") if o else p.echo("") for o in owners])
+    problems = []
+    for email, owner, owner_email in zip(emails, owners, actual, strict=True):
+        if owner and owner_email != email:
+            problems.append(
+                Problem(
+                    "email claim pointing to a missing user",
+                    keys.user_email(email),
+                    f"user {owner}",
+                    _unset(keys.user_email(email), owner),
+                )
+            )
+    return problems
+
+
+def _owned_index(kind: str, index_of: Callable[[str], str], entity_of: Callable[[str], str]):
+    """A user's index (chats, documents) whose members must be entities owned by that user."""
+
+    def check(found: list[tuple[str, ...]]) -> list[Problem]:
+        problems = []
+        for (user_id,) in found:
+            index = index_of(user_id)
+            members = get_redis().zrange(index, 0, -1)
+            owners = _read(lambda p, ms=members: [p.hget(entity_of(m), "userId") for m in ms])
+            for member, owner in zip(members, owners, strict=True):
+                if owner != user_id:
+                    problems.append(
+                        Problem(
+                            "index entry without entity",
+                            index,
+                            f"{kind} {member}" + (f" belongs to {owner}" if owner else ""),
+                            lambda w, i=index, m=member: w.step(lambda p: p.zrem(i, m)),
+                        )
+                    )
+        return problems
+
+    return check
+
+
+def _delete_chat(chat_id: str, user_id: str) -> Callable[[Write], None]:
+    def fix(w: Write) -> None:
+        message_ids = get_redis().zrange(keys.chat_messages(chat_id), 0, -1)
+        ChatManager._stage_delete(w, {"id": chat_id, "userId": user_id}, message_ids)
+
+    return fix
+
+
+def check_chat(found: list[tuple[str, ...]]) -> list[Problem]:
+    ids = [g[0] for g in found]
+    raws = _read(lambda p: [p.hmget(keys.chat(c), "userId", "createdAt", "lastMessageAt") for c in ids])
+    checks = _read(
+        lambda p: [
+            (
+                p.exists(keys.user(r[0] or "-")),
+                p.zscore(keys.user_chats(r[0] or "-"), c),
+                p.zscore(keys.user_chats_by_activity(r[0] or "-"), c),
+            )
+            for c, r in zip(ids, raws, strict=True)
+        ]
+    )
+    problems = []
+    for n, (chat_id, (owner, created, last)) in enumerate(zip(ids, raws, strict=True)):
+        owner_exists, by_created, by_activity = checks[3 * n : 3 * n + 3]
+        if not owner or not owner_exists:
+            problems.append(
+                Problem("chat without owner", keys.chat(chat_id), f"owner {owner}", _delete_chat(chat_id, owner or "-"))
+            )
+        elif by_created is None or by_activity is None:
+
+            def index(w: Write, c: str = chat_id, u: str = owner, a: int = int(created or 0), b: int = int(last or 0)):
+                w.step(lambda p: p.zadd(keys.user_chats(u), {c: a}, nx=True))
+                w.step(lambda p: p.zadd(keys.user_chats_by_activity(u), {c: b or a}, nx=True))
+
+            problems.append(Problem("entity missing from its index", keys.user_chats(owner), f"chat {chat_id}", index))
+    return problems
+
+
+def check_chat_messages(found: list[tuple[str, ...]]) -> list[Problem]:
+    problems = []
+    exists = _read(lambda p: [p.exists(keys.chat(c)) for (c,) in found])
+    for (chat_id,), chat_exists in zip(found, exists, strict=True):
+        if not chat_exists:
+            continue  # each message is reported (and removed) as a message without chat
+        problems += dangling_members(
+            keys.chat_messages(chat_id),
+            get_redis().zrange(keys.chat_messages(chat_id), 0, -1),
+            lambda m, c=chat_id: keys.chat_message(c, m),
+            "message",
+            lambda p, m, c=chat_id: (p.zrem(keys.chat_messages(c), m), p.hdel(keys.chat_votes(c), m)),
+        )
+    return problems
+
+
+def check_chat_message(found: list[tuple[str, ...]]) -> list[Problem]:
+    raws = _read(
+        lambda p: [
+            (
+                p.hget(keys.chat(c), "userId"),
+                p.zscore(keys.chat_messages(c), m),
+                p.get(keys.message_chat(m)),
+                p.hget(keys.chat_message(c, m), "createdAt"),
+            )
+            for c, m in found
+        ]
+    )
+    problems = []
+    for n, (chat_id, message_id) in enumerate(found):
+        owner, score, lookup, created = raws[4 * n : 4 * n + 4]
+        if not owner:
+
+            def remove(w: Write, c: str = chat_id, m: str = message_id, lk: str | None = lookup) -> None:
+                owner = None
+                if lk and lk.partition("/")[0] == c:
+                    owner = lk.partition("/")[2]
+                    w.step(lambda p: DELETE_IF_EQUAL(keys=[keys.message_chat(m)], args=[lk], client=p))
+                w.step(lambda p: p.delete(keys.chat_message(c, m), keys.chat_messages(c), keys.chat_votes(c)))
+                outbox.stage(w, "delete", kind="message", userId=owner, chatId=c, messageIds=m)
+
+            problems.append(Problem("message without chat", keys.chat_message(chat_id, message_id), "", remove))
+            continue
+        if score is None:
+            problems.append(
+                Problem(
+                    "entity missing from its index",
+                    keys.chat_messages(chat_id),
+                    f"message {message_id}",
+                    lambda w, c=chat_id, m=message_id, s=int(created or 0): w.step(
+                        lambda p: p.zadd(keys.chat_messages(c), {m: s})
+                    ),
+                )
+            )
+        expected = f"{chat_id}/{owner}"
+        if lookup != expected and (not lookup or lookup.partition("/")[0] == chat_id):
+            problems.append(
+                Problem(
+                    "message lookup missing or wrong",
+                    keys.message_chat(message_id),
+                    f"{lookup!r}, should be {expected!r}",
+                    lambda w, m=message_id, v=expected: w.step(lambda p: p.set(keys.message_chat(m), v)),
+                )
+            )
+    return problems
+
+
+def check_message_lookup(found: list[tuple[str, ...]]) -> list[Problem]:
+    ids = [g[0] for g in found]
+    values = _read(lambda p: [p.get(keys.message_chat(m)) for m in ids])
+    exists = _read(
+        lambda p: [
+            p.exists(keys.chat_message((v or "/").partition("/")[0] or "-", m))
+            for m, v in zip(ids, values, strict=True)
+        ]
+    )
+    problems = []
+    for message_id, value, present in zip(ids, values, exists, strict=True):
+        if value and not present:
+            problems.append(
+                Problem(
+                    "message lookup pointing nowhere",
+                    keys.message_chat(message_id),
+                    f"-> {value}",
+                    _unset(keys.message_chat(message_id), value),
+                )
+            )
+    return problems
+
+
+def check_chat_parts(found: list[tuple[str, ...]], kind: str, key_of: Callable[[str], str]) -> list[Problem]:
+    """Votes and stream ids of a chat that no longer exists."""
+    ids = [g[0] for g in found]
+    exists = _read(lambda p: [p.exists(keys.chat(c)) for c in ids])
+    orphans = [key_of(c) for c, present in zip(ids, exists, strict=True) if not present]
+    return [Problem(f"{kind} without chat", k, "", lambda w, k=k: w.step(lambda p: p.delete(k))) for k in orphans]
+
+
+def check_votes(found: list[tuple[str, ...]]) -> list[Problem]:
+    problems = check_chat_parts(found, "votes", keys.chat_votes)
+    gone = {p.key for p in problems}
+    for (chat_id,) in found:
+        index = keys.chat_votes(chat_id)
+        if index not in gone:
+            problems += dangling_members(
+                index,
+                get_redis().hkeys(index),
+                lambda m, c=chat_id: keys.chat_message(c, m),
+                "vote on message",
+                lambda p, m, i=index: p.hdel(i, m),
+            )
+    return problems
+
+
+def _delete_document(document_id: str, user_id: str | None) -> Callable[[Write], None]:
+    def fix(w: Write) -> None:
+        stamps = get_redis().zrange(keys.document_versions(document_id), 0, -1)
+        suggestions = get_redis().zrange(keys.document_suggestions(document_id), 0, -1)
+        if user_id:
+            w.step(lambda p: p.zrem(keys.user_documents(user_id), document_id))
+        DocumentManager._stage_remove(w, document_id, stamps, suggestions, whole=True)
+        outbox.stage(w, "delete_document", userId=user_id, documentId=document_id)
+
+    return fix
+
+
+def _resummarize(document_id: str) -> Callable[[Write], None]:
+    """Rebuild a document's summary hash and owner index from its version hashes."""
+
+    def fix(w: Write) -> None:
+        stamps = get_redis().zrange(keys.document_versions(document_id), 0, -1)
+        first, last = _read(
+            lambda p: [p.hgetall(keys.document_version(document_id, int(s))) for s in (stamps[0], stamps[-1])]
+        )
+        args = [document_id, first["userId"], int(stamps[0]), int(stamps[-1]), last["title"], last["kind"]]
+        w.step(lambda p: MERGE_DOCUMENT(keys=[keys.document(document_id)], args=args, client=p))
+        w.step(lambda p: p.zadd(keys.user_documents(first["userId"]), {document_id: int(stamps[0])}, lt=True))
+
+    return fix
+
+
+def check_document(found: list[tuple[str, ...]]) -> list[Problem]:
+    ids = [g[0] for g in found]
+    raws = _read(lambda p: [p.hmget(keys.document(d), "userId", "createdAt") for d in ids])
+    checks = _read(
+        lambda p: [
+            (
+                p.exists(keys.user(r[0] or "-")),
+                p.zscore(keys.user_documents(r[0] or "-"), d),
+                p.zcard(keys.document_versions(d)),
+            )
+            for d, r in zip(ids, raws, strict=True)
+        ]
+    )
+    problems = []
+    for n, (document_id, (owner, created)) in enumerate(zip(ids, raws, strict=True)):
+        owner_exists, indexed, versions = checks[3 * n : 3 * n + 3]
+        if not owner or not owner_exists:
+            problems.append(
+                Problem(
+                    "document without owner",
+                    keys.document(document_id),
+                    f"owner {owner}",
+                    _delete_document(document_id, owner),
+                )
+            )
+        elif not versions:
+            problems.append(
+                Problem(
+                    "document without versions", keys.document(document_id), "", _delete_document(document_id, owner)
+                )
+            )
+        elif indexed is None:
+            problems.append(
+                Problem(
+                    "entity missing from its index",
+                    keys.user_documents(owner),
+                    f"document {document_id}",
+                    lambda w, d=document_id, u=owner, s=int(created or 0): w.step(
+                        lambda p: p.zadd(keys.user_documents(u), {d: s})
+                    ),
+                )
+            )
+    return problems
+
+
+def check_document_versions(found: list[tuple[str, ...]]) -> list[Problem]:
+    problems = []
+    for (document_id,) in found:
+        index = keys.document_versions(document_id)
+        stamps = get_redis().zrange(index, 0, -1)
+        missing = dangling_members(
+            index,
+            stamps,
+            lambda s, d=document_id: keys.document_version(d, int(s)),
+            "version",
+            lambda p, s, i=index: p.zrem(i, s),
+        )
+        problems += missing
+        if not get_redis().exists(keys.document(document_id)) and len(missing) < len(stamps):
+            problems.append(
+                Problem("document versions without document", keys.document(document_id), "", _resummarize(document_id))
+            )
+    return problems
+
+
+def check_document_version(found: list[tuple[str, ...]]) -> list[Problem]:
+    scores = _read(lambda p: [p.zscore(keys.document_versions(d), s) for d, s in found])
+    return [
+        Problem(
+            "document version not indexed",
+            keys.document_versions(document_id),
+            f"version {stamp}",
+            lambda w, d=document_id, s=int(stamp): w.step(lambda p: p.zadd(keys.document_versions(d), {str(s): s})),
+        )
+        for (document_id, stamp), score in zip(found, scores, strict=True)
+        if score is None
+    ]
+
+
+def check_document_suggestions(found: list[tuple[str, ...]]) -> list[Problem]:
+    problems = []
+    for (document_id,) in found:
+        index = keys.document_suggestions(document_id)
+        problems += dangling_members(
+            index,
+            get_redis().zrange(index, 0, -1),
+            lambda m, d=document_id: keys.document_suggestion(d, m),
+            "suggestion",
+            lambda p, m, i=index: p.zrem(i, m),
+        )
+    return problems
+
+
+def check_document_suggestion(found: list[tuple[str, ...]]) -> list[Problem]:
+    raws = _read(
+        lambda p: [
+            (
+                p.exists(keys.document(d)),
+                p.zscore(keys.document_suggestions(d), s),
+                p.hget(keys.document_suggestion(d, s), "documentCreatedAt"),
+            )
+            for d, s in found
+        ]
+    )
+    problems = []
+    for n, (document_id, suggestion_id) in enumerate(found):
+        document_exists, score, version = raws[3 * n : 3 * n + 3]
+        key = keys.document_suggestion(document_id, suggestion_id)
+        if not document_exists:
+            problems.append(
+                Problem("suggestion without document", key, "", lambda w, k=key: w.step(lambda p: p.delete(k)))
+            )
+        elif score is None:
+            problems.append(
+                Problem(
+                    "entity missing from its index",
+                    keys.document_suggestions(document_id),
+                    f"suggestion {suggestion_id}",
+                    lambda w, d=document_id, s=suggestion_id, v=int(version or 0): w.step(
+                        lambda p: p.zadd(keys.document_suggestions(d), {s: v})
+                    ),
+                )
+            )
+    return problems
+
+
+CHECKS: dict[str, Callable[[list[tuple[str, ...]]], list[Problem]]] = {
+    "users": check_users_index,
+    "users_by_type": check_users_by_type,
+    "user": check_user,
+    "user_email": check_email_claims,
+    "user_chats": _owned_index("chat", keys.user_chats, keys.chat),
+    "user_chats_by_activity": _owned_index("chat", keys.user_chats_by_activity, keys.chat),
+    "user_documents": _owned_index("document", keys.user_documents, keys.document),
+    "chat": check_chat,
+    "chat_messages": check_chat_messages,
+    "chat_message": check_chat_message,
+    "chat_votes": check_votes,
+    "chat_streams": lambda found: check_chat_parts(found, "stream ids", keys.chat_streams),
+    "message_chat": check_message_lookup,
+    "document": check_document,
+    "document_versions": check_document_versions,
+    "document_version": check_document_version,
+    "document_suggestions": check_document_suggestions,
+    "document_suggestion": check_document_suggestion,
+}
+
+
+# --- vectors (pluggable) ---------------------------------------------------------------------------
+def listable_vector_store(report: RepairReport) -> Any | None:
+    """The configured vector store if it can list record ids; else None and a note saying why."""
+    try:
+        from storage.search.vectors import get_vector_store  # the semantic-search backends
+    except ImportError:
+        report.notes.append("vector store not listable: storage.search.vectors is not installed; vectors not checked")
+        return None
+    try:
+        store = get_vector_store()
+    except Exception as exc:
+        report.notes.append(f"vector store unavailable ({exc}): vectors not checked")
+        return None
+    if not callable(getattr(store, "list_ids", None)):
+        report.notes.append(f"vector store not listable: {type(store).__name__} has no list_ids(); vectors not checked")
+        return None
+    return store
+
+
+def _reindex(user_id: str, vector_id: str) -> Callable[[Write], None]:
+    """Enqueue the record's subject: the indexer re-reads Redis and upserts or deletes it."""
+    from storage.search.vectors import parse_vector_id
+
+    kind, parent, item = parse_vector_id(vector_id)
+    if kind == "message":
+        return lambda w: outbox.stage(w, "upsert", kind="message", userId=user_id, chatId=parent, messageId=item)
+    return lambda w: outbox.stage(w, "upsert", kind="document", userId=user_id, documentId=parent)
+
+
+def vector_problems(store: Any, report: RepairReport) -> list[Problem]:
+    """Per user namespace: records the indexer would write but the store lacks, and records the
+    store has for nothing (the expected set comes from the indexer's own plan, no embedding)."""
+    from storage.search.indexing import plan, user_subjects
+    from storage.search.vectors import parse_vector_id, user_namespace
+
+    problems: list[Problem] = []
+    documents_enqueued: set[str] = set()
+    for user_id in all_user_ids():
+        expected: set[str] = set()
+        for subjects in user_subjects(user_id):
+            expected.update(plan(user_id, subjects).upserts)
+        try:
+            listed = set(store.list_ids(user_namespace(user_id), ""))
+        except Exception as exc:
+            report.notes.append(f"vector store unavailable ({exc}): vectors checked only in part")
+            return problems
+        for kind, vector_ids in (("vector missing", expected - listed), ("vector without entity", listed - expected)):
+            for vector_id in sorted(vector_ids):
+                parent = parse_vector_id(vector_id)[1]
+                fix = (
+                    None
+                    if vector_id.startswith("doc:") and parent in documents_enqueued
+                    else _reindex(user_id, vector_id)
+                )
+                if vector_id.startswith("doc:"):
+                    documents_enqueued.add(parent)
+                problems.append(Problem(kind, vector_id, f"user {user_id}", fix or (lambda w: None)))
+    return problems
+
+
+# --- the run ---------------------------------------------------------------------------------------
+def find_problems(
+    progress: bool | None = None, report: RepairReport | None = None, vectors: bool = True
+) -> list[Problem]:
+    report = report if report is not None else RepairReport()
+    shapes = _compile()
+    problems: list[Problem] = []
+    report.scanned = 0
+    for batch in scan(progress):
+        report.scanned += len(batch)
+        grouped: dict[str, list[tuple[str, ...]]] = {}
+        for name in batch:
+            shape = classify(name, shapes)
+            if shape:
+                grouped.setdefault(shape[0], []).append(shape[1])
+        for kind, found in grouped.items():
+            problems.extend(CHECKS[kind](found))
+    store = listable_vector_store(report) if vectors else None
+    if store is not None:
+        problems.extend(vector_problems(store, report))
+    return problems
+
+
+def run(fix: bool = False, progress: bool | None = None, vectors: bool = True) -> RepairReport:
+    """Report every problem; with ``fix`` repair them and scan again until nothing is left.
+
+    ``vectors`` also compares the vector store with Redis (when the store can list its ids).
+    Vector fixes only enqueue indexing work, so the follow-up scans leave vectors out.
+    """
+    report = RepairReport()
+    problems = find_problems(progress, report, vectors)
+    for problem in problems:
+        report.add(problem)
+    if not fix:
+        report.remaining = len(problems)
+        return report
+    for _ in range(MAX_PASSES):
+        fixable = [p for p in problems if p.fix is not None]
+        for problem in fixable:
+            write = Write()
+            problem.fix(write)  # type: ignore[misc]
+            write.execute()
+        report.fixed += len(fixable)
+        problems = find_problems(progress, RepairReport(), vectors=False)
+        new = [p for p in problems if p.fix is not None]
+        for problem in new:
+            report.add(problem)
+        if not new:
+            break
+    report.unfixable = sum(1 for p in problems if p.fix is None)
+    report.remaining = len(problems)
+    return report

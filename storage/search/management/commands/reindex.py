@@ -1,0 +1,86 @@
+"""``manage.py reindex [--user U ...]``: rebuild the vector store from Redis, with a progress bar.
+
+Without ``--user`` every user namespace is dropped and rebuilt, and the index is recorded as built
+with the configured embedding model (this is how to switch models). With ``--user`` only those
+users are rebuilt (the index must already be on the configured model). Runs safely next to
+``run_indexer``: a user being rebuilt is not indexed by it meanwhile (per-user lease).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tqdm import tqdm
+
+from mookti.backends import BackendError
+from mookti.redis import pipeline
+from storage import keys
+from storage.search.embeddings import get_embeddings
+from storage.search.indexer import all_user_ids, clear_store, rebuild_user
+from storage.search.vectors import check_index, get_vector_store, learning_namespaces, record_index
+
+
+def count_items(user_ids: list[str]) -> int:
+    """Messages and documents of these users (for the progress bar): two pipelined passes."""
+    pipe = pipeline()
+    for user_id in user_ids:
+        pipe.zrange(keys.user_chats(user_id), 0, -1)
+        pipe.zcard(keys.user_documents(user_id))
+    replies = pipe.execute()
+    pipe = pipeline()
+    for chats in replies[::2]:
+        for chat_id in chats:
+            pipe.zcard(keys.chat_messages(chat_id))
+    return sum(pipe.execute()) + sum(replies[1::2])
+
+
+class Command(BaseCommand):
+    help = "Rebuild the vector store from Redis (all users, or --user U)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--user", action="append", dest="users", help="only this user (repeatable)")
+        parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        try:
+            self._reindex(opts["users"], progress=not opts["no_progress"])
+        except BackendError as exc:
+            raise CommandError(f"{exc} Nothing is lost: run reindex again when it is back.") from None
+        except redis.RedisError as exc:
+            raise CommandError(f"Redis is unavailable: {exc}") from None
+
+    def _reindex(self, users: list[str] | None, progress: bool) -> None:
+        embeddings = get_embeddings()
+        store = get_vector_store()
+        if users:
+            check_index(embeddings, store, claim=True)
+            user_ids = users
+        else:
+            self._check_dimension(embeddings, store)
+            dropped = clear_store(store)
+            record_index(embeddings, store)
+            self.stdout.write(f"Dropped {dropped} namespaces; index recorded for {embeddings.model_id}.")
+            if learning_namespaces():
+                self.stdout.write(
+                    "Learning-content namespaces were kept as they are; they must be embedded with the same model."
+                )
+            user_ids = all_user_ids()
+        total = count_items(user_ids)
+        embeddings.warm_up()
+        done = 0
+        with tqdm(total=total, unit="item", disable=not progress, file=self.stderr._out) as bar:
+            for user_id in user_ids:
+                done += rebuild_user(user_id, embeddings, store, progress=bar.update)
+        self.stdout.write(f"Reindexed {done} items of {len(user_ids)} users into {store.describe()}.")
+
+    def _check_dimension(self, embeddings: Any, store: Any) -> None:
+        if not store.describe().startswith("pinecone:"):
+            return
+        dimension = store.dimension()
+        if dimension is not None and dimension != embeddings.dimension:
+            raise CommandError(
+                f"The Pinecone index has dimension {dimension}; {embeddings.model_id} needs {embeddings.dimension}. "
+                "Create an index of that dimension (cosine), set PINECONE_INDEX_HOST to it, then run reindex."
+            )

@@ -1,0 +1,231 @@
+"""The operations page: Redis health, what the keyspace holds, the indexer, the vector store, the audit trail.
+
+The keyspace analysis follows RedisInsight's "database analysis": SCAN this deployment's keys
+(up to a limit, so it stays cheap on a big database), group them by namespace with the ids
+replaced by ``*``, and sum their memory; exact counts come from the indexes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from typing import Any
+
+import redis
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+
+from mookti import keys as mookti_keys
+from mookti.redis import get_redis, is_cluster, pipeline
+from storage import keys
+from storage.managers.users import USER_TYPES
+from storage.search import keys as search_keys
+from storage.staff import keys as staff_keys
+from storage.staff.views import integrations
+from storage.staff.views.common import audit, confirm_page, confirmed, done, int_param, recent_audit, render, when
+from storage.staff.views.keybrowser import glob_escape, prefix, text, view_url
+
+INFO_FIELDS = {
+    "Server": [("redis_version", "Version"), ("redis_mode", "Mode"), ("uptime_in_days", "Uptime (days)")],
+    "Memory": [
+        ("used_memory_human", "Used"),
+        ("used_memory_peak_human", "Peak"),
+        ("maxmemory_human", "Limit (0B = none)"),
+        ("maxmemory_policy", "Eviction policy"),
+        ("mem_fragmentation_ratio", "Fragmentation ratio"),
+    ],
+    "Clients": [("connected_clients", "Connected"), ("blocked_clients", "Blocked")],
+    "Throughput": [
+        ("instantaneous_ops_per_sec", "Ops/s"),
+        ("total_commands_processed", "Commands processed"),
+        ("keyspace_hits", "Keyspace hits"),
+        ("keyspace_misses", "Keyspace misses"),
+        ("expired_keys", "Expired keys"),
+        ("evicted_keys", "Evicted keys"),
+    ],
+    "Persistence": [
+        ("aof_enabled", "AOF enabled"),
+        ("aof_last_write_status", "AOF last write"),
+        ("rdb_last_bgsave_status", "Last RDB save"),
+        ("rdb_changes_since_last_save", "Changes since last save"),
+        ("loading", "Loading"),
+    ],
+}
+DEFAULT_SCAN_LIMIT = 10_000
+MAX_SCAN_LIMIT = 200_000
+ID_LIKE = re.compile(r"^(\d+|(?=.*\d)[A-Za-z0-9_.\-]{8,}|[0-9a-f]{16,})$")
+HASH_TAG = re.compile(r"\{[^}]*\}")
+
+
+def redis_info() -> dict[str, Any]:
+    info = get_redis().info()
+    if is_cluster() and info and all(isinstance(v, dict) for v in info.values()):
+        info = next(iter(info.values()))  # one node's view; each node reports its own
+    return info
+
+
+def info_sections(info: dict[str, Any]) -> list[tuple[str, list[tuple[str, Any]]]]:
+    sections = [
+        (title, [(label, info.get(name, "—")) for name, label in fields]) for title, fields in INFO_FIELDS.items()
+    ]
+    last_save = info.get("rdb_last_save_time")
+    if last_save:
+        sections[-1][1].append(("Last RDB save at", when(int(last_save) * 1_000_000)))
+    return sections
+
+
+def persistence_config() -> dict[str, str]:
+    """``save`` and ``appendfsync`` (managed Redis may refuse CONFIG: then they stay unknown)."""
+    try:
+        found = get_redis().config_get("save")
+        found.update(get_redis().config_get("appendfsync"))
+        return found
+    except redis.RedisError:
+        return {}
+
+
+def warnings_for(info: dict[str, Any], config: dict[str, str]) -> list[str]:
+    found = []
+    if str(info.get("aof_enabled", "0")) == "0" and config.get("save", "x") == "":
+        found.append("Persistence is off (no AOF, no RDB snapshots): a restart loses every key.")
+    if info.get("maxmemory_policy") not in (None, "noeviction"):
+        found.append(
+            f"maxmemory-policy is {info['maxmemory_policy']}: Redis may evict application data; use noeviction."
+        )
+    if info.get("rdb_last_bgsave_status") == "err" or info.get("aof_last_write_status") == "err":
+        found.append("The last persistence write failed.")
+    return found
+
+
+def namespace(short_name: str) -> str:
+    """``chat:{0192...}:message:0193...`` -> ``chat:{*}:message:*``."""
+    shape = HASH_TAG.sub("{*}", short_name)
+    return ":".join("*" if ID_LIKE.match(part) else part for part in shape.split(":"))
+
+
+def analyse_keyspace(limit: int) -> dict[str, Any]:
+    """Count and size this deployment's keys by namespace, scanning at most ``limit`` keys."""
+    client = get_redis(raw=True)
+    groups: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: {"count": 0, "memory": 0})
+    biggest: list[tuple[int, str, str]] = []
+    scanned = 0
+    batch: list[bytes] = []
+
+    def flush() -> None:
+        pipe = client.pipeline(transaction=False)
+        for name in batch:
+            pipe.type(name)
+            pipe.memory_usage(name, samples=0)
+        replies = pipe.execute(raise_on_error=False)
+        for index, name in enumerate(batch):
+            kind, memory = replies[2 * index], replies[2 * index + 1]
+            memory = memory if isinstance(memory, int) else 0
+            short = text(name)[len(prefix()) :]
+            group = groups[(namespace(short), text(kind) if not isinstance(kind, Exception) else "?")]
+            group["count"] += 1
+            group["memory"] += memory
+            biggest.append((memory, text(name), text(kind)))
+        biggest.sort(reverse=True)
+        del biggest[10:]
+        batch.clear()
+
+    for name in client.scan_iter(match=glob_escape(prefix()) + "*", count=1000):
+        batch.append(name)
+        scanned += 1
+        if len(batch) >= 1000:
+            flush()
+        if scanned >= limit:
+            break
+    if batch:
+        flush()
+    rows = sorted(
+        ({"namespace": ns, "type": kind, **numbers} for (ns, kind), numbers in groups.items()),
+        key=lambda row: (-row["count"], row["namespace"]),
+    )
+    return {
+        "rows": rows,
+        "scanned": scanned,
+        "complete": scanned < limit,
+        "memory": sum(row["memory"] for row in rows),
+        "biggest": [{"name": n, "short": n[len(prefix()) :], "type": k, "memory": m} for m, n, k in biggest],
+    }
+
+
+def exact_counts() -> list[tuple[str, int]]:
+    """Counts the indexes know exactly, one round trip."""
+    pipe = pipeline()
+    pipe.zcard(keys.users())
+    for user_type in USER_TYPES:
+        pipe.zcard(keys.users_by_type(user_type))
+    pipe.xlen(mookti_keys.outbox())
+    pipe.xlen(search_keys.outbox_dead())
+    pipe.xlen(staff_keys.admin_audit())
+    replies = pipe.execute()
+    labels = [
+        "Users",
+        *(f"Users ({t})" for t in USER_TYPES),
+        "Indexing outbox entries",
+        "Dead letters",
+        "Audit entries",
+    ]
+    return list(zip(labels, replies, strict=True))
+
+
+def slowlog() -> list[dict[str, Any]]:
+    try:
+        entries = get_redis().slowlog_get(10)
+    except redis.RedisError:
+        return []
+    return [
+        {
+            "at": when(int(e.get("start_time", 0)) * 1_000_000),
+            "duration_ms": int(e.get("duration", 0)) / 1000,
+            "command": text(e.get("command", ""))[:200],
+        }
+        for e in entries
+    ]
+
+
+def operations(request: HttpRequest, site) -> HttpResponse:
+    limit = int_param(request, "scan_limit", DEFAULT_SCAN_LIMIT, 100, MAX_SCAN_LIMIT)
+    info = redis_info()
+    config = persistence_config()
+    analysis = analyse_keyspace(limit)
+    for row in analysis["biggest"]:
+        row["url"] = view_url(site, row["name"])
+    context = {
+        "title": "Operations",
+        "prefix": prefix(),
+        "sections": info_sections(info),
+        "config": config,
+        "warnings": warnings_for(info, config),
+        "db_keys": info.get("db0", {}).get("keys") if isinstance(info.get("db0"), dict) else None,
+        "counts": exact_counts(),
+        "analysis": analysis,
+        "scan_limit": limit,
+        "indexer": integrations.indexer_status(),
+        "vectors": integrations.vector_stats(),
+        "backends": integrations.backends(),
+        "audit": recent_audit(50),
+        "slowlog": slowlog(),
+    }
+    return render(request, site, "admin/mookti/operations.html", context)
+
+
+def retry_dead_letters(request: HttpRequest, site) -> HttpResponse:
+    back = reverse("admin:mookti_operations", current_app=site.name)
+    if confirmed(request):
+        summary = integrations.retry_dead_letters()
+        audit(request, "indexer.retry_dead_letters", "outbox:index:dead", summary)
+        return done(request, f"Dead letters: {summary}.", back)
+    dead = get_redis().xlen(search_keys.outbox_dead())
+    return confirm_page(
+        request,
+        site,
+        title="Retry dead letters",
+        question=f"Put the {dead} dead-lettered indexing entries back on the outbox?",
+        facts=[("Dead letters", dead)],
+        consequences=["The indexer retries them; entries that fail again are dead-lettered again."],
+        button="Retry",
+        cancel=back,
+    )
