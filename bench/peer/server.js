@@ -15,9 +15,8 @@
  * (PEER_CONFIG: message limits, event-stream retention, gamification rules). Standalone
  * Redis only (one MULTI/EXEC per write, as the service does on a standalone server).
  *
- * Not done, unlike the service: the channel-layer pokes for websockets after a write, the
- * streak.updated event (only on a learner's first message of a day), learners whose timezone
- * is not UTC (answered 501), the service key, and every endpoint not listed above.
+ * Not done, unlike the service: the channel-layer pokes for websockets after a write, learners
+ * whose timezone is not UTC (answered 501), the service key, and every endpoint not listed above.
  */
 
 const crypto = require('node:crypto');
@@ -310,7 +309,23 @@ function stageActivity(multi, user, messages, now) {
   return staged;
 }
 
-async function publishOutcome(userId, { day, week }, reply) {
+function streakView(reported, now) {
+  // gamification.managers.engine.streak_view for a UTC learner
+  const stored = parseInt(reported.current || '0', 10);
+  const freezes = parseInt(reported.freezes || '0', 10);
+  const lastAt = reported.lastAt ? parseInt(reported.lastAt, 10) : null;
+  const today = utcDay(now);
+  const missed = lastAt === null ? null : today - utcDay(lastAt) - 1;
+  const alive = stored > 0 && missed !== null && missed <= freezes;
+  return {
+    current: alive ? stored : 0, longest: parseInt(reported.longest || '0', 10), freezes, maxFreezes: GAME.FREEZE_MAX,
+    lastActivity: iso(lastAt), lastActivityDate: lastAt === null ? null : dayIso(utcDay(lastAt)), today: dayIso(today),
+    timezone: 'UTC', alive, activeToday: missed !== null && missed < 0,
+    freezesNeeded: alive && missed !== null ? Math.max(0, missed) : 0,
+  };
+}
+
+async function publishOutcome(userId, { day, week }, reply, now) {
   // gamification.managers.engine._publish, after the response: leaderboard entry and derived events
   const out = JSON.parse(reply);
   const xp = out.xp || {};
@@ -320,6 +335,7 @@ async function publishOutcome(userId, { day, week }, reply) {
     multi.zadd(board, 'GT', xp.week || 0, userId);
     multi.expireat(board, weekStartSeconds(week) + (GAME.LEADERBOARD_WEEKS_KEPT + 1) * 7 * 86_400);
   }
+  if (out.streak && out.streak.changed) stageEvent(multi, userId, 'streak.updated', streakView(out.streak, now));
   const flat = Array.isArray(out.stats) ? out.stats : [];
   const raw = Object.fromEntries(flat.flatMap((v, i) => (i % 2 ? [] : [[v, flat[i + 1]]])));
   const num = (name) => parseInt(raw[name] || '0', 10);
@@ -333,7 +349,10 @@ async function publishOutcome(userId, { day, week }, reply) {
   if (xp.awarded) {
     stageEvent(multi, userId, 'xp.awarded', { amount: xp.awarded, total: xp.total || 0, week, weekXp: xp.week || 0 });
   }
-  if (multi.length) await multi.exec();
+  for (const id of Array.isArray(out.achievements) ? out.achievements : []) {
+    stageEvent(multi, userId, 'achievement.awarded', { ...CONFIG.achievements[id], awardedAt: iso(now) });
+  }
+  if (multi.length > 1) await multi.exec(); // more than the MULTI itself
 }
 
 async function saveMessages(actor, body) {
@@ -404,11 +423,11 @@ async function saveMessages(actor, body) {
     multi.xadd(keys.outbox(), '*', 'op', 'upsert', 'kind', 'message', 'userId', actor, 'chatId', m.chatId, 'messageId', m.id);
     stageEvent(multi, actor, 'message.created', rendered[i], m.chatId);
   });
-  const before = multi.length;
+  const before = multi.length - 1; // the queue holds MULTI itself; the replies do not
   const staged = stageActivity(multi, user, messages, now);
   const written = results(await multi.exec());
   staged.forEach((outcome, i) => {
-    setImmediate(() => publishOutcome(actor, outcome, written[before + i]).catch((e) => console.error(e)));
+    setImmediate(() => publishOutcome(actor, outcome, written[before + i], now).catch((e) => console.error(e)));
   });
   return rendered;
 }
