@@ -243,7 +243,7 @@ async def check_reads(server: Server, peer: Peer, fixture: Fixture, ops: list[Op
     """Every read answers the same JSON on both sides (plus a cursor page and a 404)."""
     extra = [
         Operation("chat page after a cursor", "GET", "/api/storage/chat?limit=5&endingBefore={f.post_chat}"),
-        Operation("message page after a cursor", "GET", "/api/storage/message?chatId={f.read_chat}&limit=7"),
+        Operation("message page of 7", "GET", "/api/storage/message?chatId={f.read_chat}&limit=7"),
         Operation("unknown chat", "GET", "/api/storage/chat/no-such-chat", 404),
         Operation("bad token", "GET", "/api/storage/chat?limit=20", 401),
     ]
@@ -374,7 +374,7 @@ class Stats:
 
 
 def run_wrk(
-    port: int, op: Operation, fixture: Fixture, script_dir: Path, args: argparse.Namespace, seconds: float
+    port: int, op: Operation, fixture: Fixture, script_dir: Path, args: argparse.Namespace, seconds: int
 ) -> dict[str, int]:
     """One wrk run against ``port``; its ``done`` hook's summary."""
     method, path, body = op.target(fixture)
@@ -386,7 +386,7 @@ def run_wrk(
             auth=lua_string(fixture.auth["Authorization"]),
         )
     )
-    argv = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds:g}s", "-s", str(script)]
+    argv = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds}s", "-s", str(script)]
     argv.append(f"http://{HOST}:{port}{path}")
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     match = re.search(r"^WRK-JSON (.*)$", done.stdout, re.MULTILINE)
@@ -452,14 +452,17 @@ async def run(args: argparse.Namespace) -> None:
         finally:
             if peer is not None:
                 peer.stop()
+                complaints = (data_dir / "peer.log").read_text().splitlines()[1:]  # after "listening on"
+                if complaints:
+                    print("peer log:\n" + "\n".join(complaints[-20:]))
             server.stop()
             print(f"\nremoved {server.delete_keys()} keys under {server.prefix}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per operation, side and round")
-    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds per operation and side")
+    parser.add_argument("--seconds", type=int, default=5, help="measured seconds (whole) per operation, side and round")
+    parser.add_argument("--warmup", type=int, default=1, help="unmeasured seconds per operation and side")
     parser.add_argument("--rounds", type=int, default=4, help="rounds per operation (sides alternate first)")
     parser.add_argument("--connections", type=int, default=16, help="wrk keep-alive connections")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (the client shares the machine's cores)")
