@@ -206,8 +206,8 @@ async function listMessages(actor, params) {
   if (!ids.length) return { messages: [], hasMore };
   const read = redis.pipeline();
   for (const id of ids) read.hgetall(keys.chatMessage(chatId, id));
-  const found_ = results(await read.exec()).filter((raw) => raw && raw.id !== undefined);
-  return { messages: found_.map(renderMessage), hasMore };
+  const stored = results(await read.exec()).filter((raw) => raw && raw.id !== undefined);
+  return { messages: stored.map(renderMessage), hasMore };
 }
 
 // --- the message write (MessageManager.save, events.stage, outbox.stage, gamification) -------------
