@@ -1,0 +1,492 @@
+'use strict';
+/*
+ * The Node peer of the Mookti storage API, for side-by-side benchmarks (bench/peer.py).
+ *
+ * A plain node:http server with ioredis over the service's own Redis keys and key prefix,
+ * answering the benchmarked operations with the API's JSON:
+ *   GET  /api/storage/chat?limit=&startingAfter=&endingBefore=&orderBy=   list chats (keyset page)
+ *   GET  /api/storage/chat/:id                                           get a chat
+ *   GET  /api/storage/message?chatId=&limit=&startingAfter=&endingBefore= read messages
+ *   POST /api/storage/message                                            save one message or a batch
+ * Auth: the hashed bearer token (token:{sha256} -> userId), one round trip.
+ *
+ * The Lua scripts are the service's own (bench/peer.py extracts them from the repository's
+ * source into a JSON file, PEER_SCRIPTS), and so are the settings the writes depend on
+ * (PEER_CONFIG: message limits, event-stream retention, gamification rules). Standalone
+ * Redis only (one MULTI/EXEC per write, as the service does on a standalone server).
+ *
+ * Not done, unlike the service: the channel-layer pokes for websockets after a write, learners
+ * whose timezone is not UTC (answered 501), the service key, and every endpoint not listed above.
+ */
+
+const crypto = require('node:crypto');
+const fs = require('node:fs');
+const http = require('node:http');
+const Redis = require('ioredis');
+
+const CONFIG = JSON.parse(process.env.PEER_CONFIG);
+const SCRIPTS = JSON.parse(fs.readFileSync(process.env.PEER_SCRIPTS, 'utf8'));
+const PREFIX = CONFIG.prefix;
+const GAME = CONFIG.gamification;
+const DAY_US = 24 * 3600 * 1_000_000;
+const MESSAGE_TIMES_RETENTION_US = 31 * DAY_US;
+const FUTURE_SKEW_US = 60 * 1_000_000;
+const ROLES = ['user', 'assistant', 'system'];
+const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/;
+const TOKEN_PREFIX = 'mkt_';
+const LIMITS_JSON = JSON.stringify(CONFIG.messageLimits);
+
+const redis = new Redis(process.env.REDIS_URL || 'redis://127.0.0.1:6379/0', { enableAutoPipelining: false });
+
+// --- keys (storage/keys.py, mookti/keys.py, gamification/keys.py) -------------------------------
+const keys = {
+  user: (uid) => `${PREFIX}user:{${uid}}`,
+  userChats: (uid) => `${PREFIX}user:{${uid}}:chats`,
+  userChatsByActivity: (uid) => `${PREFIX}user:{${uid}}:chats-by-activity`,
+  userMessageTimes: (uid) => `${PREFIX}user:{${uid}}:message-times`,
+  token: (digest) => `${PREFIX}token:{${digest}}`,
+  chat: (cid) => `${PREFIX}chat:{${cid}}`,
+  chatMessages: (cid) => `${PREFIX}chat:{${cid}}:messages`,
+  chatMessage: (cid, mid) => `${PREFIX}chat:{${cid}}:message:${mid}`,
+  messageChat: (mid) => `${PREFIX}message-chat:{${mid}}`,
+  outbox: () => `${PREFIX}outbox:index`,
+  events: (uid) => `${PREFIX}user:{${uid}}:events`,
+  streak: (uid) => `${PREFIX}user:{${uid}}:streak`,
+  streakDays: (uid) => `${PREFIX}user:{${uid}}:streak-days`,
+  stats: (uid, day) => `${PREFIX}user:{${uid}}:stats:${day}`,
+  totals: (uid) => `${PREFIX}user:{${uid}}:totals`,
+  weeklyXp: (uid) => `${PREFIX}user:{${uid}}:xp-weekly`,
+  achievements: (uid) => `${PREFIX}user:{${uid}}:achievements`,
+  activityIds: (uid) => `${PREFIX}user:{${uid}}:activity-ids`,
+  leaderboard: (week) => `${PREFIX}leaderboard:weekly:{${week}}`,
+};
+
+// --- errors (storage/errors.py's one format) -----------------------------------------------------
+class ApiError extends Error {
+  constructor(status, code, message, fields, headers) {
+    super(message);
+    Object.assign(this, { status, code, fields, headers });
+  }
+}
+const notFound = (what, message) =>
+  new ApiError(404, `not_found:${what}`, message || `${what[0].toUpperCase()}${what.slice(1)} not found.`);
+const invalid = (field, message) => new ApiError(400, 'bad_request:api', 'Invalid input.', { [field]: [message] });
+
+// --- ids and time (storage/ids.py) ---------------------------------------------------------------
+const nowUs = () => Date.now() * 1000;
+const iso = (us) => (us === null || us === undefined ? null : new Date(Math.floor(us / 1000)).toISOString());
+
+function newId() {
+  // UUIDv7, as storage.ids.new_id
+  const bytes = crypto.randomBytes(16);
+  let ms = BigInt(Date.now());
+  for (let i = 5; i >= 0; i--) {
+    bytes[i] = Number(ms & 0xffn);
+    ms >>= 8n;
+  }
+  bytes[6] = (bytes[6] & 0x0f) | 0x70;
+  bytes[8] = (bytes[8] & 0x3f) | 0x80;
+  const hex = bytes.toString('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+function parseTimestamp(value, field) {
+  if (typeof value === 'number' && Number.isFinite(value) && value >= 0 && value < 1e14) return Math.trunc(value * 1000);
+  if (typeof value === 'string' && value.length <= 40) {
+    const ms = Date.parse(/[zZ]|[+-]\d\d:?\d\d$/.test(value) ? value : `${value}Z`);
+    if (!Number.isNaN(ms)) return ms * 1000;
+  }
+  throw invalid(field, 'Use an ISO-8601 timestamp or epoch milliseconds.');
+}
+
+// --- decoding (storage/managers/*.py) ------------------------------------------------------------
+function chatOut(raw) {
+  if (!raw || raw.id === undefined) return null;
+  return {
+    id: raw.id,
+    userId: raw.userId ?? '',
+    title: raw.title ?? '',
+    visibility: raw.visibility ?? 'private',
+    createdAt: parseInt(raw.createdAt ?? '0', 10),
+    lastMessageAt: raw.lastMessageAt ? parseInt(raw.lastMessageAt, 10) : null,
+  };
+}
+
+const renderChat = (c) => ({ ...c, createdAt: iso(c.createdAt), lastMessageAt: iso(c.lastMessageAt) });
+
+function renderMessage(raw) {
+  return {
+    id: raw.id,
+    chatId: raw.chatId ?? '',
+    role: raw.role ?? 'user',
+    parts: JSON.parse(raw.parts || '[]'),
+    attachments: JSON.parse(raw.attachments || '[]'),
+    content: raw.content ?? '',
+    createdAt: iso(parseInt(raw.createdAt ?? '0', 10)),
+  };
+}
+
+const canRead = (chat, actor) => chat !== null && (chat.userId === actor || chat.visibility === 'public');
+
+// --- auth (storage/auth.py, TokenManager.user_for) -------------------------------------------------
+async function authenticate(req) {
+  const header = req.headers.authorization || '';
+  const space = header.indexOf(' ');
+  const scheme = space < 0 ? header : header.slice(0, space);
+  const token = space < 0 ? '' : header.slice(space + 1).trim();
+  if (!header) throw new ApiError(401, 'unauthorized:auth', 'Authentication credentials were not provided.');
+  if (scheme !== 'Bearer' || !token) throw new ApiError(401, 'unauthorized:auth', "Use 'Authorization: Bearer <token>'.");
+  let userId = null;
+  if (token.startsWith(TOKEN_PREFIX) && token.length <= 128) {
+    userId = await redis.hget(keys.token(crypto.createHash('sha256').update(token).digest('hex')), 'userId');
+  }
+  if (!userId) throw new ApiError(401, 'unauthorized:auth', 'Invalid, expired or revoked token.');
+  return userId;
+}
+
+// --- paging (storage/managers/paging.py) -----------------------------------------------------------
+function pageOf(params, order) {
+  const limit = params.has('limit') ? Number(params.get('limit')) : 20;
+  if (!Number.isInteger(limit) || limit < 1 || limit > 100) throw invalid('limit', 'Must be an integer from 1 to 100.');
+  const after = params.get('startingAfter');
+  const before = params.get('endingBefore');
+  for (const [name, value] of [['startingAfter', after], ['endingBefore', before]]) {
+    if (value !== null && !ID_PATTERN.test(value)) throw invalid(name, 'Not a valid id.');
+  }
+  if (after !== null && before !== null) throw invalid('endingBefore', 'Use startingAfter or endingBefore, not both.');
+  return { limit, cursor: after ?? before ?? '', side: after !== null ? 'newer' : 'older', order };
+}
+
+const queuePage = (pipe, page, zset) => pipe.eval(SCRIPTS.page, 1, zset, page.cursor, page.side, page.order, page.limit + 1);
+
+function splitPage(reply, page) {
+  const ids = reply.slice(1);
+  return { found: Number(reply[0]) === 1, ids: ids.slice(0, page.limit), hasMore: ids.length > page.limit };
+}
+
+function results(replies) {
+  return replies.map(([error, value]) => {
+    if (error) throw error;
+    return value;
+  });
+}
+
+// --- reads -------------------------------------------------------------------------------------------
+async function listChats(actor, params) {
+  const orderBy = params.get('orderBy') ?? 'createdAt';
+  const index = { createdAt: keys.userChats, lastMessageAt: keys.userChatsByActivity }[orderBy];
+  if (!index) throw invalid('orderBy', `"${orderBy}" is not a valid choice.`);
+  const page = pageOf(params, 'desc');
+  const [reply] = results(await queuePage(redis.pipeline(), page, index(actor)).exec());
+  const { found, ids, hasMore } = splitPage(reply, page);
+  if (!found) throw notFound('chat', 'The cursor chat was not found.');
+  if (!ids.length) return { chats: [], hasMore };
+  const pipe = redis.pipeline();
+  for (const id of ids) pipe.hgetall(keys.chat(id));
+  const chats = results(await pipe.exec()).map(chatOut).filter(Boolean).map(renderChat);
+  return { chats, hasMore };
+}
+
+async function getChat(actor, chatId) {
+  if (!ID_PATTERN.test(chatId)) throw invalid('id', 'Not a valid id.');
+  const chat = chatOut(await redis.hgetall(keys.chat(chatId)));
+  if (!canRead(chat, actor)) throw notFound('chat');
+  return renderChat(chat);
+}
+
+async function listMessages(actor, params) {
+  const chatId = params.get('chatId');
+  if (chatId === null || !ID_PATTERN.test(chatId)) throw invalid('chatId', 'Not a valid id.');
+  const page = pageOf(params, 'asc');
+  const pipe = redis.pipeline().hgetall(keys.chat(chatId));
+  const [rawChat, reply] = results(await queuePage(pipe, page, keys.chatMessages(chatId)).exec());
+  if (!canRead(chatOut(rawChat), actor)) throw notFound('chat');
+  const { found, ids, hasMore } = splitPage(reply, page);
+  if (!found) throw notFound('message', 'The cursor message was not found.');
+  if (!ids.length) return { messages: [], hasMore };
+  const read = redis.pipeline();
+  for (const id of ids) read.hgetall(keys.chatMessage(chatId, id));
+  const stored = results(await read.exec()).filter((raw) => raw && raw.id !== undefined);
+  return { messages: stored.map(renderMessage), hasMore };
+}
+
+// --- the message write (MessageManager.save, events.stage, outbox.stage, gamification) -------------
+const textOf = (parts) =>
+  parts
+    .filter((p) => p && typeof p === 'object' && p.type === 'text' && typeof p.text === 'string')
+    .map((p) => p.text)
+    .filter(Boolean)
+    .join('\n');
+
+function messageInput(item, index) {
+  if (!item || typeof item !== 'object' || Array.isArray(item)) throw invalid('messages', 'Expected an object.');
+  if (typeof item.chatId !== 'string' || !ID_PATTERN.test(item.chatId)) throw invalid('chatId', 'Not a valid id.');
+  if (!ROLES.includes(item.role)) throw invalid('role', `"${item.role}" is not a valid choice.`);
+  if (item.id !== undefined && (typeof item.id !== 'string' || !ID_PATTERN.test(item.id))) throw invalid('id', 'Not a valid id.');
+  if (item.parts === undefined && item.content === undefined) throw invalid('parts', 'Send parts (or content).');
+  if (item.parts !== undefined && !Array.isArray(item.parts)) throw invalid('parts', 'Expected a list of items.');
+  return {
+    id: item.id,
+    chatId: item.chatId,
+    role: item.role,
+    parts: item.parts ?? [{ type: 'text', text: item.content ?? '' }],
+    attachments: item.attachments ?? [],
+    content: item.content ?? '',
+    createdAt: item.createdAt === undefined ? undefined : parseTimestamp(item.createdAt, 'createdAt'),
+    index,
+  };
+}
+
+function encodeMessage(m) {
+  return ['id', m.id, 'chatId', m.chatId, 'role', m.role, 'parts', JSON.stringify(m.parts),
+    'attachments', JSON.stringify(m.attachments), 'content', m.content, 'createdAt', String(m.createdAt)];
+}
+
+function stageEvent(multi, userId, type, data, chatId) {
+  // events.stage: XADD to the user's replay stream, then the trim/expiry script
+  const stream = keys.events(userId);
+  const fields = ['type', type, 'data', JSON.stringify(data)];
+  if (chatId) fields.push('chatId', chatId);
+  multi.xadd(stream, 'MAXLEN', '~', CONFIG.eventsMaxlen, '*', ...fields);
+  const oldestKept = `${Date.now() - CONFIG.eventsRetention * 1000}-0`;
+  multi.eval(SCRIPTS.afterAppend, 1, stream, oldestKept, CONFIG.eventsRetention);
+}
+
+// Calendar arithmetic of gamification.days, for UTC learners.
+const EPOCH_ORDINAL = 719163; // date(1970, 1, 1).toordinal()
+const utcDay = (us) => Math.floor(us / DAY_US);
+const dayIso = (day) => new Date(day * 86_400_000).toISOString().slice(0, 10);
+
+function isoWeek(us) {
+  const d = new Date(Math.floor(us / 1000));
+  const date = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate()));
+  const weekday = date.getUTCDay() || 7;
+  date.setUTCDate(date.getUTCDate() + 4 - weekday);
+  const yearStart = Date.UTC(date.getUTCFullYear(), 0, 1);
+  const week = Math.ceil(((date - yearStart) / 86_400_000 + 1) / 7);
+  return `${date.getUTCFullYear()}-W${String(week).padStart(2, '0')}`;
+}
+
+function weekStartSeconds(week) {
+  const [year, number] = week.split('-W').map(Number);
+  const jan4 = Date.UTC(year, 0, 4);
+  const monday = jan4 - (((new Date(jan4).getUTCDay() || 7) - 1) * 86_400_000);
+  return (monday + (number - 1) * 7 * 86_400_000) / 1000;
+}
+
+function stageActivity(multi, user, messages, now) {
+  // gamification.managers.activity.stage_messages: the learner's messages of one local day are one activity
+  const byDay = new Map();
+  for (const m of messages) {
+    if (m.role !== 'user') continue;
+    const moment = Math.min(m.createdAt || now, now);
+    if (now - GAME.BACKFILL_DAYS * DAY_US <= moment && moment <= now + FUTURE_SKEW_US) {
+      const day = utcDay(moment);
+      byDay.set(day, [...(byDay.get(day) || []), moment]);
+    }
+  }
+  const staged = [];
+  for (const [day, moments] of byDay) {
+    const moment = Math.max(...moments);
+    const week = isoWeek(moment);
+    const act = {
+      type: 'message', xp: GAME.XP.message * moments.length, messages: moments.length, seconds: 0, items: 0,
+      streak: true, id: '', t: String(moment), day: day + EPOCH_ORDINAL,
+      back: Array.from({ length: GAME.FREEZE_MAX + 2 }, (_, i) => String((day - i) * DAY_US)),
+      fwd: Array.from({ length: GAME.BACKFILL_DAYS + 2 }, (_, i) => String((day + 1 + i) * DAY_US)),
+    };
+    const args = {
+      now: String(now), week, statsExpireAt: (day + GAME.STATS_RETENTION_DAYS + 1) * 86_400,
+      rules: CONFIG.rules, earnEvery: GAME.FREEZE_EARN_EVERY, maxFreezes: GAME.FREEZE_MAX,
+      keep: Math.max(60, GAME.BACKFILL_DAYS + GAME.FREEZE_MAX + 10), goalXpPerDay: GAME.GOAL_XP_PER_DAY,
+      seenSince: String(now - (GAME.BACKFILL_DAYS + 2) * DAY_US), act,
+    };
+    const uid = user.id;
+    multi.eval(SCRIPTS.recordActivity, 7, keys.streak(uid), keys.streakDays(uid), keys.stats(uid, dayIso(day)),
+      keys.totals(uid), keys.weeklyXp(uid), keys.achievements(uid), keys.activityIds(uid), JSON.stringify(args));
+    staged.push({ day, week });
+  }
+  return staged;
+}
+
+function streakView(reported, now) {
+  // gamification.managers.engine.streak_view for a UTC learner
+  const stored = parseInt(reported.current || '0', 10);
+  const freezes = parseInt(reported.freezes || '0', 10);
+  const lastAt = reported.lastAt ? parseInt(reported.lastAt, 10) : null;
+  const today = utcDay(now);
+  const missed = lastAt === null ? null : today - utcDay(lastAt) - 1;
+  const alive = stored > 0 && missed !== null && missed <= freezes;
+  return {
+    current: alive ? stored : 0, longest: parseInt(reported.longest || '0', 10), freezes, maxFreezes: GAME.FREEZE_MAX,
+    lastActivity: iso(lastAt), lastActivityDate: lastAt === null ? null : dayIso(utcDay(lastAt)), today: dayIso(today),
+    timezone: 'UTC', alive, activeToday: missed !== null && missed < 0,
+    freezesNeeded: alive && missed !== null ? Math.max(0, missed) : 0,
+  };
+}
+
+async function publishOutcome(userId, { day, week }, reply, now) {
+  // gamification.managers.engine._publish, after the response: leaderboard entry and derived events
+  const out = JSON.parse(reply);
+  const xp = out.xp || {};
+  const multi = redis.multi();
+  if (xp.awarded > 0) {
+    const board = keys.leaderboard(week);
+    multi.zadd(board, 'GT', xp.week || 0, userId);
+    multi.expireat(board, weekStartSeconds(week) + (GAME.LEADERBOARD_WEEKS_KEPT + 1) * 7 * 86_400);
+  }
+  if (out.streak && out.streak.changed) stageEvent(multi, userId, 'streak.updated', streakView(out.streak, now));
+  const flat = Array.isArray(out.stats) ? out.stats : [];
+  const raw = Object.fromEntries(flat.flatMap((v, i) => (i % 2 ? [] : [[v, flat[i + 1]]])));
+  const num = (name) => parseInt(raw[name] || '0', 10);
+  const stats = {
+    date: dayIso(day), messages: num('messages'), minutes: Math.floor(num('seconds') / 60), xp: num('xp'),
+    itemsCompleted: num('items'), goalsCompleted: num('goals'),
+  };
+  if (stats.messages || stats.minutes || stats.xp || stats.itemsCompleted || stats.goalsCompleted) {
+    stageEvent(multi, userId, 'stats.updated', stats);
+  }
+  if (xp.awarded) {
+    stageEvent(multi, userId, 'xp.awarded', { amount: xp.awarded, total: xp.total || 0, week, weekXp: xp.week || 0 });
+  }
+  for (const id of Array.isArray(out.achievements) ? out.achievements : []) {
+    stageEvent(multi, userId, 'achievement.awarded', { ...CONFIG.achievements[id], awardedAt: iso(now) });
+  }
+  if (multi.length > 1) await multi.exec(); // more than the MULTI itself
+}
+
+async function saveMessages(actor, body) {
+  const batch = body && typeof body === 'object' && !Array.isArray(body) && 'messages' in body ? body.messages : [body];
+  if (!Array.isArray(batch) || !batch.length || batch.length > 100) throw invalid('messages', 'Send 1 to 100 messages.');
+  const messages = batch.map(messageInput);
+  const now = nowUs();
+  for (const m of messages) {
+    m.id = m.id || newId();
+    m.createdAt = m.createdAt || now + m.index * 1000;
+    if (!m.content) m.content = textOf(m.parts);
+    delete m.index;
+  }
+  const chatIds = [...new Set(messages.map((m) => m.chatId))];
+  const timesKey = keys.userMessageTimes(actor);
+  const quota = messages.filter((m) => m.role === 'user').map((m) => `${m.chatId}/${m.id}`);
+
+  // one read round trip: the chats, the id claims, the user, and the quota reservation
+  const read = redis.pipeline();
+  for (const cid of chatIds) read.hgetall(keys.chat(cid));
+  for (const m of messages) read.get(keys.messageChat(m.id));
+  read.hgetall(keys.user(actor));
+  read.eval(SCRIPTS.reserveQuota, 2, keys.user(actor), timesKey, now, now - DAY_US,
+    now - MESSAGE_TIMES_RETENTION_US, LIMITS_JSON, ...quota);
+  const replies = results(await read.exec());
+  const [userRaw, reservation] = replies.slice(-2);
+  const chats = new Map();
+  let user;
+  try {
+    chatIds.forEach((cid, i) => {
+      const chat = chatOut(replies[i]);
+      if (chat === null || chat.userId !== actor) throw notFound('chat');
+      chats.set(cid, chat);
+    });
+    messages.forEach((m, i) => {
+      if (replies[chatIds.length + i]) throw new ApiError(409, 'conflict:api', `Message ${m.id} already exists.`, { id: ['already exists'] });
+    });
+    if (!userRaw || userRaw.id === undefined) throw notFound('user');
+    user = { id: userRaw.id, timezone: userRaw.timezone || 'UTC' };
+    if (quota.length && user.timezone !== 'UTC') throw new ApiError(501, 'not_implemented:peer', 'The peer keeps UTC learners only.');
+  } catch (error) {
+    if (quota.length && Number(reservation[0]) === 1) await redis.zrem(timesKey, ...quota);
+    throw error;
+  }
+  if (Number(reservation[0]) === 0) {
+    const [, limit, kind, oldest] = reservation;
+    const freesAt = oldest ? parseInt(oldest, 10) + DAY_US : now + DAY_US;
+    const retryAfter = Math.max(1, Math.floor((freesAt - now) / 1_000_000) + 1);
+    throw new ApiError(429, 'rate_limit:chat', `Daily message limit of ${limit} reached for ${kind} users.`, undefined,
+      { 'Retry-After': String(retryAfter) });
+  }
+
+  // one write round trip: MULTI/EXEC of every step
+  const multi = redis.multi();
+  for (const [cid, chat] of chats) {
+    const group = messages.filter((m) => m.chatId === cid);
+    let last = Math.max(...group.map((m) => m.createdAt));
+    if (chat.lastMessageAt && chat.lastMessageAt > last) last = chat.lastMessageAt;
+    chat.lastMessageAt = last;
+    for (const m of group) multi.hset(keys.chatMessage(cid, m.id), ...encodeMessage(m));
+    multi.zadd(keys.chatMessages(cid), ...group.flatMap((m) => [m.createdAt, m.id]));
+    multi.eval(SCRIPTS.raiseField, 1, keys.chat(cid), 'lastMessageAt', last);
+  }
+  for (const m of messages) multi.set(keys.messageChat(m.id), `${m.chatId}/${actor}`);
+  for (const [cid, chat] of chats) multi.zadd(keys.userChatsByActivity(actor), 'GT', chat.lastMessageAt, cid);
+  const rendered = messages.map((m) => ({ ...m, createdAt: iso(m.createdAt) }));
+  messages.forEach((m, i) => {
+    multi.xadd(keys.outbox(), '*', 'op', 'upsert', 'kind', 'message', 'userId', actor, 'chatId', m.chatId, 'messageId', m.id);
+    stageEvent(multi, actor, 'message.created', rendered[i], m.chatId);
+  });
+  const before = multi.length - 1; // the queue holds MULTI itself; the replies do not
+  const staged = stageActivity(multi, user, messages, now);
+  const written = results(await multi.exec());
+  staged.forEach((outcome, i) => {
+    setImmediate(() => publishOutcome(actor, outcome, written[before + i], now).catch((e) => console.error(e)));
+  });
+  return rendered;
+}
+
+// --- HTTP ----------------------------------------------------------------------------------------
+function send(res, status, payload, headers) {
+  const body = JSON.stringify(payload);
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body), ...headers });
+  res.end(body);
+}
+
+function readBody(req) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    req.on('data', (chunk) => chunks.push(chunk));
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+async function route(req) {
+  const url = new URL(req.url, 'http://peer');
+  const path = url.pathname.replace(/\/$/, '');
+  if (path === '/api/health') return [200, { status: 'ok' }];
+  const actor = await authenticate(req);
+  if (path === '/api/storage/chat' && req.method === 'GET') return [200, await listChats(actor, url.searchParams)];
+  const chat = /^\/api\/storage\/chat\/([^/]+)$/.exec(path);
+  if (chat && req.method === 'GET') return [200, await getChat(actor, decodeURIComponent(chat[1]))];
+  if (path === '/api/storage/message' && req.method === 'GET') return [200, await listMessages(actor, url.searchParams)];
+  if (path === '/api/storage/message' && req.method === 'POST') {
+    let body;
+    try {
+      body = JSON.parse(await readBody(req));
+    } catch {
+      throw new ApiError(400, 'bad_request:api', 'JSON parse error.');
+    }
+    return [201, await saveMessages(actor, body)];
+  }
+  throw new ApiError(404, 'not_found:api', 'Not found.');
+}
+
+const server = http.createServer((req, res) => {
+  route(req).then(
+    ([status, payload]) => send(res, status, payload),
+    (error) => {
+      if (!(error instanceof ApiError)) {
+        console.error(error);
+        error = new ApiError(500, 'error:api', 'Internal error.');
+      }
+      const body = { error: { code: error.code, message: error.message, ...(error.fields ? { fields: error.fields } : {}) } };
+      const headers = { ...(error.headers || {}), ...(error.status === 401 ? { 'WWW-Authenticate': 'Bearer' } : {}) };
+      send(res, error.status, body, headers);
+    },
+  );
+});
+server.keepAliveTimeout = 60_000;
+server.listen(Number(process.env.PORT || 8787), process.env.HOST || '127.0.0.1', () => {
+  console.log(`peer listening on ${server.address().address}:${server.address().port}`);
+});
+const stop = () => server.close(() => redis.quit().finally(() => process.exit(0)));
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
