@@ -6,6 +6,7 @@ auth User and Group included) lands on the Mookti site, which adds the Redis pag
 
 from django.apps import AppConfig
 from django.contrib.admin import apps as admin_apps
+from django.utils.module_loading import autodiscover_modules
 
 
 class StaffConfig(AppConfig):
@@ -14,6 +15,10 @@ class StaffConfig(AppConfig):
     name = "storage.staff"
     label = "staff"
     default = True
+
+    def ready(self) -> None:
+        # every installed app's ``staff`` module registers its pages and panels (storage.staff.registry)
+        autodiscover_modules("staff")
 
 
 class MooktiAdminConfig(admin_apps.AdminConfig):

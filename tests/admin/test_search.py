@@ -13,9 +13,9 @@ from mookti import keys as mookti_keys
 from mookti.redis import get_redis
 from storage.managers import chats, documents, messages, users
 from storage.search import keys as search_keys
+from storage.search import staff as search_staff
 from storage.search.vectors import get_vector_store, user_namespace
 from storage.staff import keys as staff_keys
-from storage.staff.views import integrations
 from tests.admin.conftest import drain_indexer
 
 
@@ -142,10 +142,11 @@ def test_operations_page_shows_the_indexer_and_retries_dead_letters(staff_client
         {**letter, "messageId": library["messages"][0]["id"], "error": "boom", "attempts": "5"},
     )
     page = staff_client.get(reverse("admin:mookti_operations"))
-    indexer = page.context["indexer"]
+    panels = {panel["name"]: panel["context"] for panel in page.context["panels"]}
+    indexer = panels["indexer"]
     assert dict(indexer["rows"])["Dead letters"] == 1
     assert "boom" in indexer["dead_entries"][0]["summary"]
-    assert dict(page.context["vectors"]["rows"])["Vectors"] >= 4
+    assert dict(panels["vectors"]["rows"])["Vectors"] >= 4
     assert reverse("admin:mookti_retry_dead") in page.content.decode()
 
     confirm = staff_client.get(reverse("admin:mookti_retry_dead"))
@@ -162,6 +163,6 @@ def test_operations_page_shows_the_indexer_and_retries_dead_letters(staff_client
 
 
 def test_backends_name_the_configured_vector_store(search_backends) -> None:
-    described = integrations.backends()
+    described = search_staff.backends()
     assert described["vector_store"].startswith("lancedb:")
     assert str(search_backends) in described["vector_store"]

@@ -1,6 +1,8 @@
 """Admin pages over Mookti's Redis data: URL patterns and the index page's "Mookti data" section.
 
-All names live in the admin namespace (``admin:mookti_users``, ``admin:mookti_user`` ...).
+The admin's own pages (users, chats, documents, operations, raw keys) are listed here; apps add
+theirs through :mod:`storage.staff.registry`. All names live in the admin namespace
+(``admin:mookti_users``, ``admin:mookti_user`` ...).
 """
 
 from __future__ import annotations
@@ -9,55 +11,50 @@ from typing import Any
 
 from django.urls import URLPattern, path, reverse
 
-from storage.staff.views import actions, entities, keybrowser, operations, search
+from storage.staff import registry
+from storage.staff.registry import Page
+from storage.staff.views import actions, entities, keybrowser, operations
 from storage.staff.views.common import page, render
 
 APP_LABEL = "mookti"
 
-# (url name, title, index object name) of the pages listed on the admin index
-INDEX_PAGES = [
-    ("mookti_users", "Users", "users"),
-    ("mookti_search", "Semantic search", "search"),
-    ("mookti_operations", "Operations", "operations"),
-    ("mookti_keys", "Raw keys", "keys"),
+OWN_PAGES = [
+    Page("users/", entities.user_list, "mookti_users", "Users", order=10),
+    Page("users/<str:user_id>/", entities.user_detail, "mookti_user"),
+    Page("users/<str:user_id>/type/", actions.change_user_type, "mookti_user_type"),
+    Page("users/<str:user_id>/delete/", actions.delete_user, "mookti_user_delete"),
+    Page("chats/<str:chat_id>/", entities.chat_detail, "mookti_chat"),
+    Page("chats/<str:chat_id>/delete/", actions.delete_chat, "mookti_chat_delete"),
+    Page("documents/<str:document_id>/", entities.document_detail, "mookti_document"),
+    Page("operations/", operations.operations, "mookti_operations", "Operations", order=30),
+    Page("keys/", keybrowser.key_list, "mookti_keys", "Raw keys", order=40),
+    Page("keys/view/", keybrowser.key_detail, "mookti_key"),
+    Page("keys/delete/", keybrowser.key_delete, "mookti_key_delete"),
 ]
 
 
+def all_pages() -> list[Page]:
+    return [*OWN_PAGES, *registry.pages()]
+
+
 def urlpatterns(site) -> list[URLPattern]:
-    routes = [
-        ("", overview, "mookti_index"),
-        ("users/", entities.user_list, "mookti_users"),
-        ("users/<str:user_id>/", entities.user_detail, "mookti_user"),
-        ("users/<str:user_id>/goals/", entities.user_goals, "mookti_user_goals"),
-        ("users/<str:user_id>/type/", actions.change_user_type, "mookti_user_type"),
-        ("users/<str:user_id>/delete/", actions.delete_user, "mookti_user_delete"),
-        ("users/<str:user_id>/reindex/", actions.reindex_user, "mookti_user_reindex"),
-        ("users/<str:user_id>/restore-streak/", actions.restore_streak, "mookti_user_restore_streak"),
-        ("chats/<str:chat_id>/", entities.chat_detail, "mookti_chat"),
-        ("chats/<str:chat_id>/delete/", actions.delete_chat, "mookti_chat_delete"),
-        ("documents/<str:document_id>/", entities.document_detail, "mookti_document"),
-        ("search/", search.semantic_search, "mookti_search"),
-        ("operations/", operations.operations, "mookti_operations"),
-        ("operations/retry-dead-letters/", operations.retry_dead_letters, "mookti_retry_dead"),
-        ("keys/", keybrowser.key_list, "mookti_keys"),
-        ("keys/view/", keybrowser.key_detail, "mookti_key"),
-        ("keys/delete/", keybrowser.key_delete, "mookti_key_delete"),
-    ]
-    return [path(f"{APP_LABEL}/{route}", page(site, view), name=name) for route, view, name in routes]
+    routes = [path(f"{APP_LABEL}/", page(site, overview), name="mookti_index")]
+    return routes + [path(f"{APP_LABEL}/{p.route}", page(site, p.view), name=p.name) for p in all_pages()]
 
 
 def app_entry(site) -> dict[str, Any]:
     """The index page's section for these pages, shaped like one of Django's apps."""
+    listed = sorted((p for p in all_pages() if p.title), key=lambda p: p.order)
     models = [
         {
-            "name": title,
-            "object_name": object_name,
-            "admin_url": reverse(f"admin:{name}", current_app=site.name),
+            "name": p.title,
+            "object_name": p.name.removeprefix("mookti_"),
+            "admin_url": reverse(f"admin:{p.name}", current_app=site.name),
             "add_url": None,
             "view_only": True,
             "perms": {"view": True},
         }
-        for name, title, object_name in INDEX_PAGES
+        for p in listed
     ]
     return {
         "name": "Mookti data",

@@ -1,27 +1,22 @@
-"""What every admin page shares: rendering inside the admin, bad input, times, the audit trail."""
+"""What every admin page shares (and apps' ``staff`` modules use): rendering inside the admin, bad input, times."""
 
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from django.contrib import messages as flash
 from django.contrib.admin import AdminSite
-from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
 
-from mookti.errors import DomainError
-from mookti.ids import InvalidId, from_us, is_valid_id, now_us
-from mookti.redis import Write, get_redis
-from storage.staff import keys
+from mookti.errors import DomainError, NotFound
+from mookti.ids import InvalidId, from_us, is_valid_id
+from storage.managers import users
 
-logger = logging.getLogger("storage.staff.site")
-
-AUDIT_MAXLEN = 10_000
 View = Callable[..., HttpResponse]
 
 
@@ -90,6 +85,18 @@ def choice_param(value: str | None, name: str, choices: tuple[str, ...] | list[s
     return value
 
 
+def load_user(user_id: str) -> dict[str, Any]:
+    """The user a URL names, or a 404 page."""
+    user = users.get(id_param(user_id, "user"))
+    if user is None:
+        raise NotFound("user")
+    return user
+
+
+def user_url(site: AdminSite, user_id: str) -> str:
+    return reverse("admin:mookti_user", args=[user_id], current_app=site.name)
+
+
 def optional_id(request: HttpRequest, name: str, what: str) -> str | None:
     value = request.GET.get(name, "").strip()
     return id_param(value, what) if value else None
@@ -139,30 +146,6 @@ def when(value: int | str | None) -> datetime | None:
 
 def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
-
-
-# --- audit -------------------------------------------------------------------------------------
-def audit(request: HttpRequest, action: str, target: str, detail: str = "", *, deletion: bool = False) -> None:
-    """Record a staff action: the Redis audit stream (operations page) and Django's admin log (index page)."""
-    staff = request.user.get_username()
-    entry = {"staff": staff, "action": action, "target": target, "detail": detail, "at": str(now_us())}
-    write = Write()
-    write.step(lambda p: p.xadd(keys.admin_audit(), entry, maxlen=AUDIT_MAXLEN, approximate=True))
-    write.execute()
-    LogEntry.objects.create(
-        user_id=request.user.pk,
-        content_type=None,
-        object_id=target,
-        object_repr=f"{action}: {target}"[:200],
-        action_flag=DELETION if deletion else CHANGE,
-        change_message=detail or action,
-    )
-    logger.info("admin action %s on %s by %s %s", action, target, staff, detail)
-
-
-def recent_audit(count: int = 50) -> list[dict[str, Any]]:
-    entries = get_redis().xrevrange(keys.admin_audit(), count=count)
-    return [{"id": entry_id, **fields, "at": when(fields.get("at"))} for entry_id, fields in entries]
 
 
 def done(request: HttpRequest, message: str, to: str) -> HttpResponseRedirect:

@@ -2,7 +2,8 @@
 
 Everything is read through the storage managers (the admin acts as the owner, so the managers'
 ownership checks pass) and lists are read one page at a time from their ZSET indexes: no page
-loads all keys of anything.
+loads all keys of anything. Apps add panels and links to a user's page through
+:mod:`storage.staff.registry`.
 """
 
 from __future__ import annotations
@@ -16,17 +17,16 @@ from django.utils.http import urlencode
 
 from mookti.errors import NotFound
 from mookti.ids import is_valid_id
-from mookti.redis import get_redis, pipeline
-from storage import keys
-from storage.managers import chats, documents, messages, users, votes
+from storage.managers import chats, documents, inspection, messages, users, votes
 from storage.managers.paging import PageRequest
 from storage.managers.users import USER_TYPES
-from storage.staff.views import integrations
+from storage.staff import registry
 from storage.staff.views.common import (
     BadInput,
     choice_param,
     id_param,
     int_param,
+    load_user,
     optional_id,
     pretty_json,
     render,
@@ -86,23 +86,6 @@ def user_list(request: HttpRequest, site) -> HttpResponse:
     return render(request, site, "admin/mookti/user_list.html", context)
 
 
-def load_user(user_id: str) -> dict[str, Any]:
-    user = users.get(id_param(user_id, "user"))
-    if user is None:
-        raise NotFound("user")
-    return user
-
-
-def user_counts(user_id: str) -> dict[str, int]:
-    """Sizes of the user's indexes, one round trip."""
-    pipe = pipeline()
-    pipe.zcard(keys.user_chats(user_id))
-    pipe.zcard(keys.user_documents(user_id))
-    pipe.zcard(keys.user_tokens(user_id))
-    chat_count, document_count, token_count = pipe.execute()
-    return {"chats": chat_count, "documents": document_count, "tokens": token_count}
-
-
 def user_detail(request: HttpRequest, site, user_id: str) -> HttpResponse:
     """Profile, chats and documents (one page each), gamification, and the user's actions."""
     user = load_user(user_id)
@@ -116,17 +99,31 @@ def user_detail(request: HttpRequest, site, user_id: str) -> HttpResponse:
         "title": user["email"] or user["id"],
         "subject": _user_row(user),
         "preferences": pretty_json(user["preferences"]),
-        "counts": user_counts(user_id),
+        "counts": inspection.user_counts(user_id),
         "messages_24h": messages.count_recent(user_id, 24),
         "chats": [_chat_row(c) for c in chat_rows],
         "next_chats": chat_rows[-1]["id"] if more_chats and chat_rows else None,
         "documents": [{**d, "created": when(d["createdAt"]), "updated": when(d["updatedAt"])} for d in document_rows],
         "next_documents": document_rows[-1]["id"] if more_documents and document_rows else None,
         "user_types": [t for t in USER_TYPES if t != user["type"]],
-        "gamification": integrations.gamification_panel(user_id),
+        "panels": user_panels(user),
+        "links": [
+            {"title": link.title, "url": link.url(site, user_id), "id": link.element_id}
+            for link in registry.user_links()
+        ],
         "raw_keys_url": raw_keys_url(site, user_id),
     }
     return render(request, site, "admin/mookti/user_detail.html", context)
+
+
+def user_panels(user: dict[str, Any]) -> list[dict[str, Any]]:
+    """The registered panels that have something to show for this user, with their context."""
+    found = ((panel, panel.context(user)) for panel in registry.user_panels())
+    return [
+        {"name": panel.name, "template": panel.template, "context": context}
+        for panel, context in found
+        if context is not None
+    ]
 
 
 def load_chat(chat_id: str) -> dict[str, Any]:
@@ -136,21 +133,6 @@ def load_chat(chat_id: str) -> dict[str, Any]:
     return chat
 
 
-def chat_message_count(chat_id: str) -> int:
-    return int(get_redis().zcard(keys.chat_messages(chat_id)))
-
-
-def page_cursor_for(chat_id: str, message_id: str) -> str | None:
-    """The ``after`` cursor of the transcript page that holds ``message_id`` (a search hit's link)."""
-    rank = get_redis().zrank(keys.chat_messages(chat_id), message_id)
-    if rank is None:
-        raise NotFound("message")
-    start = rank - rank % MESSAGES_PER_PAGE
-    if not start:
-        return None
-    return get_redis().zrange(keys.chat_messages(chat_id), start - 1, start - 1)[0]
-
-
 def chat_detail(request: HttpRequest, site, chat_id: str) -> HttpResponse:
     """The transcript (50 messages a page, oldest first) with roles, rendered parts and votes."""
     chat = load_chat(chat_id)
@@ -158,7 +140,7 @@ def chat_detail(request: HttpRequest, site, chat_id: str) -> HttpResponse:
     after = optional_id(request, "after", "message")
     focus = optional_id(request, "message", "message")
     if focus:
-        after = page_cursor_for(chat_id, focus)
+        after = inspection.message_page_cursor(chat_id, focus, MESSAGES_PER_PAGE)
     page = PageRequest(limit=MESSAGES_PER_PAGE, starting_after=after, order="asc")
     rows, more = messages.list(owner_id, chat_id, page)
     chat_votes = {v["messageId"]: ("up" if v["isUpvoted"] else "down") for v in votes.list(owner_id, chat_id)}
@@ -176,7 +158,7 @@ def chat_detail(request: HttpRequest, site, chat_id: str) -> HttpResponse:
         "title": chat["title"] or chat_id,
         "chat": _chat_row(chat),
         "owner": users.get(owner_id),
-        "message_count": chat_message_count(chat_id),
+        "message_count": inspection.chat_message_count(chat_id),
         "raw_keys_url": raw_keys_url(site, chat_id),
         "transcript": transcript,
         "votes": chat_votes,
@@ -188,10 +170,10 @@ def chat_detail(request: HttpRequest, site, chat_id: str) -> HttpResponse:
 
 
 def load_document_owner(document_id: str) -> str:
-    meta = get_redis().hgetall(keys.document(id_param(document_id, "document")))
-    if not meta.get("userId"):
+    owner = inspection.document_owner(id_param(document_id, "document"))
+    if owner is None:
         raise NotFound("document")
-    return meta["userId"]
+    return owner
 
 
 def _diff(before: str, after: str) -> str:
@@ -238,15 +220,3 @@ def document_detail(request: HttpRequest, site, document_id: str) -> HttpRespons
         "raw_keys_url": raw_keys_url(site, document_id),
     }
     return render(request, site, "admin/mookti/document_detail.html", context)
-
-
-def user_goals(request: HttpRequest, site, user_id: str) -> HttpResponse:
-    """All of a user's goals (gamification), with progress and due dates."""
-    user = load_user(user_id)
-    context = {
-        "title": f"Goals of {user['email'] or user['id']}",
-        "subject": user,
-        "goals": integrations.goals(user_id),
-        "back": reverse("admin:mookti_user", args=[user_id], current_app=site.name),
-    }
-    return render(request, site, "admin/mookti/user_goals.html", context)

@@ -1,5 +1,8 @@
 """The raw key browser: SCAN a pattern with a cursor, see type, TTL and memory, view any value.
 
+The admin's own maintenance module: with the operations page, the only admin code that calls the
+Redis client directly.
+
 By nature this is the one admin page that works on key names it did not build: staff type a
 glob pattern, which is always put behind this deployment's prefix, and a key to view or delete
 must carry that prefix. Values are read with a bytes client (pickled cache entries are not
@@ -19,10 +22,10 @@ from django.urls import reverse
 from django.utils.http import urlencode
 
 from mookti.redis import get_redis, is_cluster
+from storage.staff.audit import audit
 from storage.staff.views.common import (
     BadInput,
     Refused,
-    audit,
     choice_param,
     confirm_page,
     confirmed,

@@ -1,8 +1,16 @@
-"""The operations page: Redis health, what the keyspace holds, the indexer, the vector store, the audit trail.
+"""The operations page: Redis health, what the keyspace holds, apps' panels (the indexer...), the audit trail.
+
+Like the raw key browser, this is the admin's own maintenance module and calls the Redis client
+directly (INFO, CONFIG GET, SLOWLOG, SCAN, MEMORY USAGE): it looks at the server, not at any
+concern's data, and builds no concern's key names. Counts come from the managers and from what
+apps register (:mod:`storage.staff.registry`).
 
 The keyspace analysis follows RedisInsight's "database analysis": SCAN this deployment's keys
 (up to a limit, so it stays cheap on a big database), group them by namespace with the ids
-replaced by ``*``, and sum their memory; exact counts come from the indexes.
+replaced by ``*``, and sum their memory.
+
+A managed Redis (Upstash, ElastiCache, Memorystore) may refuse SLOWLOG, MEMORY USAGE, CONFIG or
+INFO sections: the page then shows what it could read and a note naming what was refused.
 """
 
 from __future__ import annotations
@@ -13,16 +21,12 @@ from typing import Any
 
 import redis
 from django.http import HttpRequest, HttpResponse
-from django.urls import reverse
 
-from mookti import keys as mookti_keys
-from mookti.redis import get_redis, is_cluster, pipeline
-from storage import keys
+from mookti.redis import get_redis, is_cluster
+from storage.managers import inspection
 from storage.managers.users import USER_TYPES
-from storage.search import keys as search_keys
-from storage.staff import keys as staff_keys
-from storage.staff.views import integrations
-from storage.staff.views.common import audit, confirm_page, confirmed, done, int_param, recent_audit, render, when
+from storage.staff import audit, registry
+from storage.staff.views.common import int_param, render, when
 from storage.staff.views.keybrowser import glob_escape, prefix, text, view_url
 
 INFO_FIELDS = {
@@ -57,10 +61,38 @@ ID_LIKE = re.compile(r"^(\d+|(?=.*\d)[A-Za-z0-9_.\-]{8,}|[0-9a-f]{16,})$")
 HASH_TAG = re.compile(r"\{[^}]*\}")
 
 
-def redis_info() -> dict[str, Any]:
-    info = get_redis().info()
+INFO_SECTIONS = ("server", "memory", "clients", "stats", "persistence", "keyspace")
+
+
+class Notes(list[str]):
+    """What the server refused, one sentence each, shown at the top of the page."""
+
+    def refused(self, command: str, consequence: str, exc: redis.ResponseError) -> None:
+        self.append(f"This Redis refuses {command} ({str(exc)[:120]}): {consequence}")
+
+
+def _one_node(info: dict[str, Any]) -> dict[str, Any]:
     if is_cluster() and info and all(isinstance(v, dict) for v in info.values()):
-        info = next(iter(info.values()))  # one node's view; each node reports its own
+        return next(iter(info.values()))  # one node's view; each node reports its own
+    return info
+
+
+def redis_info(notes: Notes) -> dict[str, Any]:
+    """INFO, or section by section where plain INFO is refused (managed services allow some)."""
+    try:
+        return _one_node(get_redis().info())
+    except redis.ResponseError:
+        pass
+    info: dict[str, Any] = {}
+    refused = []
+    for section in INFO_SECTIONS:
+        try:
+            info.update(_one_node(get_redis().info(section)))
+        except redis.ResponseError as exc:
+            refused.append(section)
+            error = exc
+    if refused:
+        notes.refused(f"INFO {', '.join(refused)}", "those figures show as “—”.", error)
     return info
 
 
@@ -74,13 +106,14 @@ def info_sections(info: dict[str, Any]) -> list[tuple[str, list[tuple[str, Any]]
     return sections
 
 
-def persistence_config() -> dict[str, str]:
+def persistence_config(notes: Notes) -> dict[str, str]:
     """``save`` and ``appendfsync`` (managed Redis may refuse CONFIG: then they stay unknown)."""
     try:
         found = get_redis().config_get("save")
         found.update(get_redis().config_get("appendfsync"))
         return found
-    except redis.RedisError:
+    except redis.ResponseError as exc:
+        notes.refused("CONFIG GET", "the persistence schedule is unknown.", exc)
         return {}
 
 
@@ -103,13 +136,14 @@ def namespace(short_name: str) -> str:
     return ":".join("*" if ID_LIKE.match(part) else part for part in shape.split(":"))
 
 
-def analyse_keyspace(limit: int) -> dict[str, Any]:
+def analyse_keyspace(limit: int, notes: Notes) -> dict[str, Any]:
     """Count and size this deployment's keys by namespace, scanning at most ``limit`` keys."""
     client = get_redis(raw=True)
     groups: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: {"count": 0, "memory": 0})
     biggest: list[tuple[int, str, str]] = []
     scanned = 0
     batch: list[bytes] = []
+    memory_refused: list[redis.ResponseError] = []
 
     def flush() -> None:
         pipe = client.pipeline(transaction=False)
@@ -119,6 +153,8 @@ def analyse_keyspace(limit: int) -> dict[str, Any]:
         replies = pipe.execute(raise_on_error=False)
         for index, name in enumerate(batch):
             kind, memory = replies[2 * index], replies[2 * index + 1]
+            if isinstance(memory, redis.ResponseError) and not memory_refused:
+                memory_refused.append(memory)
             memory = memory if isinstance(memory, int) else 0
             short = text(name)[len(prefix()) :]
             group = groups[(namespace(short), text(kind) if not isinstance(kind, Exception) else "?")]
@@ -138,6 +174,8 @@ def analyse_keyspace(limit: int) -> dict[str, Any]:
             break
     if batch:
         flush()
+    if memory_refused:
+        notes.refused("MEMORY USAGE", "key sizes show as 0 and the biggest keys are unknown.", memory_refused[0])
     rows = sorted(
         ({"namespace": ns, "type": kind, **numbers} for (ns, kind), numbers in groups.items()),
         key=lambda row: (-row["count"], row["namespace"]),
@@ -147,34 +185,28 @@ def analyse_keyspace(limit: int) -> dict[str, Any]:
         "scanned": scanned,
         "complete": scanned < limit,
         "memory": sum(row["memory"] for row in rows),
-        "biggest": [{"name": n, "short": n[len(prefix()) :], "type": k, "memory": m} for m, n, k in biggest],
+        "biggest": []
+        if memory_refused
+        else [{"name": n, "short": n[len(prefix()) :], "type": k, "memory": m} for m, n, k in biggest],
     }
 
 
 def exact_counts() -> list[tuple[str, int]]:
-    """Counts the indexes know exactly, one round trip."""
-    pipe = pipeline()
-    pipe.zcard(keys.users())
-    for user_type in USER_TYPES:
-        pipe.zcard(keys.users_by_type(user_type))
-    pipe.xlen(mookti_keys.outbox())
-    pipe.xlen(search_keys.outbox_dead())
-    pipe.xlen(staff_keys.admin_audit())
-    replies = pipe.execute()
-    labels = [
-        "Users",
-        *(f"Users ({t})" for t in USER_TYPES),
-        "Indexing outbox entries",
-        "Dead letters",
-        "Audit entries",
+    """Counts the indexes know exactly: users (managers), what apps register, the audit trail."""
+    users = inspection.user_totals()
+    return [
+        ("Users", users["all"]),
+        *((f"Users ({t})", users[t]) for t in USER_TYPES),
+        *registry.counts(),
+        ("Audit entries", audit.size()),
     ]
-    return list(zip(labels, replies, strict=True))
 
 
-def slowlog() -> list[dict[str, Any]]:
+def slowlog(notes: Notes) -> list[dict[str, Any]]:
     try:
         entries = get_redis().slowlog_get(10)
-    except redis.RedisError:
+    except redis.ResponseError as exc:
+        notes.refused("SLOWLOG", "the slow log is not shown.", exc)
         return []
     return [
         {
@@ -188,44 +220,28 @@ def slowlog() -> list[dict[str, Any]]:
 
 def operations(request: HttpRequest, site) -> HttpResponse:
     limit = int_param(request, "scan_limit", DEFAULT_SCAN_LIMIT, 100, MAX_SCAN_LIMIT)
-    info = redis_info()
-    config = persistence_config()
-    analysis = analyse_keyspace(limit)
+    notes = Notes()
+    info = redis_info(notes)
+    config = persistence_config(notes)
+    analysis = analyse_keyspace(limit, notes)
     for row in analysis["biggest"]:
         row["url"] = view_url(site, row["name"])
+    slow = slowlog(notes)
     context = {
         "title": "Operations",
         "prefix": prefix(),
+        "notes": notes,
         "sections": info_sections(info),
         "config": config,
         "warnings": warnings_for(info, config),
         "db_keys": info.get("db0", {}).get("keys") if isinstance(info.get("db0"), dict) else None,
         "counts": exact_counts(),
+        "panels": [
+            {"name": p.name, "template": p.template, "context": p.context()} for p in registry.operations_panels()
+        ],
         "analysis": analysis,
         "scan_limit": limit,
-        "indexer": integrations.indexer_status(),
-        "vectors": integrations.vector_stats(),
-        "backends": integrations.backends(),
-        "audit": recent_audit(50),
-        "slowlog": slowlog(),
+        "audit": [{**entry, "at": when(entry.get("at"))} for entry in audit.recent(50)],
+        "slowlog": slow,
     }
     return render(request, site, "admin/mookti/operations.html", context)
-
-
-def retry_dead_letters(request: HttpRequest, site) -> HttpResponse:
-    back = reverse("admin:mookti_operations", current_app=site.name)
-    if confirmed(request):
-        summary = integrations.retry_dead_letters()
-        audit(request, "indexer.retry_dead_letters", "outbox:index:dead", summary)
-        return done(request, f"Dead letters: {summary}.", back)
-    dead = get_redis().xlen(search_keys.outbox_dead())
-    return confirm_page(
-        request,
-        site,
-        title="Retry dead letters",
-        question=f"Put the {dead} dead-lettered indexing entries back on the outbox?",
-        facts=[("Dead letters", dead)],
-        consequences=["The indexer retries them; entries that fail again are dead-lettered again."],
-        button="Retry",
-        cancel=back,
-    )
