@@ -87,7 +87,7 @@ def user_list(request: HttpRequest, site) -> HttpResponse:
 
 
 def user_detail(request: HttpRequest, site, user_id: str) -> HttpResponse:
-    """Profile, chats and documents (one page each), gamification, and the user's actions."""
+    """Profile, chats and documents (one page each), the apps' panels, and the user's actions."""
     user = load_user(user_id)
     chats_before = optional_id(request, "chats_before", "chat")
     documents_before = optional_id(request, "documents_before", "document")

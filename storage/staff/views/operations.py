@@ -84,15 +84,14 @@ def redis_info(notes: Notes) -> dict[str, Any]:
     except redis.ResponseError:
         pass
     info: dict[str, Any] = {}
-    refused = []
+    refused: dict[str, redis.ResponseError] = {}
     for section in INFO_SECTIONS:
         try:
             info.update(_one_node(get_redis().info(section)))
         except redis.ResponseError as exc:
-            refused.append(section)
-            error = exc
+            refused[section] = exc
     if refused:
-        notes.refused(f"INFO {', '.join(refused)}", "those figures show as “—”.", error)
+        notes.refused(f"INFO {', '.join(refused)}", "those figures show as “—”.", next(iter(refused.values())))
     return info
 
 
