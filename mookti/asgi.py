@@ -13,8 +13,8 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 
 from storage.realtime.routing import websocket_urlpatterns  # noqa: E402
 
-# Under DEBUG (make run) uvicorn serves the admin's CSS/JS itself, as runserver would; production
-# runs collectstatic and lets the proxy or CDN serve STATIC_ROOT.
+# Under DEBUG (make run) uvicorn serves the admin's CSS/JS itself, as runserver would; in production
+# whitenoise (a middleware, see settings) serves STATIC_ROOT as `manage.py serve` collected it.
 http_app = ASGIStaticFilesHandler(django_asgi_app) if settings.DEBUG else django_asgi_app
 
 application = ProtocolTypeRouter({"http": http_app, "websocket": URLRouter(websocket_urlpatterns)})

@@ -2,13 +2,22 @@
 
 Needs ``/usr/bin/chromium`` (``apt-get install chromium``) and the ``playwright`` Python package;
 never ``playwright install``. Screenshots of the main pages go to ``test-artifacts/screenshots/``.
+The last tests run ``manage.py serve`` with ``DJANGO_DEBUG=0`` and check that the API docs and the
+admin are styled with assets served by the app itself (no CDN).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -161,3 +170,121 @@ def test_staff_runs_a_semantic_search_and_follows_a_result(staff_page: Page, sea
     expect(focused).to_have_count(1)
     expect(focused).to_contain_text("lants")
     shot(page, "11-search-result")
+
+
+# --- production mode (DJANGO_DEBUG=0): static files collected by `serve`, served by whitenoise -----
+ROOT = Path(settings.BASE_DIR)
+PRODUCTION_STAFF = ("prod-staff", "prod-staff-pass-123")
+MAKE_STAFF = """
+import os, sys, django
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mookti.settings")
+django.setup()
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+call_command("migrate", interactive=False, verbosity=0)
+get_user_model().objects.create_user(sys.argv[1], password=sys.argv[2], is_staff=True)
+"""
+START_DEADLINE = 240.0
+RENDER_TIMEOUT = 60_000  # ms: the docs build the whole schema on first load
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def production_server(tmp_path_factory) -> Iterator[str]:
+    """``manage.py serve --no-indexer`` with ``DJANGO_DEBUG=0`` on this run's Redis prefix: its base URL."""
+    data_dir = tmp_path_factory.mktemp("production")
+    port = free_port()
+    env = {
+        **os.environ,
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(48),
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "MOOKTI_DATA_DIR": str(data_dir),
+        "REDIS_URL": settings.REDIS_URL,
+        "MOOKTI_REDIS_PREFIX": settings.MOOKTI_REDIS_PREFIX,
+        "PYTHONUNBUFFERED": "1",
+    }
+    subprocess.run([sys.executable, "-c", MAKE_STAFF, *PRODUCTION_STAFF], cwd=ROOT, env=env, check=True, timeout=300)
+    log = open(data_dir / "serve.log", "w+")  # noqa: SIM115 - read after the process ends
+    argv = [sys.executable, "manage.py", "serve", "--no-indexer", "--host", "127.0.0.1", "--port", str(port)]
+    process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_DEADLINE
+        while not _answers(f"{base}/admin/login/"):
+            assert process.poll() is None, f"serve exited: {(data_dir / 'serve.log').read_text()}"
+            assert time.monotonic() < deadline, f"serve did not start: {(data_dir / 'serve.log').read_text()}"
+            time.sleep(0.5)
+        yield base
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def production_page(browser: Browser, production_server: str) -> Iterator[Page]:
+    """A page on the production server in a browser without internet: every other host is refused."""
+    context = browser.new_context(base_url=production_server, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(60_000)
+    context.route(re.compile(rf"^(?!{re.escape(production_server)}/)"), lambda route: route.abort())
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def computed(page: Page, selector: str, prop: str) -> str:
+    return page.eval_on_selector(selector, f"e => getComputedStyle(e).getPropertyValue('{prop}')")
+
+
+def test_api_docs_render_offline_in_production_mode(production_page: Page) -> None:
+    page = production_page
+    page.goto("/api/docs/")
+    operations = page.locator(".swagger-ui .opblock")
+    expect(operations.first).to_be_visible(timeout=RENDER_TIMEOUT)
+    assert operations.count() >= 10
+    expect(page.locator(".opblock-summary-path", has_text="/api/storage/chat/").first).to_be_visible()
+    # Swagger UI's own stylesheet is applied: GET operations have its blue border
+    assert computed(page, ".swagger-ui .opblock.opblock-get", "border-top-color") == "rgb(97, 175, 254)"
+    assert re.search(r"/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui\.[0-9a-f]{12}\.css", page.content())
+    shot(page, "12-api-docs-production")
+
+    page.goto("/api/redoc/")
+    expect(page.locator("[data-section-id*='operation/']").first).to_be_attached(timeout=RENDER_TIMEOUT)
+    assert page.locator("[data-section-id*='operation/']").count() >= 10
+    expect(page.locator(".menu-content")).to_be_visible()
+    shot(page, "13-redoc-production")
+
+
+def test_admin_is_styled_in_production_mode(production_page: Page, learner) -> None:
+    page = production_page
+    page.goto("/admin/login/?next=/admin/")
+    # Django's admin CSS from STATIC_ROOT, under a content-hashed name
+    assert computed(page, "#header", "background-color") == "rgb(65, 118, 144)"
+    assert re.search(r"/static/admin/css/base\.[0-9a-f]{12}\.css", page.content())
+    page.fill("#id_username", PRODUCTION_STAFF[0])
+    page.fill("#id_password", PRODUCTION_STAFF[1])
+    page.click("input[type=submit]")
+    expect(page.locator(".app-mookti")).to_contain_text("Mookti data")
+    shot(page, "14-admin-index-production")
+    page.goto(f"/admin/mookti/users/{learner['id']}/")
+    expect(page.locator("#profile")).to_contain_text("Lena Learner")
+    assert computed(page, "#profile .facts th", "font-weight") == "600"  # storage/staff/static/mookti/admin.css
+    shot(page, "15-admin-user-production")

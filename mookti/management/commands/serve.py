@@ -180,6 +180,9 @@ class Command(BaseCommand):
             Path(settings.DATA_DIR).mkdir(parents=True, exist_ok=True)
             call_command("migrate", interactive=False, verbosity=0)
             self.stdout.write("staff database ready (Django's auth/admin tables)")
+        # static files for the admin and the API docs (whitenoise serves them; issue 14)
+        call_command("collectstatic", interactive=False, verbosity=0)
+        self.stdout.write(f"static files collected in {settings.STATIC_ROOT}")
         self.start_web(supervisor, options)
         self.start_indexers(supervisor, options)
 
