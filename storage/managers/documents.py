@@ -15,6 +15,7 @@ from mookti.errors import NotFound
 from mookti.ids import new_id, now_us
 from mookti.redis import Write, get_redis, pipeline, register_script
 from storage import keys
+from storage.entities import Document, Suggestion
 from storage.managers.paging import PageRequest
 
 KINDS = ("text", "code", "image", "sheet")
@@ -33,66 +34,8 @@ return 1
 )
 
 
-def decode_version(raw: dict[str, str]) -> dict[str, Any] | None:
-    if not raw or "id" not in raw:
-        return None
-    return {
-        "id": raw["id"],
-        "userId": raw.get("userId", ""),
-        "title": raw.get("title", ""),
-        "kind": raw.get("kind", "text"),
-        "content": raw.get("content") or None,
-        "createdAt": int(raw.get("createdAt", 0)),
-    }
-
-
-def encode_version(version: dict[str, Any]) -> dict[str, str]:
-    """A version as stored in its hash (``decode_version`` reads it back)."""
-    return {
-        "id": version["id"],
-        "userId": version["userId"],
-        "title": version["title"],
-        "kind": version["kind"],
-        "content": version.get("content") or "",
-        "createdAt": str(version["createdAt"]),
-    }
-
-
-# What a suggestion says, beside its id and document (an import compares these).
-SUGGESTION_DATA = (
-    "documentCreatedAt",
-    "originalText",
-    "suggestedText",
-    "description",
-    "isResolved",
-    "userId",
-    "createdAt",
-)
-
-
-def encode_suggestion(suggestion: dict[str, Any]) -> dict[str, str]:
-    """A suggestion as stored in its hash: booleans as 1/0, a missing description as ''."""
-
-    def text(value: Any) -> str:
-        return "1" if value is True else "0" if value is False else "" if value is None else str(value)
-
-    return {name: text(suggestion.get(name)) for name in ("id", "documentId", *SUGGESTION_DATA)}
-
-
-def decode_suggestion(raw: dict[str, str]) -> dict[str, Any] | None:
-    if not raw or "id" not in raw:
-        return None
-    return {
-        "id": raw["id"],
-        "documentId": raw.get("documentId", ""),
-        "documentCreatedAt": int(raw.get("documentCreatedAt", 0)),
-        "originalText": raw.get("originalText", ""),
-        "suggestedText": raw.get("suggestedText", ""),
-        "description": raw.get("description") or None,
-        "isResolved": raw.get("isResolved") == "1",
-        "userId": raw.get("userId", ""),
-        "createdAt": int(raw.get("createdAt", 0)),
-    }
+decode_version = Document.view
+decode_suggestion = Suggestion.view
 
 
 def _owned(raw_meta: dict[str, str], actor_id: str | None) -> dict[str, str]:
@@ -139,7 +82,7 @@ class DocumentManager:
         write = Write()
 
         def store(p: Any) -> None:
-            p.hset(keys.document_version(document_id, created_at), mapping=encode_version(saved))
+            p.hset(keys.document_version(document_id, created_at), mapping=Document.build(saved).encode())
             p.zadd(keys.document_versions(document_id), {str(created_at): created_at})
             p.hsetnx(keys.document(document_id), "createdAt", created_at)
             p.hset(
@@ -301,7 +244,7 @@ class DocumentManager:
 
         def store(p: Any) -> None:
             for s in saved:
-                p.hset(keys.document_suggestion(document_id, s["id"]), mapping=encode_suggestion(s))
+                p.hset(keys.document_suggestion(document_id, s["id"]), mapping=Suggestion.build(s).encode())
             p.zadd(keys.document_suggestions(document_id), {s["id"]: s["documentCreatedAt"] for s in saved})
 
         write = Write()

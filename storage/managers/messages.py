@@ -19,6 +19,7 @@ from mookti.errors import Conflict, DomainError, NotFound, RateLimited
 from mookti.ids import new_id, now_us
 from mookti.redis import Write, get_redis, pipeline, register_script
 from storage import keys, signals
+from storage.entities import Message, Vote
 from storage.managers.chats import decode_chat, require_owned, require_readable
 from storage.managers.paging import PageRequest
 from storage.managers.users import decode_user
@@ -83,30 +84,7 @@ def text_of(parts: list[Any]) -> str:
     return "\n".join(t for t in texts if isinstance(t, str))
 
 
-def decode_message(raw: dict[str, str]) -> dict[str, Any] | None:
-    if not raw or "id" not in raw:
-        return None
-    return {
-        "id": raw["id"],
-        "chatId": raw.get("chatId", ""),
-        "role": raw.get("role", "user"),
-        "parts": json.loads(raw.get("parts") or "[]"),
-        "attachments": json.loads(raw.get("attachments") or "[]"),
-        "content": raw.get("content", ""),
-        "createdAt": int(raw.get("createdAt", 0)),
-    }
-
-
-def encode_message(message: dict[str, Any]) -> dict[str, str]:
-    return {
-        "id": message["id"],
-        "chatId": message["chatId"],
-        "role": message["role"],
-        "parts": json.dumps(message["parts"], separators=(",", ":")),
-        "attachments": json.dumps(message["attachments"], separators=(",", ":")),
-        "content": message["content"],
-        "createdAt": str(message["createdAt"]),
-    }
+decode_message = Message.view
 
 
 def _lookup(value: str | None) -> tuple[str, str]:
@@ -124,7 +102,7 @@ def _flat(fields: dict[str, str]) -> list[str]:
 def stage_chat_write(p: Any, chat_id: str, group: list[dict[str, Any]], last: int) -> None:
     """Messages of one chat, their index entries and the chat's lastMessageAt (never moved back)."""
     for message in group:
-        p.hset(keys.chat_message(chat_id, message["id"]), mapping=encode_message(message))
+        p.hset(keys.chat_message(chat_id, message["id"]), mapping=Message.build(message).encode())
     p.zadd(keys.chat_messages(chat_id), {m["id"]: m["createdAt"] for m in group})
     RAISE_FIELD(keys=[keys.chat(chat_id)], args=["lastMessageAt", last], client=p)
 
@@ -327,7 +305,7 @@ class VoteManager:
         require_owned(decode_chat(raw_chat), actor_id)
         if not exists:
             raise NotFound("message")
-        vote = {"chatId": chat_id, "messageId": message_id, "isUpvoted": vote_type == "up"}
+        vote = Vote.from_field(chat_id, message_id, vote_type).to_dict()
         write = Write()
         write.step(lambda p: p.hset(keys.chat_votes(chat_id), message_id, vote_type))
         events.stage(write, actor_id, "vote.updated", vote, chat_id=chat_id)
@@ -341,7 +319,7 @@ class VoteManager:
         pipe.hgetall(keys.chat_votes(chat_id))
         raw_chat, votes = pipe.execute()
         require_readable(decode_chat(raw_chat), actor_id)
-        return [{"chatId": chat_id, "messageId": mid, "isUpvoted": v == "up"} for mid, v in sorted(votes.items())]
+        return [Vote.from_field(chat_id, mid, v).to_dict() for mid, v in sorted(votes.items())]
 
 
 messages = MessageManager()

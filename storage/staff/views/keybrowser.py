@@ -18,7 +18,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.http import urlencode
 
-from mookti.redis import get_redis, is_cluster
+from mookti.redis import get_redis, glob_escape, is_cluster
 from storage.staff.views.common import (
     BadInput,
     Refused,
@@ -49,10 +49,6 @@ def deletion_allowed() -> bool:
 
 def prefix() -> str:
     return settings.MOOKTI_REDIS_PREFIX
-
-
-def glob_escape(text: str) -> str:
-    return re.sub(r"([\\*?\[\]])", r"\\\1", text)
 
 
 def text(value: bytes | str | None) -> str:

@@ -16,14 +16,14 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 
 from mookti import keys as mookti_keys
-from mookti.redis import get_redis, is_cluster, pipeline
+from mookti.redis import get_redis, glob_escape, is_cluster, pipeline
 from storage import keys
 from storage.managers.users import USER_TYPES
 from storage.search import keys as search_keys
 from storage.staff import keys as staff_keys
 from storage.staff.views import integrations
 from storage.staff.views.common import audit, confirm_page, confirmed, done, int_param, recent_audit, render, when
-from storage.staff.views.keybrowser import glob_escape, prefix, text, view_url
+from storage.staff.views.keybrowser import prefix, text, view_url
 
 INFO_FIELDS = {
     "Server": [("redis_version", "Version"), ("redis_mode", "Mode"), ("uptime_in_days", "Uptime (days)")],
