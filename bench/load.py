@@ -532,12 +532,13 @@ def repair_problems(users: list[User]) -> tuple[list[str], list[str], int, int]:
     """(problems, notes, keys scanned, vectors listed) of every ``storage.portability.repair`` check, vectors
     included; a vector store that cannot be listed is a problem (the check did not happen)."""
     from storage.portability import repair
+    from storage.search.checks import listable_vector_store
     from storage.search.vectors import user_namespace
 
     report = repair.RepairReport()
     found = repair.find_problems(progress=False, report=report, vectors=True)
     described = [f"{p.kind}: {p.key}" + (f" ({p.detail})" if p.detail else "") for p in found]
-    store = repair.listable_vector_store(repair.RepairReport())
+    store = listable_vector_store(repair.RepairReport())
     if store is None or report.notes:
         described.append("vectors not checked: " + "; ".join(report.notes))
         return described, report.notes, report.scanned, 0

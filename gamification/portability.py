@@ -15,12 +15,10 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from django.conf import settings
-
 from gamification import keys
 from gamification.managers.summary import user_keys
 from mookti.ids import is_valid_id
-from mookti.redis import Write, pipeline
+from mookti.redis import Write, current_prefix, pipeline
 from storage.portability.imports import CHANGED, EXISTS, WRITTEN, Planned
 from storage.portability.sections import Emit, RecordType, Section, key_values, memberships, register
 
@@ -76,7 +74,7 @@ def export_user(user_id: str, emit: Emit) -> None:
     own, weeks = user_keys(user_id)
     shapes = _shapes(user_id)
     found = key_values(own)
-    prefix = settings.MOOKTI_REDIS_PREFIX
+    prefix = current_prefix()
     names = [k for k in own if k.removeprefix(prefix) in found]
     pipe = pipeline()
     for key in names:
@@ -132,7 +130,7 @@ def _owners_exist(user_ids: list[str], planned: Planned | None) -> dict[str, boo
 def import_keys(items: list[dict[str, Any]], *, dry_run: bool = False, planned: Planned | None = None) -> list[str]:
     owners = _owners_exist(list(dict.fromkeys(i["userId"] for i in items)), planned)
     current = key_values([i["key"] for i in items])
-    prefix = settings.MOOKTI_REDIS_PREFIX
+    prefix = current_prefix()
     outcomes = []
     write = Write()
     for item in items:
