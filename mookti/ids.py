@@ -62,5 +62,12 @@ def iso(value: int | str | None) -> str | None:
     """ISO-8601 UTC with millisecond precision and a Z, as JavaScript's Date.toISOString()."""
     if value in (None, ""):
         return None
+    return rfc3339(value, digits=3)
+
+
+def rfc3339(value: int | str, digits: int = 6) -> str:
+    """RFC 3339 UTC (always a four-digit year, unlike strftime's %Y before 1000) with ``digits``
+    fraction digits: 3 for the API (as JavaScript), 6 (exact) for exports."""
     moment = from_us(value)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    fraction = f"{moment.microsecond:06d}"[:digits]
+    return f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}.{fraction}Z"

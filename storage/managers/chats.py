@@ -177,7 +177,7 @@ class ChatManager:
         pipe.hgetall(keys.chat(chat_id))
         pipe.zrange(keys.chat_streams(chat_id), 0, -1, withscores=True)
         raw, streams = pipe.execute()
-        require_readable(decode_chat(raw), actor_id)
+        require_owned(decode_chat(raw), actor_id)  # a public chat's readers get messages, not streams
         return [Stream(sid, chat_id, int(score)).to_dict() for sid, score in streams]
 
 

@@ -21,6 +21,7 @@ from mookti.redis import Write, get_redis, pipeline, register_script
 from storage import keys, signals
 from storage.entities import Message, Vote
 from storage.managers.chats import decode_chat, require_owned, require_readable
+from storage.managers.common import flat
 from storage.managers.paging import PageRequest
 from storage.managers.users import decode_user
 
@@ -93,10 +94,6 @@ def _lookup(value: str | None) -> tuple[str, str]:
         raise NotFound("message")
     chat_id, _, owner_id = value.partition("/")
     return chat_id, owner_id
-
-
-def _flat(fields: dict[str, str]) -> list[str]:
-    return [x for kv in fields.items() for x in kv]
 
 
 def stage_chat_write(p: Any, chat_id: str, group: list[dict[str, Any]], last: int) -> None:
@@ -237,7 +234,7 @@ class MessageManager:
         write = Write()
         index = write.step(
             lambda p: UPDATE_IF_EXISTS(
-                keys=[keys.chat_message(chat_id, message_id), keys.chat(chat_id)], args=_flat(fields), client=p
+                keys=[keys.chat_message(chat_id, message_id), keys.chat(chat_id)], args=flat(fields), client=p
             )
         )
         outbox.stage(write, "upsert", kind="message", userId=actor_id, chatId=chat_id, messageId=message_id)
@@ -313,12 +310,12 @@ class VoteManager:
         return vote
 
     def list(self, actor_id: str | None, chat_id: str) -> list[dict[str, Any]]:
-        """getVotesByChatId."""
+        """getVotesByChatId: the owner's only (as ai-chatbot)."""
         pipe = pipeline()
         pipe.hgetall(keys.chat(chat_id))
         pipe.hgetall(keys.chat_votes(chat_id))
         raw_chat, votes = pipe.execute()
-        require_readable(decode_chat(raw_chat), actor_id)
+        require_owned(decode_chat(raw_chat), actor_id)  # readers of a public chat do not see its votes
         return [Vote.from_field(chat_id, mid, v).to_dict() for mid, v in sorted(votes.items())]
 
 

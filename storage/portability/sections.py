@@ -30,7 +30,7 @@ from django.utils.module_loading import autodiscover_modules
 from tqdm import tqdm
 
 from mookti import redis as kernel_redis
-from mookti.ids import from_us, now_us, to_us
+from mookti.ids import now_us, rfc3339, to_us
 from mookti.redis import current_prefix, pipeline
 from storage import keys
 from storage.entities import Chat, Document, Message, Stream, Suggestion, User, Vote
@@ -55,7 +55,7 @@ def ts_out(value: int | str | None) -> str | None:
     """Microseconds as ISO-8601 UTC with all six fraction digits (exact, unlike the API's ms)."""
     if value in (None, ""):
         return None
-    return from_us(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return rfc3339(value)
 
 
 def ts_in(value: Any) -> int:
