@@ -12,10 +12,13 @@ import os
 import re
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 # UUIDs, ULIDs, nanoids and similar short tokens: no braces, colons, whitespace or control chars.
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class InvalidId(ValueError):
@@ -50,7 +53,7 @@ def now_us() -> int:
 def to_us(moment: datetime) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp()) * 1_000_000 + moment.microsecond
+    return (moment - EPOCH) // timedelta(microseconds=1)  # exact, also before 1970
 
 
 def from_us(value: int | str) -> datetime:
