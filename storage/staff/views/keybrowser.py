@@ -40,6 +40,10 @@ MAX_KEY = 1024
 STRING_PREVIEW = 64 * 1024
 MEMBERS_PER_PAGE = 100
 ENTITY_LINK = re.compile(r"^(user|chat|document):\{([A-Za-z0-9][A-Za-z0-9_.\-]{0,99})\}")
+# Django password hashes (``<algorithm>$...``) and bare bcrypt ones (``$2b$...``, as ai-chatbot keeps them).
+PASSWORD_HASH = re.compile(
+    r"^(?:(pbkdf2_sha256|pbkdf2_sha1|argon2|bcrypt_sha256|bcrypt|scrypt|md5|sha1)\$|\$2[abxy]\$)"
+)
 ENTITY_PAGES = {"user": "admin:mookti_user", "chat": "admin:mookti_chat", "document": "admin:mookti_document"}
 
 
@@ -57,8 +61,16 @@ def text(value: bytes | str | None) -> str:
     return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)
 
 
+def masked(text: str) -> str | None:
+    """A password hash with its secret part hidden (``pbkdf2_sha256$********``, as Django's admin
+    hides it); None when ``text`` is not one."""
+    match = PASSWORD_HASH.match(text)
+    return f"{match.group(1) or 'bcrypt'}$" + "*" * 8 + " (secret hidden)" if match else None
+
+
 def show(value: bytes | str | None) -> dict[str, Any]:
-    """A value for display: text (pretty JSON when it parses) or an escaped form of binary data."""
+    """A value for display: text (pretty JSON when it parses) or an escaped form of binary data;
+    password hashes are masked."""
     if value is None:
         return {"text": "", "binary": False, "json": False}
     raw = value if isinstance(value, bytes) else value.encode()
@@ -66,6 +78,9 @@ def show(value: bytes | str | None) -> dict[str, Any]:
         decoded = raw.decode("utf-8")
     except UnicodeDecodeError:
         return {"text": repr(raw)[2:-1], "binary": True, "json": False}
+    secret = masked(decoded)
+    if secret is not None:
+        return {"text": secret, "binary": False, "json": False, "masked": True}
     if decoded[:1] in ("{", "[") and len(decoded) < STRING_PREVIEW:
         try:
             return {
