@@ -510,6 +510,7 @@ def user_problems(user: User, replies: list[Any], counted: Counter) -> list[str]
 def leaderboard_problems(users: list[User]) -> list[str]:
     """The weekly leaderboard entry of each user equals the user's weekly XP (written after the response)."""
     from gamification import keys as game_keys
+    from gamification.managers.engine import board_xp
     from mookti.redis import pipeline
 
     problems = []
@@ -523,7 +524,7 @@ def leaderboard_problems(users: list[User]) -> list[str]:
     for user_id, week, _ in weekly:
         pipe.zscore(game_keys.leaderboard(week), user_id)
     for (user_id, week, xp), score in zip(weekly, pipe.execute(), strict=True):
-        if score is None or int(score) != xp:
+        if score is None or board_xp(score) != xp:
             problems.append(f"leaderboard {week}: user {user_id} has {score}, weekly XP is {xp}")
     return problems
 

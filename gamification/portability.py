@@ -16,14 +16,17 @@ from collections.abc import Callable
 from typing import Any
 
 from gamification import keys
+from gamification.days import week_start
+from gamification.managers import engine
 from gamification.managers.summary import user_keys
-from mookti.ids import is_valid_id
+from mookti.ids import is_valid_id, to_us
 from mookti.redis import Write, current_prefix, pipeline
 from storage.portability.imports import CHANGED, EXISTS, WRITTEN, Planned
-from storage.portability.sections import Emit, RecordType, Section, key_values, memberships, register
+from storage.portability.sections import Emit, RecordType, Section, key_values, memberships, register, ts_in, ts_out
 
 DAY = r"\d{4}-\d{2}-\d{2}"
 WEEK = re.compile(r"^\d{4}-W\d{2}$")
+WEEK_US = 7 * 24 * 3600 * 1_000_000
 ID = r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}"
 
 # key function -> the patterns of its arguments after the user id
@@ -92,7 +95,8 @@ def export_user(user_id: str, emit: Emit) -> None:
         emit("keys", {**record, "expireAt": expire if expire and expire > 0 else None})
     for week, score in zip(weeks, replies[len(names) :], strict=True):
         if score is not None:
-            emit("leaderboard", {"userId": user_id, "week": week, "xp": int(score)})
+            reached = ts_out(engine.board_reached_at(score, week))
+            emit("leaderboard", {"userId": user_id, "week": week, "xp": engine.board_xp(score), "reachedAt": reached})
 
 
 def _key_item(record: dict[str, Any]) -> dict[str, Any]:
@@ -166,12 +170,13 @@ def import_leaderboard(
     write = Write()
     for item, score in zip(items, scores.execute(), strict=True):
         if score is not None:
-            outcomes.append(EXISTS if int(score) == item["xp"] else CHANGED)
+            outcomes.append(EXISTS if engine.board_xp(score) == item["xp"] else CHANGED)
         elif not owners[item["userId"]]:
             outcomes.append(f"owner not imported: {item['userId']}")
         else:
             outcomes.append(WRITTEN)
-            write.step(lambda p, i=item: p.zadd(keys.leaderboard(i["week"]), {i["userId"]: i["xp"]}))
+            score = engine.board_score(item["xp"], item["week"], item["reachedAt"])
+            write.step(lambda p, i=item, s=score: p.zadd(keys.leaderboard(i["week"]), {i["userId"]: s}))
     if write and not dry_run:
         write.execute()
     return outcomes
@@ -182,7 +187,9 @@ def _leaderboard_item(record: dict[str, Any]) -> dict[str, Any]:
         raise ValueError("invalid userId or week")
     if not isinstance(record["xp"], int):
         raise ValueError(f"invalid xp {record['xp']!r}")
-    return {"userId": record["userId"], "week": record["week"], "xp": record["xp"]}
+    # exports before ties were ranked have no reachedAt: the end of the week (last among equals)
+    reached = ts_in(record["reachedAt"]) if record.get("reachedAt") else to_us(week_start(record["week"])) + WEEK_US
+    return {"userId": record["userId"], "week": record["week"], "xp": record["xp"], "reachedAt": reached}
 
 
 def snapshot_user(user_id: str) -> dict[str, Any]:
