@@ -54,7 +54,8 @@ class Entity:
 
     @classmethod
     @cache
-    def _kinds(cls) -> tuple[tuple[str, str], ...]:
+    def kinds(cls) -> tuple[tuple[str, str], ...]:
+        """(field, annotation) pairs: how each field is stored (and shown by the API)."""
         return tuple((f.name, str(f.type)) for f in fields(cls))  # type: ignore[arg-type]
 
     def encode(self) -> dict[str, str]:
@@ -66,7 +67,7 @@ class Entity:
         """The entity from its hash (HGETALL); None when the hash is missing or lacks its first field (the id)."""
         if not raw or cls.names()[0] not in raw:
             return None
-        return cls(**{name: _parse(kind, raw[name]) for name, kind in cls._kinds() if name in raw})
+        return cls(**{name: _parse(kind, raw[name]) for name, kind in cls.kinds() if name in raw})
 
     @classmethod
     def view(cls, raw: dict[str, str] | None) -> dict[str, Any] | None:
