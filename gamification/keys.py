@@ -80,7 +80,7 @@ def progress_awarded(user_id: str, path_id: str) -> str:
 
 
 def write_rate(user_id: str) -> str:
-    """STRING count of the learner's gamification writes in the minute since the first (EXPIRE 60 s)."""
+    """ZSET of the learner's gamification writes of the last minute, by time (the write rate limit)."""
     return key(f"user:{{{user_id}}}:gamification-writes")
 
 

@@ -25,6 +25,7 @@ from gamification.days import DAY_US, day_window, local_date, week_start
 from gamification.serializers import AchievementOut, StreakOut
 from mookti import events
 from mookti.errors import Invalid, RateLimited
+from mookti.ids import new_id, now_us
 from mookti.redis import REDIS_ERRORS, LuaScript, Write, get_redis, register_script
 
 logger = logging.getLogger(__name__)
@@ -40,13 +41,15 @@ BACKGROUND_ATTEMPTS = 5
 # The streak fields a script reports (``out.streak``) that ``streak_view`` reads.
 STREAK_FIELDS = ("current", "longest", "freezes", "lastAt")
 
-WRITE_WINDOW_SECONDS = 60
-# KEYS[1] a learner's write counter; ARGV[1] the window: the first write of a window sets its TTL.
+WRITE_WINDOW_US = 60 * 1_000_000
+# KEYS[1] a learner's recent gamification writes (ZSET by time); ARGV now, window start, a unique
+# member. Records one write and forgets those older than the window (no TTL: the key only changes
+# when the learner writes).
 COUNT_WRITE = register_script(
     """
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-return n
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2])
+return 1
 """
 )
 
@@ -234,22 +237,22 @@ def daily_limit(name: str, limit: Any, day: date, parts: dict[str, Any], now: in
     return error
 
 
-def check_write_rate(user_id: str) -> None:
-    """A 429 once the learner made ``WRITES_PER_MINUTE`` gamification writes in the current window
-    (a read: a refused request writes nothing; :func:`count_write` counts the accepted ones)."""
+def check_write_rate(user_id: str, now: int | None = None) -> None:
+    """A 429 once the learner made ``WRITES_PER_MINUTE`` gamification writes in the last minute
+    (a read: a refused request writes nothing; :func:`count_write` records the accepted ones)."""
+    now = now or now_us()
     limit = config()["WRITES_PER_MINUTE"]
-    pipe = get_redis().pipeline(transaction=False)
-    pipe.get(keys.write_rate(user_id))
-    pipe.ttl(keys.write_rate(user_id))
-    count, ttl = pipe.execute()
-    if int(count or 0) >= limit:
-        error = RateLimited(f"At most {limit} gamification writes a minute.", retry_after=max(1, int(ttl)))
+    recent = get_redis().zrange(keys.write_rate(user_id), now - WRITE_WINDOW_US, "+inf", byscore=True, withscores=True)
+    if len(recent) >= limit:
+        frees_at = int(recent[-limit][1]) + WRITE_WINDOW_US
+        error = RateLimited(f"At most {limit} gamification writes a minute.", retry_after=(frees_at - now) // 1_000_000)
         error.code = "rate_limit:gamification"
         raise error
 
 
-def count_write(user_id: str) -> None:
-    COUNT_WRITE(keys=[keys.write_rate(user_id)], args=[WRITE_WINDOW_SECONDS])
+def count_write(user_id: str, now: int | None = None) -> None:
+    now = now or now_us()
+    COUNT_WRITE(keys=[keys.write_rate(user_id)], args=[now, now - WRITE_WINDOW_US, new_id()])
 
 
 def day_stats(day: date, raw: dict[str, str]) -> dict[str, Any]:
