@@ -23,6 +23,7 @@ USER_TYPES = ("free", "basic", "pro")
 # Profile fields an update may change (``type`` only through the service key).
 PROFILE_FIELDS = ("name", "timezone", "type", "preferences")
 TOKEN_PREFIX = "mkt_"
+GUEST_ATTEMPTS = 5
 
 
 def normalize_email(email: str) -> str:
@@ -78,12 +79,21 @@ class UserManager:
         return user.to_dict()
 
     def create_guest(self) -> dict[str, Any]:
-        """ai-chatbot's guest: email ``guest-<ms>``, random password nobody knows."""
-        return self.create(
-            f"guest-{time.time_ns() // 1_000_000}{secrets.randbelow(1000):03d}",
-            secrets.token_urlsafe(24),
-            is_guest=True,
-        )
+        """ai-chatbot's guest: email ``guest-<ms>`` (plus random digits), random password nobody knows.
+
+        The email is claimed with SET NX, so two guests of one millisecond that drew the same
+        digits cannot share it: the second draws again instead of failing.
+        """
+        for _ in range(GUEST_ATTEMPTS - 1):
+            try:
+                return self._new_guest()
+            except Conflict:
+                continue
+        return self._new_guest()
+
+    def _new_guest(self) -> dict[str, Any]:
+        email = f"guest-{time.time_ns() // 1_000_000}{secrets.randbelow(1000):03d}"
+        return self.create(email, secrets.token_urlsafe(24), is_guest=True)
 
     def get(self, user_id: str) -> dict[str, Any] | None:
         return decode_user(get_redis().hgetall(keys.user(user_id)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 
 
@@ -126,3 +128,15 @@ def test_iso_always_has_four_digit_years():
     moment = to_us(datetime(92, 11, 19, 14, 45, 31))
     assert iso(moment) == "0092-11-19T14:45:31.000Z"
     assert rfc3339(moment) == "0092-11-19T14:45:31.000000Z"
+
+
+# --- 1 (the same pattern elsewhere): a guest's email holds the millisecond it was created --------------
+def test_two_guests_of_one_millisecond_both_get_accounts(service, monkeypatch):
+    users_module = importlib.import_module("storage.managers.users")  # the module, not the manager it exports
+    draws = iter([7, 7, 8])
+    monkeypatch.setattr(users_module.time, "time_ns", lambda: 1_733_000_000_000_000_000)
+    monkeypatch.setattr(users_module.secrets, "randbelow", lambda _: next(draws))
+    first = service.post("/api/storage/user/guest")
+    second = service.post("/api/storage/user/guest")
+    assert (first.status_code, second.status_code) == (201, 201), second.content
+    assert first.json()["email"] != second.json()["email"]
