@@ -510,6 +510,7 @@ def user_problems(user: User, replies: list[Any], counted: Counter) -> list[str]
 def leaderboard_problems(users: list[User]) -> list[str]:
     """The weekly leaderboard entry of each user equals the user's weekly XP (written after the response)."""
     from gamification import keys as game_keys
+    from gamification.managers.engine import board_xp
     from mookti.redis import pipeline
 
     problems = []
@@ -523,7 +524,7 @@ def leaderboard_problems(users: list[User]) -> list[str]:
     for user_id, week, _ in weekly:
         pipe.zscore(game_keys.leaderboard(week), user_id)
     for (user_id, week, xp), score in zip(weekly, pipe.execute(), strict=True):
-        if score is None or int(score) != xp:
+        if score is None or board_xp(score) != xp:
             problems.append(f"leaderboard {week}: user {user_id} has {score}, weekly XP is {xp}")
     return problems
 
@@ -532,12 +533,13 @@ def repair_problems(users: list[User]) -> tuple[list[str], list[str], int, int]:
     """(problems, notes, keys scanned, vectors listed) of every ``storage.portability.repair`` check, vectors
     included; a vector store that cannot be listed is a problem (the check did not happen)."""
     from storage.portability import repair
+    from storage.search.checks import listable_vector_store
     from storage.search.vectors import user_namespace
 
     report = repair.RepairReport()
     found = repair.find_problems(progress=False, report=report, vectors=True)
     described = [f"{p.kind}: {p.key}" + (f" ({p.detail})" if p.detail else "") for p in found]
-    store = repair.listable_vector_store(repair.RepairReport())
+    store = listable_vector_store(repair.RepairReport())
     if store is None or report.notes:
         described.append("vectors not checked: " + "; ".join(report.notes))
         return described, report.notes, report.scanned, 0

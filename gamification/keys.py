@@ -79,6 +79,11 @@ def progress_awarded(user_id: str, path_id: str) -> str:
     return key(f"user:{{{user_id}}}:progress:{path_id}:awarded")
 
 
+def write_rate(user_id: str) -> str:
+    """ZSET of the learner's gamification writes of the last minute, by time (the write rate limit)."""
+    return key(f"user:{{{user_id}}}:gamification-writes")
+
+
 def leaderboard(week: str) -> str:
     """ZSET user id -> XP of one ISO week (``2025-W07``, weeks start Monday 00:00 UTC)."""
     return key(f"leaderboard:weekly:{{{week}}}")

@@ -142,8 +142,26 @@ end
 
 local COUNTERS = {'messages', 'seconds', 'items', 'activities'}
 
+-- The daily cap (A.limits) this activity would pass on its local day, or nil: checked before
+-- anything is written, so a refused activity changes nothing.
+local function over_limit(act)
+  local L = A.limits
+  local function over(field, add, cap)
+    return cap ~= nil and add > 0 and num(redis.call('HGET', STATS, field), 0) + add > cap
+  end
+  if over('items', act.items, L.items) then return {'items', L.items} end
+  if over('seconds', act.seconds, L.seconds) then return {'minutes', L.seconds / 60} end
+  if over('n:' .. act.type, 1, L.activities[act.type]) then return {act.type, L.activities[act.type]} end
+  return nil
+end
+
+local function limited(found)
+  return cjson.encode({limited = found[1], limit = found[2]})
+end
+
 local function apply_activity(act)
   act.activities = 1
+  if A.limits.activities[act.type] then redis.call('HINCRBY', STATS, 'n:' .. act.type, 1) end
   for _, field in ipairs(COUNTERS) do
     local n = act[field]
     if n > 0 then
@@ -209,6 +227,10 @@ if act.id ~= '' then
     out.stats = redis.call('HGETALL', STATS)
     return cjson.encode(out)
   end
+end
+local cap = over_limit(act)
+if cap then return limited(cap) end
+if act.id ~= '' then
   redis.call('ZADD', SEEN, A.now, act.id)
   redis.call('ZREMRANGEBYSCORE', SEEN, '-inf', A.seenSince)
 end
@@ -251,15 +273,20 @@ SAVE_PROGRESS = register_script(
     LIBRARY
     + r"""
 local P = A.progress
-if not save_versioned(KEYS[8], P.expect, P.fields) then return cjson.encode({conflict = true}) end
-redis.call('ZADD', KEYS[9], P.updatedAt, P.pathId)
 local new, members = 0, P.completed
 for i = 1, #members, 500 do
-  new = new + redis.call('SADD', KEYS[10], unpack(members, i, math.min(i + 499, #members)))
+  for _, known in ipairs(redis.call('SMISMEMBER', KEYS[10], unpack(members, i, math.min(i + 499, #members)))) do
+    if known == 0 then new = new + 1 end
+  end
 end
-out.newItems = new
 local act = P.act
 act.items, act.xp, act.streak, act.messages = new, new * P.itemXp, new > 0, 0
+local cap = over_limit(act)
+if cap then return limited(cap) end
+if not save_versioned(KEYS[8], P.expect, P.fields) then return cjson.encode({conflict = true}) end
+redis.call('ZADD', KEYS[9], P.updatedAt, P.pathId)
+for i = 1, #members, 500 do redis.call('SADD', KEYS[10], unpack(members, i, math.min(i + 499, #members))) end
+out.newItems = new
 if new > 0 or act.seconds > 0 then apply_activity(act) end
 return finish()
 """

@@ -15,17 +15,18 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from django.conf import settings
-
 from gamification import keys
+from gamification.days import week_start
+from gamification.managers import engine
 from gamification.managers.summary import user_keys
-from mookti.ids import is_valid_id
-from mookti.redis import Write, pipeline
+from mookti.ids import is_valid_id, to_us
+from mookti.redis import Write, current_prefix, pipeline
 from storage.portability.imports import CHANGED, EXISTS, WRITTEN, Planned
-from storage.portability.sections import Emit, RecordType, Section, key_values, memberships, register
+from storage.portability.sections import Emit, RecordType, Section, key_values, memberships, register, ts_in, ts_out
 
 DAY = r"\d{4}-\d{2}-\d{2}"
 WEEK = re.compile(r"^\d{4}-W\d{2}$")
+WEEK_US = 7 * 24 * 3600 * 1_000_000
 ID = r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}"
 
 # key function -> the patterns of its arguments after the user id
@@ -76,7 +77,7 @@ def export_user(user_id: str, emit: Emit) -> None:
     own, weeks = user_keys(user_id)
     shapes = _shapes(user_id)
     found = key_values(own)
-    prefix = settings.MOOKTI_REDIS_PREFIX
+    prefix = current_prefix()
     names = [k for k in own if k.removeprefix(prefix) in found]
     pipe = pipeline()
     for key in names:
@@ -94,7 +95,8 @@ def export_user(user_id: str, emit: Emit) -> None:
         emit("keys", {**record, "expireAt": expire if expire and expire > 0 else None})
     for week, score in zip(weeks, replies[len(names) :], strict=True):
         if score is not None:
-            emit("leaderboard", {"userId": user_id, "week": week, "xp": int(score)})
+            reached = ts_out(engine.board_reached_at(score, week))
+            emit("leaderboard", {"userId": user_id, "week": week, "xp": engine.board_xp(score), "reachedAt": reached})
 
 
 def _key_item(record: dict[str, Any]) -> dict[str, Any]:
@@ -132,7 +134,7 @@ def _owners_exist(user_ids: list[str], planned: Planned | None) -> dict[str, boo
 def import_keys(items: list[dict[str, Any]], *, dry_run: bool = False, planned: Planned | None = None) -> list[str]:
     owners = _owners_exist(list(dict.fromkeys(i["userId"] for i in items)), planned)
     current = key_values([i["key"] for i in items])
-    prefix = settings.MOOKTI_REDIS_PREFIX
+    prefix = current_prefix()
     outcomes = []
     write = Write()
     for item in items:
@@ -168,12 +170,13 @@ def import_leaderboard(
     write = Write()
     for item, score in zip(items, scores.execute(), strict=True):
         if score is not None:
-            outcomes.append(EXISTS if int(score) == item["xp"] else CHANGED)
+            outcomes.append(EXISTS if engine.board_xp(score) == item["xp"] else CHANGED)
         elif not owners[item["userId"]]:
             outcomes.append(f"owner not imported: {item['userId']}")
         else:
             outcomes.append(WRITTEN)
-            write.step(lambda p, i=item: p.zadd(keys.leaderboard(i["week"]), {i["userId"]: i["xp"]}))
+            score = engine.board_score(item["xp"], item["week"], item["reachedAt"])
+            write.step(lambda p, i=item, s=score: p.zadd(keys.leaderboard(i["week"]), {i["userId"]: s}))
     if write and not dry_run:
         write.execute()
     return outcomes
@@ -184,7 +187,9 @@ def _leaderboard_item(record: dict[str, Any]) -> dict[str, Any]:
         raise ValueError("invalid userId or week")
     if not isinstance(record["xp"], int):
         raise ValueError(f"invalid xp {record['xp']!r}")
-    return {"userId": record["userId"], "week": record["week"], "xp": record["xp"]}
+    # exports before ties were ranked have no reachedAt: the end of the week (last among equals)
+    reached = ts_in(record["reachedAt"]) if record.get("reachedAt") else to_us(week_start(record["week"])) + WEEK_US
+    return {"userId": record["userId"], "week": record["week"], "xp": record["xp"], "reachedAt": reached}
 
 
 def snapshot_user(user_id: str) -> dict[str, Any]:

@@ -5,6 +5,8 @@ Everything is the calling learner's own: another user's goal or progress is a 40
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from drf_spectacular.utils import extend_schema
@@ -14,13 +16,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from gamification import keys
 from gamification import serializers as s
-from gamification.managers import activity, goals, leaderboard, progress, stats, streaks, summary
-from gamification.managers.summary import achievements_view
+from gamification.managers import activity, engine, goals, leaderboard, progress, stats, streaks, summary
+from gamification.managers.summary import user_achievements
 from mookti.api.inputs import path_id, query, validated
 from mookti.errors import NotFound
-from mookti.redis import get_redis
 from storage.api.permissions import IsMooktiUser, actor_id
 from storage.managers import users
 
@@ -30,6 +30,16 @@ def current_user(request: Request) -> dict[str, Any]:
     if user is None:
         raise NotFound("user")
     return user
+
+
+@contextmanager
+def counted_write(request: Request) -> Iterator[dict[str, Any]]:
+    """The learner of a gamification write within the write rate limit (a 429 past it); the
+    write counts once it succeeded."""
+    user_id = actor_id(request)
+    engine.check_write_rate(user_id)
+    yield current_user(request)
+    engine.count_write(user_id)
 
 
 class StreakView(APIView):
@@ -50,16 +60,16 @@ class ActivityView(APIView):
     )
     def post(self, request: Request) -> Response:
         data = validated(s.ActivityIn, request.data)
-        user = current_user(request)
-        if data.get("timezone") and data["timezone"] != user["timezone"]:
-            user = users.update(user["id"], {"timezone": data["timezone"]})  # the device moved: re-detected zone
-        result = activity.record(
-            user,
-            data["type"],
-            occurred_at=data.get("occurredAt"),
-            minutes=data["minutes"],
-            activity_id=data.get("id"),
-        )
+        with counted_write(request) as user:
+            if data.get("timezone") and data["timezone"] != user["timezone"]:
+                user = users.update(user["id"], {"timezone": data["timezone"]})  # the device moved: re-detected zone
+            result = activity.record(
+                user,
+                data["type"],
+                occurred_at=data.get("occurredAt"),
+                minutes=data["minutes"],
+                activity_id=data.get("id"),
+            )
         code = status.HTTP_201_CREATED if result["counted"] else status.HTTP_200_OK
         return Response(s.ActivityOut(result).data, status=code)
 
@@ -88,8 +98,7 @@ class AchievementsView(APIView):
 
     @extend_schema(responses=s.AchievementOut(many=True), summary="All achievements, with the learner's awards")
     def get(self, request: Request) -> Response:
-        awarded = get_redis().hgetall(keys.achievements(actor_id(request)))
-        return Response(s.AchievementOut(achievements_view(awarded), many=True).data)
+        return Response(s.AchievementOut(user_achievements(actor_id(request)), many=True).data)
 
 
 class SummaryView(APIView):
@@ -113,9 +122,10 @@ class GoalViewSet(viewsets.ViewSet):
 
     @extend_schema(request=s.GoalCreateIn, responses={201: s.GoalOut})
     def create(self, request: Request) -> Response:
-        user = current_user(request)
-        data = validated(s.GoalCreateIn, request.data, timezone=user["timezone"])
-        return Response(s.GoalOut(goals.create(user, data)).data, status=status.HTTP_201_CREATED)
+        with counted_write(request) as user:
+            data = validated(s.GoalCreateIn, request.data, timezone=user["timezone"])
+            goal = goals.create(user, data)
+        return Response(s.GoalOut(goal).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses=s.GoalOut)
     def retrieve(self, request: Request, pk: str) -> Response:
@@ -124,13 +134,16 @@ class GoalViewSet(viewsets.ViewSet):
     @extend_schema(request=s.GoalUpdateIn, responses=s.GoalOut)
     def partial_update(self, request: Request, pk: str) -> Response:
         goal_id = path_id(pk)
-        user = current_user(request)
-        changes = validated(s.GoalUpdateIn, request.data, timezone=user["timezone"])
-        return Response(s.GoalOut(goals.update(user, goal_id, changes)).data)
+        with counted_write(request) as user:
+            changes = validated(s.GoalUpdateIn, request.data, timezone=user["timezone"])
+            goal = goals.update(user, goal_id, changes)
+        return Response(s.GoalOut(goal).data)
 
     @extend_schema(responses={204: None})
     def destroy(self, request: Request, pk: str) -> Response:
-        goals.delete(actor_id(request), path_id(pk))
+        goal_id = path_id(pk)
+        with counted_write(request) as user:
+            goals.delete(user["id"], goal_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -152,11 +165,15 @@ class ProgressViewSet(viewsets.ViewSet):
     def update(self, request: Request, pk: str) -> Response:
         path = path_id(pk, "pathId")
         data = validated(s.ProgressIn, request.data)
-        return Response(s.ProgressOut(progress.put(current_user(request), path, data)).data)
+        with counted_write(request) as user:
+            saved = progress.put(user, path, data)
+        return Response(s.ProgressOut(saved).data)
 
     @extend_schema(request=s.ProgressIn, responses=s.ProgressOut, summary="Merge an offline client's progress")
     @action(detail=True, methods=["post"])
     def sync(self, request: Request, pk: str) -> Response:
         path = path_id(pk, "pathId")
         data = validated(s.ProgressIn, request.data)
-        return Response(s.ProgressOut(progress.sync(current_user(request), path, data)).data)
+        with counted_write(request) as user:
+            saved = progress.sync(user, path, data)
+        return Response(s.ProgressOut(saved).data)

@@ -34,6 +34,13 @@ class NotFound(DomainError):
         self.code = f"not_found:{what}"
 
 
+class Unauthorized(DomainError):
+    """Bad credentials (e.g. a wrong email or password when asking for a token)."""
+
+    status_code = HTTPStatus.UNAUTHORIZED
+    code = "unauthorized:auth"
+
+
 class Forbidden(DomainError):
     status_code = HTTPStatus.FORBIDDEN
     code = "forbidden:api"

@@ -12,10 +12,13 @@ import os
 import re
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 # UUIDs, ULIDs, nanoids and similar short tokens: no braces, colons, whitespace or control chars.
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class InvalidId(ValueError):
@@ -50,7 +53,7 @@ def now_us() -> int:
 def to_us(moment: datetime) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp()) * 1_000_000 + moment.microsecond
+    return (moment - EPOCH) // timedelta(microseconds=1)  # exact, also before 1970
 
 
 def from_us(value: int | str) -> datetime:
@@ -62,5 +65,12 @@ def iso(value: int | str | None) -> str | None:
     """ISO-8601 UTC with millisecond precision and a Z, as JavaScript's Date.toISOString()."""
     if value in (None, ""):
         return None
+    return rfc3339(value, digits=3)
+
+
+def rfc3339(value: int | str, digits: int = 6) -> str:
+    """RFC 3339 UTC (always a four-digit year, unlike strftime's %Y before 1000) with ``digits``
+    fraction digits: 3 for the API (as JavaScript), 6 (exact) for exports."""
     moment = from_us(value)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    fraction = f"{moment.microsecond:06d}"[:digits]
+    return f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}.{fraction}Z"

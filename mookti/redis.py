@@ -16,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import redis
@@ -101,9 +103,35 @@ def is_cluster() -> bool:
     return bool(settings.REDIS_CLUSTER)
 
 
+# A prefix other than the deployment's, for a block of maintenance code (see using_prefix).
+_prefix_override: ContextVar[str | None] = ContextVar("mookti_key_prefix", default=None)
+
+
+def current_prefix() -> str:
+    """The key prefix in effect: ``MOOKTI_REDIS_PREFIX``, or the one :func:`using_prefix` set."""
+    return _prefix_override.get() or settings.MOOKTI_REDIS_PREFIX
+
+
+@contextmanager
+def using_prefix(prefix: str) -> Iterator[None]:
+    """Build key names under another prefix inside the block (compare and check commands, tests)."""
+    if "{" in prefix or "}" in prefix:
+        raise ValueError("A key prefix must not contain braces (they are hash tags).")
+    token = _prefix_override.set(prefix)
+    try:
+        yield
+    finally:
+        _prefix_override.reset(token)
+
+
 def key(name: str) -> str:
     """Prefix a key name. Only ``keys`` modules call this."""
-    return f"{settings.MOOKTI_REDIS_PREFIX}{name}"
+    return f"{current_prefix()}{name}"
+
+
+def glob_escape(text: str) -> str:
+    """``text`` as a literal in a SCAN MATCH pattern (a prefix may hold ``*?[]``)."""
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
 
 
 def pipeline(transaction: bool = False):
@@ -203,7 +231,7 @@ def delete_prefix(prefix: str, client: Any = None, batch_size: int = 500) -> int
     round trip per batch; keys are unlinked one by one, so it works across cluster slots too.
     """
     client = client or get_redis()
-    pattern = "".join(f"\\{c}" if c in "*?[]\\" else c for c in prefix) + "*"
+    pattern = glob_escape(prefix) + "*"
     removed = 0
     batch: list[Any] = []
 

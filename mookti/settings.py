@@ -222,6 +222,14 @@ MOOKTI_GAMIFICATION = {
     "LEADERBOARD_SIZE": env.int("MOOKTI_LEADERBOARD_SIZE", default=50),
     "LEADERBOARD_WEEKS_KEPT": env.int("MOOKTI_LEADERBOARD_WEEKS_KEPT", default=5),
     "MAX_ACTIVE_GOALS": env.int("MOOKTI_MAX_ACTIVE_GOALS", default=100),
+    # Caps per local day that keep the weekly leaderboard meaningful (a request past one is a 429):
+    # learning items (reported or completed on a path), minutes of reported or tracked time, and
+    # explicit activities per type. Messages are bounded by MOOKTI_MESSAGE_LIMITS already.
+    "DAILY_ITEMS": env.int("MOOKTI_DAILY_ITEMS", default=50),
+    "DAILY_MINUTES": env.int("MOOKTI_DAILY_MINUTES", default=600),
+    "DAILY_ACTIVITIES": {"practice": env.int("MOOKTI_DAILY_PRACTICE", default=20)},
+    # Gamification writes (activity, progress, goals) per learner per minute.
+    "WRITES_PER_MINUTE": env.int("MOOKTI_GAMIFICATION_WRITES_PER_MINUTE", default=60),
 }
 
 # --- Staff admin -------------------------------------------------------------------------------

@@ -24,8 +24,9 @@ from gamification import achievements, keys
 from gamification.days import DAY_US, day_window, local_date, week_start
 from gamification.serializers import AchievementOut, StreakOut
 from mookti import events
-from mookti.errors import Invalid
-from mookti.redis import REDIS_ERRORS, LuaScript, Write
+from mookti.errors import Invalid, RateLimited
+from mookti.ids import new_id, now_us
+from mookti.redis import REDIS_ERRORS, LuaScript, Write, get_redis, register_script
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,18 @@ CAS_ATTEMPTS = 8
 BACKGROUND_ATTEMPTS = 5
 # The streak fields a script reports (``out.streak``) that ``streak_view`` reads.
 STREAK_FIELDS = ("current", "longest", "freezes", "lastAt")
+
+WRITE_WINDOW_US = 60 * 1_000_000
+# KEYS[1] a learner's recent gamification writes (ZSET by time); ARGV now, window start, a unique
+# member. Records one write and forgets those older than the window (no TTL: the key only changes
+# when the learner writes).
+COUNT_WRITE = register_script(
+    """
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2])
+return 1
+"""
+)
 
 
 def config() -> dict[str, Any]:
@@ -103,6 +116,11 @@ def script_args(now: int, day: date, week: str, **parts: Any) -> list[str]:
         "keep": streak_days_kept(),
         "goalXpPerDay": cfg["GOAL_XP_PER_DAY"],
         "seenSince": str(now - (cfg["BACKFILL_DAYS"] + 2) * DAY_US),
+        "limits": {
+            "items": cfg["DAILY_ITEMS"],
+            "seconds": cfg["DAILY_MINUTES"] * 60,
+            "activities": cfg["DAILY_ACTIVITIES"],
+        },
         **parts,
     }
     return [json.dumps(args, separators=(",", ":"))]
@@ -201,7 +219,40 @@ def run(
 ) -> Outcome:
     """Call a script for ``user_id``: ``day`` names the stats key, ``week`` the weekly XP field."""
     reply = script(script_keys(user_id, day, *extra_keys), script_args(now, day, week, **parts))
-    return Outcome.decode(user_id, day, week, reply)
+    outcome = Outcome.decode(user_id, day, week, reply)
+    if outcome.raw.get("limited"):
+        raise daily_limit(outcome.raw["limited"], outcome.raw["limit"], day, parts, now)
+    return outcome
+
+
+def daily_limit(name: str, limit: Any, day: date, parts: dict[str, Any], now: int) -> RateLimited:
+    """The 429 of a daily cap: retry when the learner's next local day starts."""
+    act = parts.get("act") or parts.get("progress", {}).get("act") or {}
+    next_day = int(act["fwd"][0]) if act.get("fwd") else now + DAY_US
+    error = RateLimited(
+        f"Daily limit of {int(limit)} {name} reached for {day.isoformat()}.", retry_after=(next_day - now) // 1_000_000
+    )
+    error.code = "rate_limit:gamification"
+    error.fields = {"type" if name in config()["DAILY_ACTIVITIES"] else name: [f"At most {int(limit)} a day."]}
+    return error
+
+
+def check_write_rate(user_id: str, now: int | None = None) -> None:
+    """A 429 once the learner made ``WRITES_PER_MINUTE`` gamification writes in the last minute
+    (a read: a refused request writes nothing; :func:`count_write` records the accepted ones)."""
+    now = now or now_us()
+    limit = config()["WRITES_PER_MINUTE"]
+    recent = get_redis().zrange(keys.write_rate(user_id), now - WRITE_WINDOW_US, "+inf", byscore=True, withscores=True)
+    if len(recent) >= limit:
+        frees_at = int(recent[-limit][1]) + WRITE_WINDOW_US
+        error = RateLimited(f"At most {limit} gamification writes a minute.", retry_after=(frees_at - now) // 1_000_000)
+        error.code = "rate_limit:gamification"
+        raise error
+
+
+def count_write(user_id: str, now: int | None = None) -> None:
+    now = now or now_us()
+    COUNT_WRITE(keys=[keys.write_rate(user_id)], args=[now, now - WRITE_WINDOW_US, new_id()])
 
 
 def day_stats(day: date, raw: dict[str, str]) -> dict[str, Any]:
@@ -244,6 +295,30 @@ def streak_view(raw: dict[str, str], tz_name: str, now: int) -> dict[str, Any]:
     }
 
 
+# A leaderboard score is the weekly XP and, below it, how early in the week it was reached:
+# xp * TIE_SCALE + (TIE_SCALE - 1 - milliseconds since the week began). Equal XP ranks the one who
+# got there first higher, ZADD GT keeps the first time a total was reached, and the whole stays an
+# exact integer in a ZSET score (weekly XP below 2**23; 2**30 ms is 12 days, a week plus late reports).
+TIE_SCALE = 2**30
+
+
+def board_score(xp: int, week: str, reached_at: int) -> int:
+    """The leaderboard score of ``xp`` weekly XP reached at ``reached_at`` (microseconds)."""
+    elapsed = (reached_at - int(week_start(week).timestamp()) * 1_000_000) // 1000
+    return xp * TIE_SCALE + (TIE_SCALE - 1 - min(max(elapsed, 0), TIE_SCALE - 1))
+
+
+def board_xp(score: float | str) -> int:
+    """The weekly XP of a leaderboard score."""
+    return int(float(score)) // TIE_SCALE
+
+
+def board_reached_at(score: float | str, week: str) -> int:
+    """When (microseconds) the score's XP was reached."""
+    elapsed = TIE_SCALE - 1 - int(float(score)) % TIE_SCALE
+    return int(week_start(week).timestamp()) * 1_000_000 + elapsed * 1000
+
+
 def publish(outcome: Outcome, *, tz_name: str, now: int) -> None:
     """Publish the outcome's events (and the leaderboard entry) in one write; never raises:
     the change is already applied, and the next change repairs a missed leaderboard entry."""
@@ -260,7 +335,7 @@ def _publish(outcome: Outcome, *, tz_name: str, now: int) -> None:
         expire_at = week_start(outcome.week) + timedelta(weeks=config()["LEADERBOARD_WEEKS_KEPT"] + 1)
 
         def rank(p: Any) -> None:
-            p.zadd(board, {outcome.user_id: outcome.week_xp}, gt=True)
+            p.zadd(board, {outcome.user_id: board_score(outcome.week_xp, outcome.week, now)}, gt=True)
             p.expireat(board, int(expire_at.timestamp()))
 
         write.step(rank)

@@ -1,7 +1,7 @@
 """The weekly leaderboard: one sorted set per ISO week (Monday 00:00 UTC), user id -> XP.
 
-Scores are written by ``engine.publish`` (ZADD GT of the learner's weekly XP total). Ties are
-ordered by user id (Redis orders equal scores by member).
+Scores are written by ``engine.publish`` (ZADD GT of the learner's weekly XP total, with the
+time it was reached below it: ``engine.board_score``). Equal XP: who reached it first ranks first.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from storage.managers import users
 
 
 def _pairs(flat: list[Any]) -> list[tuple[str, int]]:
-    return [(member, int(float(score))) for member, score in zip(flat[::2], flat[1::2], strict=True)]
+    return [(member, engine.board_xp(score)) for member, score in zip(flat[::2], flat[1::2], strict=True)]
 
 
 class LeaderboardManager:

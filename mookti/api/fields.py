@@ -13,6 +13,8 @@ from rest_framework import serializers
 
 from mookti.ids import ID_PATTERN, iso, to_us
 
+MAX_TIMESTAMP_US = 2**53
+
 
 @cache
 def known_timezones() -> frozenset[str]:
@@ -27,7 +29,10 @@ class TimestampField(serializers.Field):
     number of milliseconds since the epoch, as JavaScript's ``Date.getTime()``.
     """
 
-    default_error_messages = {"invalid": "Use an ISO-8601 timestamp or epoch milliseconds."}
+    default_error_messages = {
+        "invalid": "Use an ISO-8601 timestamp or epoch milliseconds.",
+        "range": "Timestamps go from 1684 to 2255 (exact in a sorted-set score).",
+    }
 
     def to_representation(self, value: int | None) -> str | None:
         return iso(value)
@@ -38,15 +43,22 @@ class TimestampField(serializers.Field):
         if isinstance(data, str) and data.isdigit() and len(data) <= 14:
             data = int(data)  # epoch milliseconds in a query string
         if isinstance(data, int | float):
-            if not 0 <= data < 10**14:
+            if data < 0:
                 self.fail("invalid")
-            return int(data * 1000)
+            return self._in_range(int(data * 1000))
         if isinstance(data, str) and len(data) <= 40:
             try:
-                return to_us(datetime.fromisoformat(data.replace("Z", "+00:00")))
-            except ValueError:
-                pass
+                value = to_us(datetime.fromisoformat(data.replace("Z", "+00:00")))
+            except (ValueError, OverflowError):
+                self.fail("invalid")
+            return self._in_range(value)
         self.fail("invalid")
+
+    def _in_range(self, value: int) -> int:
+        """Microseconds a ZSET score holds exactly (|value| <= 2**53), so stored times never round."""
+        if not -MAX_TIMESTAMP_US <= value <= MAX_TIMESTAMP_US:
+            self.fail("range")
+        return value
 
 
 class IdField(serializers.RegexField):
@@ -58,11 +70,22 @@ class IdField(serializers.RegexField):
 
 
 class StrictSerializer(serializers.Serializer):
-    """Rejects fields it does not know, so typos are errors, not silently ignored."""
+    """Rejects fields it does not know, so typos are errors, not silently ignored, and values of
+    another JSON type where text is expected (DRF's CharField would store ``123`` as ``"123"``)."""
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
             unknown = set(data) - set(self.fields)
             if unknown:
                 raise serializers.ValidationError({name: ["Unknown field."] for name in sorted(unknown)})
+            not_text = [
+                name
+                for name, field in self.fields.items()
+                if isinstance(field, serializers.CharField)
+                and name in data
+                and data[name] is not None
+                and not isinstance(data[name], str)
+            ]
+            if not_text:
+                raise serializers.ValidationError({name: ["Not a valid string."] for name in not_text})
         return super().to_internal_value(data)

@@ -41,10 +41,13 @@ class IsService(BasePermission):
 
 
 class IsServiceOrSelf(BasePermission):
-    """The service key, or the user the URL names."""
+    """The service key acting for nobody, or the user the URL names (a token, or the service key
+    with ``X-Mookti-User``: acting for a user scopes the call to that user, as everywhere)."""
 
     def has_permission(self, request, view) -> bool:
         user = getattr(request, "user", None)
         if not isinstance(user, Principal):
             return False
-        return user.is_service or user.user_id == view.kwargs.get("pk")
+        if user.user_id is None:
+            return user.is_service
+        return user.user_id == view.kwargs.get("pk")

@@ -10,6 +10,8 @@ from rest_framework import serializers
 
 from mookti.api.fields import IdField, StrictSerializer, TimestampField, known_timezones
 from mookti.errors import PayloadTooLarge
+from storage.entities import Chat, Document, Message, Stream, Suggestion, User, Vote
+from storage.entities.base import Entity
 from storage.managers.chats import VISIBILITIES
 from storage.managers.documents import KINDS
 from storage.managers.messages import ROLES
@@ -23,16 +25,27 @@ def _json_size(value: Any) -> int:
     return len(json.dumps(value, separators=(",", ":")).encode())
 
 
+def _output_field(name: str, kind: str) -> serializers.Field:
+    optional = kind.endswith("| None")
+    if kind.startswith("int") and name.endswith("At"):
+        return TimestampField(allow_null=optional)
+    simple = {"int": serializers.IntegerField, "bool": serializers.BooleanField}
+    structured = {"dict": serializers.DictField, "list": serializers.ListField}
+    for prefix, field in {**simple, **structured}.items():
+        if kind.startswith(prefix):
+            return field()
+    return serializers.CharField(allow_null=optional)
+
+
+def entity_out(name: str, entity: type[Entity]) -> type[serializers.Serializer]:
+    """The output serializer of a stored entity: its public fields, in its order, timestamps
+    (``...At``) as ISO-8601, so the field list lives in one place (``storage.entities``)."""
+    fields = {field: _output_field(field, kind) for field, kind in entity.kinds() if field not in entity.PRIVATE}
+    return type(name, (serializers.Serializer,), {"__module__": __name__, **fields})
+
+
 # --- users -------------------------------------------------------------------------------------
-class UserOut(serializers.Serializer):
-    id = serializers.CharField()
-    email = serializers.CharField()
-    name = serializers.CharField()
-    type = serializers.CharField()
-    isGuest = serializers.BooleanField()
-    timezone = serializers.CharField()
-    preferences = serializers.DictField()
-    createdAt = TimestampField()
+UserOut = entity_out("UserOut", User)
 
 
 class UserUpdateIn(StrictSerializer):
@@ -82,13 +95,7 @@ class TokenOut(serializers.Serializer):
 
 
 # --- chats -------------------------------------------------------------------------------------
-class ChatOut(serializers.Serializer):
-    id = serializers.CharField()
-    userId = serializers.CharField()
-    title = serializers.CharField()
-    visibility = serializers.CharField()
-    createdAt = TimestampField()
-    lastMessageAt = TimestampField(allow_null=True)
+ChatOut = entity_out("ChatOut", Chat)
 
 
 class ChatUpdateIn(StrictSerializer):
@@ -125,21 +132,11 @@ class StreamIn(StrictSerializer):
     streamId = IdField()
 
 
-class StreamOut(serializers.Serializer):
-    id = serializers.CharField()
-    chatId = serializers.CharField()
-    createdAt = TimestampField()
+StreamOut = entity_out("StreamOut", Stream)
 
 
 # --- messages ----------------------------------------------------------------------------------
-class MessageOut(serializers.Serializer):
-    id = serializers.CharField()
-    chatId = serializers.CharField()
-    role = serializers.CharField()
-    parts = serializers.ListField()
-    attachments = serializers.ListField()
-    content = serializers.CharField()
-    createdAt = TimestampField()
+MessageOut = entity_out("MessageOut", Message)
 
 
 def _check_message_size(attrs: dict[str, Any]) -> None:
@@ -213,10 +210,7 @@ class VoteIn(StrictSerializer):
     type = serializers.ChoiceField(("up", "down"))
 
 
-class VoteOut(serializers.Serializer):
-    chatId = serializers.CharField()
-    messageId = serializers.CharField()
-    isUpvoted = serializers.BooleanField()
+VoteOut = entity_out("VoteOut", Vote)
 
 
 class ChatIdQuery(StrictSerializer):
@@ -224,13 +218,7 @@ class ChatIdQuery(StrictSerializer):
 
 
 # --- documents ---------------------------------------------------------------------------------
-class DocumentOut(serializers.Serializer):
-    id = serializers.CharField()
-    userId = serializers.CharField()
-    title = serializers.CharField()
-    kind = serializers.CharField()
-    content = serializers.CharField(allow_null=True)
-    createdAt = TimestampField()
+DocumentOut = entity_out("DocumentOut", Document)
 
 
 class DocumentSummaryOut(serializers.Serializer):
@@ -285,13 +273,4 @@ class SuggestionsIn(StrictSerializer):
     suggestions = SuggestionIn(many=True, allow_empty=False, max_length=MAX_BATCH)
 
 
-class SuggestionOut(serializers.Serializer):
-    id = serializers.CharField()
-    documentId = serializers.CharField()
-    documentCreatedAt = TimestampField()
-    originalText = serializers.CharField()
-    suggestedText = serializers.CharField()
-    description = serializers.CharField(allow_null=True)
-    isResolved = serializers.BooleanField()
-    userId = serializers.CharField()
-    createdAt = TimestampField()
+SuggestionOut = entity_out("SuggestionOut", Suggestion)

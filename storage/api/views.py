@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from mookti.api.inputs import path_id, query, validated
-from mookti.errors import Forbidden, Invalid, NotFound
+from mookti.errors import Forbidden, Invalid, NotFound, Unauthorized
 from storage.api import serializers as s
 from storage.api.auth import Principal
 from storage.api.permissions import IsMooktiUser, IsMooktiUserOrReadOnly, IsService, IsServiceOrSelf, actor_id
@@ -108,7 +108,7 @@ class TokenViewSet(viewsets.ViewSet):
         else:
             user = users.authenticate(data["email"], data["password"])
             if user is None:
-                raise Invalid("Wrong email or password.", {"password": ["wrong email or password"]})
+                raise Unauthorized("Wrong email or password.", {"password": ["wrong email or password"]})
         if user is None:
             raise NotFound("user")
         return Response(s.TokenOut(tokens.issue(user["id"], data.get("ttl"))).data, status=status.HTTP_201_CREATED)

@@ -9,6 +9,7 @@ from mookti.errors import Conflict, NotFound
 from mookti.ids import new_id, now_us
 from mookti.redis import Write, get_redis, pipeline
 from storage import keys
+from storage.entities import Chat, Stream
 from storage.managers.common import create_if_absent
 from storage.managers.paging import PageRequest
 
@@ -17,18 +18,7 @@ ORDERINGS = {"createdAt": keys.user_chats, "lastMessageAt": keys.user_chats_by_a
 BULK_BATCH = 200
 
 
-def decode_chat(raw: dict[str, str]) -> dict[str, Any] | None:
-    if not raw or "id" not in raw:
-        return None
-    last = raw.get("lastMessageAt")
-    return {
-        "id": raw["id"],
-        "userId": raw.get("userId", ""),
-        "title": raw.get("title", ""),
-        "visibility": raw.get("visibility", "private"),
-        "createdAt": int(raw.get("createdAt", 0)),
-        "lastMessageAt": int(last) if last else None,
-    }
+decode_chat = Chat.view
 
 
 def can_read(chat: dict[str, Any] | None, actor_id: str | None) -> bool:
@@ -66,16 +56,10 @@ class ChatManager:
         """saveChat: the hash first (only if the id is free), then the owner's indexes."""
         chat_id = chat_id or new_id()
         created_at = created_at or now_us()
-        fields = {
-            "id": chat_id,
-            "userId": user_id,
-            "title": title,
-            "visibility": visibility,
-            "createdAt": str(created_at),
-        }
-        if not create_if_absent(keys.chat(chat_id), fields):
+        entity = Chat(chat_id, user_id, title, visibility, created_at)
+        if not create_if_absent(keys.chat(chat_id), entity.encode()):
             raise Conflict("A chat with this id already exists.", {"id": ["already exists"]})
-        chat = decode_chat(fields)
+        chat = entity.to_dict()
         write = Write()
 
         def index(p: Any) -> None:
@@ -85,7 +69,7 @@ class ChatManager:
         write.step(index)
         events.stage(write, user_id, "chat.created", chat, chat_id=chat_id)
         write.execute()
-        return chat  # type: ignore[return-value]
+        return chat
 
     def get(self, chat_id: str) -> dict[str, Any] | None:
         return decode_chat(get_redis().hgetall(keys.chat(chat_id)))
@@ -186,15 +170,15 @@ class ChatManager:
         require_owned(self.get(chat_id), actor_id)
         created_at = now_us()
         get_redis().zadd(keys.chat_streams(chat_id), {stream_id: created_at}, nx=True)
-        return {"id": stream_id, "chatId": chat_id, "createdAt": created_at}
+        return Stream(stream_id, chat_id, created_at).to_dict()
 
     def list_streams(self, actor_id: str, chat_id: str) -> list[dict[str, Any]]:
         pipe = pipeline()
         pipe.hgetall(keys.chat(chat_id))
         pipe.zrange(keys.chat_streams(chat_id), 0, -1, withscores=True)
         raw, streams = pipe.execute()
-        require_readable(decode_chat(raw), actor_id)
-        return [{"id": sid, "chatId": chat_id, "createdAt": int(score)} for sid, score in streams]
+        require_owned(decode_chat(raw), actor_id)  # a public chat's readers get messages, not streams
+        return [Stream(sid, chat_id, int(score)).to_dict() for sid, score in streams]
 
 
 chats = ChatManager()

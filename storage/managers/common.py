@@ -16,6 +16,11 @@ return 1
 )
 
 
+def flat(fields: dict[str, Any]) -> list[Any]:
+    """A mapping as the field/value argument list of HSET or a script."""
+    return [x for kv in fields.items() for x in kv]
+
+
 def create_if_absent(key: str, fields: dict[str, Any], client: Any = None) -> Any:
     """HSET ``fields`` into a new hash; replies 0 (and writes nothing) when ``key`` exists."""
-    return CREATE_IF_ABSENT(keys=[key], args=[x for kv in fields.items() for x in kv], client=client)
+    return CREATE_IF_ABSENT(keys=[key], args=flat(fields), client=client)

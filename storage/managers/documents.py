@@ -15,6 +15,8 @@ from mookti.errors import NotFound
 from mookti.ids import new_id, now_us
 from mookti.redis import Write, get_redis, pipeline, register_script
 from storage import keys
+from storage.entities import Document, Suggestion
+from storage.managers.common import flat
 from storage.managers.paging import PageRequest
 
 KINDS = ("text", "code", "image", "sheet")
@@ -33,66 +35,36 @@ return 1
 )
 
 
-def decode_version(raw: dict[str, str]) -> dict[str, Any] | None:
-    if not raw or "id" not in raw:
-        return None
-    return {
-        "id": raw["id"],
-        "userId": raw.get("userId", ""),
-        "title": raw.get("title", ""),
-        "kind": raw.get("kind", "text"),
-        "content": raw.get("content") or None,
-        "createdAt": int(raw.get("createdAt", 0)),
-    }
+decode_version = Document.view
+decode_suggestion = Suggestion.view
 
 
-def encode_version(version: dict[str, Any]) -> dict[str, str]:
-    """A version as stored in its hash (``decode_version`` reads it back)."""
-    return {
-        "id": version["id"],
-        "userId": version["userId"],
-        "title": version["title"],
-        "kind": version["kind"],
-        "content": version.get("content") or "",
-        "createdAt": str(version["createdAt"]),
-    }
-
-
-# What a suggestion says, beside its id and document (an import compares these).
-SUGGESTION_DATA = (
-    "documentCreatedAt",
-    "originalText",
-    "suggestedText",
-    "description",
-    "isResolved",
-    "userId",
-    "createdAt",
+# KEYS[1] document summary, KEYS[2] versions ZSET; ARGV[1] the version key without its time,
+# ARGV[2] now (microseconds, whole milliseconds), then the version's field/value pairs (userId
+# among them). Picks the version time (now, or 1 ms after the newest version), writes the version,
+# its index entry and the summary in one step. Replies {0} (someone else's document) or
+# {1, createdAt, the document's first createdAt}.
+SAVE_VERSION = register_script(
+    """
+local fields = {}
+for i = 3, #ARGV, 2 do fields[ARGV[i]] = ARGV[i + 1] end
+local owner = redis.call('HGET', KEYS[1], 'userId')
+if owner and owner ~= fields['userId'] then return {0} end
+local at = tonumber(ARGV[2])
+local newest = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')[2]
+if newest and tonumber(newest) + 1000 > at then at = tonumber(newest) + 1000 end
+local stamp = string.format('%.0f', at)
+fields['createdAt'] = stamp
+local pairs_ = {}
+for name, value in pairs(fields) do table.insert(pairs_, name); table.insert(pairs_, value) end
+redis.call('HSET', ARGV[1] .. stamp, unpack(pairs_))
+redis.call('ZADD', KEYS[2], stamp, stamp)
+redis.call('HSETNX', KEYS[1], 'createdAt', stamp)
+redis.call('HSET', KEYS[1], 'id', fields['id'], 'userId', fields['userId'], 'title', fields['title'],
+  'kind', fields['kind'], 'updatedAt', stamp)
+return {1, stamp, redis.call('HGET', KEYS[1], 'createdAt')}
+"""
 )
-
-
-def encode_suggestion(suggestion: dict[str, Any]) -> dict[str, str]:
-    """A suggestion as stored in its hash: booleans as 1/0, a missing description as ''."""
-
-    def text(value: Any) -> str:
-        return "1" if value is True else "0" if value is False else "" if value is None else str(value)
-
-    return {name: text(suggestion.get(name)) for name in ("id", "documentId", *SUGGESTION_DATA)}
-
-
-def decode_suggestion(raw: dict[str, str]) -> dict[str, Any] | None:
-    if not raw or "id" not in raw:
-        return None
-    return {
-        "id": raw["id"],
-        "documentId": raw.get("documentId", ""),
-        "documentCreatedAt": int(raw.get("documentCreatedAt", 0)),
-        "originalText": raw.get("originalText", ""),
-        "suggestedText": raw.get("suggestedText", ""),
-        "description": raw.get("description") or None,
-        "isResolved": raw.get("isResolved") == "1",
-        "userId": raw.get("userId", ""),
-        "createdAt": int(raw.get("createdAt", 0)),
-    }
 
 
 def _owned(raw_meta: dict[str, str], actor_id: str | None) -> dict[str, str]:
@@ -112,48 +84,29 @@ def _owned_with(actor_id: str | None, document_id: str, index_key: str, start: i
 
 class DocumentManager:
     def save(
-        self,
-        actor_id: str,
-        *,
-        document_id: str | None,
-        title: str,
-        kind: str,
-        content: str | None,
-        created_at: int | None = None,
+        self, actor_id: str, *, document_id: str | None, title: str, kind: str, content: str | None
     ) -> dict[str, Any]:
-        """saveDocument: a new version (createdAt = now) of a new or an own document."""
+        """saveDocument: a new version (createdAt = now) of a new or an own document.
+
+        The version's time is its identity, so it is chosen inside the atomic write: after the
+        newest version, never two in one millisecond, however many saves run at once.
+        """
         document_id = document_id or new_id()
-        meta = get_redis().hgetall(keys.document(document_id))
-        if meta and meta.get("userId") != actor_id:
+        saved = Document(document_id, actor_id, title, kind, content or None)
+        reply = SAVE_VERSION(
+            keys=[keys.document(document_id), keys.document_versions(document_id)],
+            args=[keys.document_version(document_id, ""), now_us(), *flat(saved.encode())],
+        )
+        if not reply[0]:
             raise NotFound("document")
-        # versions are keyed by time: never two in one millisecond, never out of order
-        created_at = created_at or max(now_us(), int(meta.get("updatedAt", 0)) + 1000)
-        saved = {
-            "id": document_id,
-            "userId": actor_id,
-            "title": title,
-            "kind": kind,
-            "content": content or None,
-            "createdAt": created_at,
-        }
+        saved.createdAt, first = int(reply[1]), int(reply[2])
         write = Write()
-
-        def store(p: Any) -> None:
-            p.hset(keys.document_version(document_id, created_at), mapping=encode_version(saved))
-            p.zadd(keys.document_versions(document_id), {str(created_at): created_at})
-            p.hsetnx(keys.document(document_id), "createdAt", created_at)
-            p.hset(
-                keys.document(document_id),
-                mapping={"id": document_id, "userId": actor_id, "title": title, "kind": kind, "updatedAt": created_at},
-            )
-
-        write.step(store)
-        first = int(meta.get("createdAt", created_at)) if meta else created_at
         write.step(lambda p: p.zadd(keys.user_documents(actor_id), {document_id: first}))
         outbox.stage(write, "upsert", kind="document", userId=actor_id, documentId=document_id)
-        events.stage(write, actor_id, "document.saved", {k: saved[k] for k in ("id", "title", "kind", "createdAt")})
+        version = saved.to_dict()
+        events.stage(write, actor_id, "document.saved", {k: version[k] for k in ("id", "title", "kind", "createdAt")})
         write.execute()
-        return saved
+        return version
 
     def versions(self, actor_id: str | None, document_id: str) -> list[dict[str, Any]]:
         """getDocumentsById: all versions, oldest first."""
@@ -301,7 +254,7 @@ class DocumentManager:
 
         def store(p: Any) -> None:
             for s in saved:
-                p.hset(keys.document_suggestion(document_id, s["id"]), mapping=encode_suggestion(s))
+                p.hset(keys.document_suggestion(document_id, s["id"]), mapping=Suggestion.build(s).encode())
             p.zadd(keys.document_suggestions(document_id), {s["id"]: s["documentCreatedAt"] for s in saved})
 
         write = Write()

@@ -19,7 +19,9 @@ from mookti.errors import Conflict, DomainError, NotFound, RateLimited
 from mookti.ids import new_id, now_us
 from mookti.redis import Write, get_redis, pipeline, register_script
 from storage import keys, signals
+from storage.entities import Message, Vote
 from storage.managers.chats import decode_chat, require_owned, require_readable
+from storage.managers.common import flat
 from storage.managers.paging import PageRequest
 from storage.managers.users import decode_user
 
@@ -83,30 +85,7 @@ def text_of(parts: list[Any]) -> str:
     return "\n".join(t for t in texts if isinstance(t, str))
 
 
-def decode_message(raw: dict[str, str]) -> dict[str, Any] | None:
-    if not raw or "id" not in raw:
-        return None
-    return {
-        "id": raw["id"],
-        "chatId": raw.get("chatId", ""),
-        "role": raw.get("role", "user"),
-        "parts": json.loads(raw.get("parts") or "[]"),
-        "attachments": json.loads(raw.get("attachments") or "[]"),
-        "content": raw.get("content", ""),
-        "createdAt": int(raw.get("createdAt", 0)),
-    }
-
-
-def encode_message(message: dict[str, Any]) -> dict[str, str]:
-    return {
-        "id": message["id"],
-        "chatId": message["chatId"],
-        "role": message["role"],
-        "parts": json.dumps(message["parts"], separators=(",", ":")),
-        "attachments": json.dumps(message["attachments"], separators=(",", ":")),
-        "content": message["content"],
-        "createdAt": str(message["createdAt"]),
-    }
+decode_message = Message.view
 
 
 def _lookup(value: str | None) -> tuple[str, str]:
@@ -117,14 +96,10 @@ def _lookup(value: str | None) -> tuple[str, str]:
     return chat_id, owner_id
 
 
-def _flat(fields: dict[str, str]) -> list[str]:
-    return [x for kv in fields.items() for x in kv]
-
-
 def stage_chat_write(p: Any, chat_id: str, group: list[dict[str, Any]], last: int) -> None:
     """Messages of one chat, their index entries and the chat's lastMessageAt (never moved back)."""
     for message in group:
-        p.hset(keys.chat_message(chat_id, message["id"]), mapping=encode_message(message))
+        p.hset(keys.chat_message(chat_id, message["id"]), mapping=Message.build(message).encode())
     p.zadd(keys.chat_messages(chat_id), {m["id"]: m["createdAt"] for m in group})
     RAISE_FIELD(keys=[keys.chat(chat_id)], args=["lastMessageAt", last], client=p)
 
@@ -259,7 +234,7 @@ class MessageManager:
         write = Write()
         index = write.step(
             lambda p: UPDATE_IF_EXISTS(
-                keys=[keys.chat_message(chat_id, message_id), keys.chat(chat_id)], args=_flat(fields), client=p
+                keys=[keys.chat_message(chat_id, message_id), keys.chat(chat_id)], args=flat(fields), client=p
             )
         )
         outbox.stage(write, "upsert", kind="message", userId=actor_id, chatId=chat_id, messageId=message_id)
@@ -327,7 +302,7 @@ class VoteManager:
         require_owned(decode_chat(raw_chat), actor_id)
         if not exists:
             raise NotFound("message")
-        vote = {"chatId": chat_id, "messageId": message_id, "isUpvoted": vote_type == "up"}
+        vote = Vote.from_field(chat_id, message_id, vote_type).to_dict()
         write = Write()
         write.step(lambda p: p.hset(keys.chat_votes(chat_id), message_id, vote_type))
         events.stage(write, actor_id, "vote.updated", vote, chat_id=chat_id)
@@ -335,13 +310,13 @@ class VoteManager:
         return vote
 
     def list(self, actor_id: str | None, chat_id: str) -> list[dict[str, Any]]:
-        """getVotesByChatId."""
+        """getVotesByChatId: the owner's only (as ai-chatbot)."""
         pipe = pipeline()
         pipe.hgetall(keys.chat(chat_id))
         pipe.hgetall(keys.chat_votes(chat_id))
         raw_chat, votes = pipe.execute()
-        require_readable(decode_chat(raw_chat), actor_id)
-        return [{"chatId": chat_id, "messageId": mid, "isUpvoted": v == "up"} for mid, v in sorted(votes.items())]
+        require_owned(decode_chat(raw_chat), actor_id)  # readers of a public chat do not see its votes
+        return [Vote.from_field(chat_id, mid, v).to_dict() for mid, v in sorted(votes.items())]
 
 
 messages = MessageManager()

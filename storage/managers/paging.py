@@ -27,9 +27,13 @@ if cursor ~= '' then
   local at
   if desc then at = redis.call('ZREVRANK', KEYS[1], cursor) else at = redis.call('ZRANK', KEYS[1], cursor) end
   if not at then return {0} end
-  -- in a newest-first listing the newer members come before the cursor
-  if (side == 'newer') == desc then lo, hi = 0, at - 1 else lo, hi = at + 1, -1 end
-  if hi ~= -1 and hi < lo then return {1} end
+  -- in a newest-first listing the newer members come before the cursor (none if it is first)
+  if (side == 'newer') == desc then
+    if at == 0 then return {1} end
+    lo, hi = 0, at - 1
+  else
+    lo, hi = at + 1, -1
+  end
 end
 local stop = lo + count - 1
 if hi ~= -1 and hi < stop then stop = hi end

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
@@ -16,31 +16,21 @@ from mookti.errors import Conflict, NotFound
 from mookti.ids import new_id, now_us
 from mookti.redis import Write, get_redis, pipeline
 from storage import keys, signals
+from storage.entities import Token, User
 from storage.managers.common import create_if_absent
 
 USER_TYPES = ("free", "basic", "pro")
 # Profile fields an update may change (``type`` only through the service key).
 PROFILE_FIELDS = ("name", "timezone", "type", "preferences")
 TOKEN_PREFIX = "mkt_"
+GUEST_ATTEMPTS = 5
 
 
 def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
-def decode_user(raw: dict[str, str]) -> dict[str, Any] | None:
-    if not raw or "id" not in raw:
-        return None
-    return {
-        "id": raw["id"],
-        "email": raw.get("email", ""),
-        "name": raw.get("name", ""),
-        "type": raw.get("type", "free"),
-        "isGuest": raw.get("isGuest") == "1",
-        "timezone": raw.get("timezone", "UTC"),
-        "preferences": json.loads(raw.get("preferences") or "{}"),
-        "createdAt": int(raw.get("createdAt", 0)),
-    }
+decode_user = User.view
 
 
 class UserManager:
@@ -67,18 +57,18 @@ class UserManager:
             owner = client.get(keys.user_email(email))
             if owner != user_id or client.exists(keys.user(user_id)):
                 raise Conflict("A user with this email already exists.", {"email": ["already registered"]})
-        fields = {
-            "id": user_id,
-            "email": email,
-            "name": name,
-            "type": user_type,
-            "isGuest": "1" if is_guest else "0",
-            "timezone": timezone,
-            "preferences": json.dumps(preferences or {}),
-            "createdAt": str(created_at),
-            "password": password_hash or (make_password(password) if password else ""),
-        }
-        created = create_if_absent(keys.user(user_id), fields)
+        user = User(
+            id=user_id,
+            email=email,
+            name=name,
+            type=user_type,
+            isGuest=is_guest,
+            timezone=timezone,
+            preferences=preferences or {},
+            createdAt=created_at,
+            password=password_hash or (make_password(password) if password else ""),
+        )
+        created = create_if_absent(keys.user(user_id), user.encode())
         if not created:
             client.delete(keys.user_email(email))
             raise Conflict("A user with this id already exists.", {"id": ["already exists"]})
@@ -86,15 +76,24 @@ class UserManager:
         write.step(lambda p: p.zadd(keys.users(), {user_id: created_at}))
         write.step(lambda p: p.zadd(keys.users_by_type(user_type), {user_id: created_at}))
         write.execute()
-        return decode_user(fields)  # type: ignore[return-value]
+        return user.to_dict()
 
     def create_guest(self) -> dict[str, Any]:
-        """ai-chatbot's guest: email ``guest-<ms>``, random password nobody knows."""
-        return self.create(
-            f"guest-{time.time_ns() // 1_000_000}{secrets.randbelow(1000):03d}",
-            secrets.token_urlsafe(24),
-            is_guest=True,
-        )
+        """ai-chatbot's guest: email ``guest-<ms>`` (plus random digits), random password nobody knows.
+
+        The email is claimed with SET NX, so two guests of one millisecond that drew the same
+        digits cannot share it: the second draws again instead of failing.
+        """
+        for _ in range(GUEST_ATTEMPTS - 1):
+            try:
+                return self._new_guest()
+            except Conflict:
+                continue
+        return self._new_guest()
+
+    def _new_guest(self) -> dict[str, Any]:
+        email = f"guest-{time.time_ns() // 1_000_000}{secrets.randbelow(1000):03d}"
+        return self.create(email, secrets.token_urlsafe(24), is_guest=True)
 
     def get(self, user_id: str) -> dict[str, Any] | None:
         return decode_user(get_redis().hgetall(keys.user(user_id)))
@@ -125,16 +124,12 @@ class UserManager:
         current = self.get(user_id)
         if current is None:
             raise NotFound("user")
-        fields = {}
-        for name in ("name", "timezone", "type"):
-            if name in changes:
-                fields[name] = changes[name]
-        if "preferences" in changes:
-            fields["preferences"] = json.dumps(changes["preferences"])
+        changed = {name: changes[name] for name in PROFILE_FIELDS if name in changes}
         if "password" in changes:
-            fields["password"] = make_password(changes["password"])
-        if not fields:
+            changed["password"] = make_password(changes["password"])
+        if not changed:
             return current
+        fields = {k: v for k, v in User.build({**current, **changed}).encode().items() if k in changed}
         write = Write()
         write.step(lambda p: p.hset(keys.user(user_id), mapping=fields))
         new_type = fields.get("type")
@@ -144,6 +139,24 @@ class UserManager:
         events.stage(write, user_id, "user.updated", {"userId": user_id, "changed": sorted(changes)})
         write.execute()
         return {**current, **{name: changes[name] for name in PROFILE_FIELDS if name in changes}}
+
+    def exists(self, user_id: str) -> bool:
+        """One EXISTS: the service key acting for a user checks the user is there."""
+        return bool(get_redis().exists(keys.user(user_id)))
+
+    def count(self) -> int:
+        return int(get_redis().zcard(keys.users()))
+
+    def all_ids(self, batch: int = 500) -> Iterator[str]:
+        """Every user id of the ``users`` index, oldest first, read in pages (maintenance and tools)."""
+        client = get_redis()
+        start = 0
+        while True:
+            chunk = client.zrange(keys.users(), start, start + batch - 1)
+            yield from chunk
+            if len(chunk) < batch:
+                return
+            start += batch
 
     def list(self, *, user_type: str | None = None, offset: int = 0, limit: int = 50) -> tuple[list[dict], int]:
         """Newest users first, one page (for the admin): (users, total)."""
@@ -203,7 +216,7 @@ class TokenManager:
         write = Write()
 
         def store(p: Any) -> None:
-            p.hset(keys.token(digest), mapping={"userId": user_id, "createdAt": created, "expiresAt": expires})
+            p.hset(keys.token(digest), mapping=Token(user_id, created, expires).encode())
             p.expire(keys.token(digest), ttl)
 
         def index(p: Any) -> None:

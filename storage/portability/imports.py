@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mookti import outbox
@@ -28,18 +28,12 @@ from mookti.errors import Conflict
 from mookti.ids import is_valid_id, now_us
 from mookti.redis import Write, get_redis, pipeline, register_script
 from storage import keys
-from storage.managers.chats import VISIBILITIES, decode_chat
+from storage.entities import Chat, Document, Message, Suggestion, User
+from storage.managers.chats import VISIBILITIES
 from storage.managers.common import create_if_absent
-from storage.managers.documents import (
-    KINDS,
-    SUGGESTION_DATA,
-    decode_suggestion,
-    decode_version,
-    encode_suggestion,
-    encode_version,
-)
-from storage.managers.messages import MESSAGE_TIMES_RETENTION_US, ROLES, encode_message, stage_chat_write, text_of
-from storage.managers.users import USER_TYPES, decode_user, normalize_email, users
+from storage.managers.documents import KINDS
+from storage.managers.messages import MESSAGE_TIMES_RETENTION_US, ROLES, stage_chat_write, text_of
+from storage.managers.users import USER_TYPES, normalize_email, users
 
 WRITTEN = "written"
 EXISTS = "exists"
@@ -47,10 +41,11 @@ CHANGED = "exists with other data (kept)"
 DUPLICATE = "duplicate id in this batch"
 CONCURRENT = "created concurrently by someone else"
 
-# Fields that make two users "the same" for a full-fidelity restore; ai-chatbot knows fewer.
-USER_FIELDS = ("email", "password", "name", "type", "isGuest", "timezone", "preferences", "createdAt")
-CHAT_FIELDS = ("userId", "title", "visibility", "createdAt")
-VERSION_FIELDS = ("userId", "title", "kind", "content", "createdAt")
+# Fields that make two entities "the same" (all but the identity); ai-chatbot knows fewer user fields.
+USER_FIELDS = tuple(n for n in User.names() if n != "id")
+CHAT_FIELDS = tuple(n for n in Chat.names() if n not in ("id", "lastMessageAt"))
+VERSION_FIELDS = tuple(n for n in Document.names() if n != "id")
+SUGGESTION_FIELDS = tuple(n for n in Suggestion.names() if n not in ("id", "documentId"))
 
 # KEYS[1] document hash; ARGV id, userId, first version time, newest version time, its title, its kind.
 # Keeps createdAt at the oldest version and title/kind/updatedAt at the newest one.
@@ -146,10 +141,9 @@ class ImportManager:
         claimed: dict[str, str] = {}
         for n, position in enumerate(valid):
             item, raw, owner = items[position], replies[2 * n], replies[2 * n + 1]
-            existing = decode_user(raw)
+            existing = User.decode(raw)
             if existing is not None:
-                existing["password"] = raw.get("password", "")
-                outcomes[position] = _same(existing, item, compare)
+                outcomes[position] = _same(asdict(existing), item, compare)
                 continue
             owner = owner or claimed.get(item["email"]) or (planned.emails.get(item["email"]) if planned else None)
             if owner and owner != item["id"]:
@@ -198,7 +192,7 @@ class ImportManager:
         new = []
         for n, position in enumerate(valid):
             item, raw, owner_exists = items[position], replies[2 * n], replies[2 * n + 1]
-            existing = decode_chat(raw)
+            existing = Chat.view(raw)
             if existing is not None:
                 outcomes[position] = _same(existing, item, CHAT_FIELDS)
             elif not owner_exists and not (planned and item["userId"] in planned.users):
@@ -213,7 +207,9 @@ class ImportManager:
             return outcomes  # type: ignore[return-value]
         write = Write()
         for position in new:
-            write.step(lambda p, i=items[position]: create_if_absent(keys.chat(i["id"]), _chat_fields(i), client=p))
+            write.step(
+                lambda p, i=items[position]: create_if_absent(keys.chat(i["id"]), Chat.build(i).encode(), client=p)
+            )
         created = [position for position, reply in zip(new, write.execute(), strict=True) if reply[0]]
         for position in set(new) - set(created):
             outcomes[position] = CONCURRENT
@@ -254,7 +250,7 @@ class ImportManager:
             pipe.get(keys.message_chat(items[position]["id"]))
             pipe.hgetall(keys.chat_message(items[position]["chatId"], items[position]["id"]))
         replies = pipe.execute()
-        owners = {cid: (decode_chat(raw) or {}).get("userId") for cid, raw in zip(chat_ids, replies, strict=False)}
+        owners = {cid: (Chat.view(raw) or {}).get("userId") for cid, raw in zip(chat_ids, replies, strict=False)}
         if planned:
             owners.update({cid: planned.chats[cid] for cid in chat_ids if not owners[cid] and cid in planned.chats})
         rest = replies[len(chat_ids) :]
@@ -268,7 +264,7 @@ class ImportManager:
             elif lookup and lookup.partition("/")[0] != item["chatId"]:
                 outcomes[position] = f"message id used by another chat: {lookup.partition('/')[0]}"
             elif raw:
-                outcomes[position] = EXISTS if raw == encode_message(item) else CHANGED
+                outcomes[position] = EXISTS if raw == Message.build(item).encode() else CHANGED
             elif lookup:
                 outcomes[position] = EXISTS
             else:
@@ -396,7 +392,7 @@ class ImportManager:
         for n, position in enumerate(valid):
             item, user_exists, raw = items[position], rest[2 * n], rest[2 * n + 1]
             owner = owners[item["id"]]
-            existing = decode_version(raw)
+            existing = Document.view(raw)
             if existing is not None:
                 outcomes[position] = _same(existing, item, VERSION_FIELDS)
             elif owner and owner != item["userId"]:
@@ -428,7 +424,7 @@ class ImportManager:
 
             def store(p: Any, d: str = document_id, vs: list = versions, args: list = summary) -> None:
                 for v in vs:
-                    p.hset(keys.document_version(d, v["createdAt"]), mapping=encode_version(v))
+                    p.hset(keys.document_version(d, v["createdAt"]), mapping=Document.build(v).encode())
                 p.zadd(keys.document_versions(d), {str(v["createdAt"]): v["createdAt"] for v in vs})
                 MERGE_DOCUMENT(keys=[keys.document(d)], args=args, client=p)
 
@@ -452,16 +448,16 @@ class ImportManager:
         for n, position in enumerate(valid):
             item, version_exists, raw = items[position], replies[2 * n], replies[2 * n + 1]
             version = (item["documentId"], item["documentCreatedAt"])
-            existing = decode_suggestion(raw)
+            existing = Suggestion.view(raw)
             if existing is not None:
-                outcomes[position] = _same(existing, item, SUGGESTION_DATA)
+                outcomes[position] = _same(existing, item, SUGGESTION_FIELDS)
             elif not version_exists and not (planned and version in planned.versions):
                 outcomes[position] = f"document version not imported: {item['documentId']}@{item['documentCreatedAt']}"
             else:
                 outcomes[position] = WRITTEN
 
                 def store(p: Any, i: dict[str, Any] = item) -> None:
-                    p.hset(keys.document_suggestion(i["documentId"], i["id"]), mapping=encode_suggestion(i))
+                    p.hset(keys.document_suggestion(i["documentId"], i["id"]), mapping=Suggestion.build(i).encode())
                     p.zadd(keys.document_suggestions(i["documentId"]), {i["id"]: i["documentCreatedAt"]})
 
                 write.step(store)
@@ -523,13 +519,6 @@ def _check_suggestion(item: dict[str, Any]) -> str | None:
     item["description"] = item.get("description") or None
     item["isResolved"] = bool(item.get("isResolved"))
     return _bad_ids(item, "id", "documentId", "userId") or _bad_time(item, "documentCreatedAt", "createdAt")
-
-
-def _chat_fields(item: dict[str, Any]) -> dict[str, str]:
-    fields = {name: str(item[name]) for name in ("id", "userId", "title", "visibility", "createdAt")}
-    if item.get("lastMessageAt"):
-        fields["lastMessageAt"] = str(item["lastMessageAt"])
-    return fields
 
 
 imports = ImportManager()

@@ -10,11 +10,13 @@ agree with:
   chat's messages, votes, a document's versions and suggestions);
 - entities missing from their indexes (user, chat, message, document, document version,
   suggestion) and message lookups or email claims that are missing or point elsewhere;
-- orphans: chats and documents without an owner, messages without a chat;
-- vectors missing or orphaned, when the vector store can list its ids (a pluggable pass).
+- orphans: chats and documents without an owner, messages without a chat.
 
-Every problem carries its fix; :func:`run` applies them and scans again until a pass finds
-nothing (a fix can reveal another problem: a deleted orphan chat leaves index entries).
+Checks are registered (:func:`register_check`): the storage checks below register
+themselves, and every installed app's ``checks`` module may register its own (the semantic
+search app compares the vector store with Redis). Every problem carries its fix; :func:`run`
+applies them and scans again until a pass finds nothing (a fix can reveal another problem: a
+deleted orphan chat leaves index entries).
 """
 
 from __future__ import annotations
@@ -26,17 +28,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.conf import settings
+from django.utils.module_loading import autodiscover_modules
 from tqdm import tqdm
 
 from mookti import outbox
-from mookti.redis import Write, get_redis, pipeline, register_script
+from mookti.redis import Write, current_prefix, get_redis, glob_escape, pipeline, register_script
 from storage import keys
 from storage.managers.chats import ChatManager
 from storage.managers.documents import DocumentManager
 from storage.managers.users import USER_TYPES
 from storage.portability.imports import MERGE_DOCUMENT
-from storage.portability.sections import all_user_ids
 
 SCAN_BATCH = 500
 MAX_PASSES = 4
@@ -79,58 +80,74 @@ class RepairReport:
         return sum(self.found.values())
 
 
-# --- recognising keys ------------------------------------------------------------------------------
+# --- registration ----------------------------------------------------------------------------------
 ID = r"[^{}:]+"
-SHAPES: list[tuple[str, Callable[..., str], tuple[str, ...]]] = [
-    ("user", keys.user, (ID,)),
-    ("user_email", keys.user_email, (r"[^{}]+",)),
-    ("users", keys.users, ()),
-    ("users_by_type", keys.users_by_type, (ID,)),
-    ("user_chats", keys.user_chats, (ID,)),
-    ("user_chats_by_activity", keys.user_chats_by_activity, (ID,)),
-    ("user_documents", keys.user_documents, (ID,)),
-    ("chat", keys.chat, (ID,)),
-    ("chat_messages", keys.chat_messages, (ID,)),
-    ("chat_message", keys.chat_message, (ID, ID)),
-    ("chat_votes", keys.chat_votes, (ID,)),
-    ("chat_streams", keys.chat_streams, (ID,)),
-    ("message_chat", keys.message_chat, (ID,)),
-    ("document", keys.document, (ID,)),
-    ("document_versions", keys.document_versions, (ID,)),
-    ("document_version", keys.document_version, (ID, r"\d+")),
-    ("document_suggestions", keys.document_suggestions, (ID,)),
-    ("document_suggestion", keys.document_suggestion, (ID, ID)),
-]
+KeyChecker = Callable[[list[tuple[str, ...]]], list[Problem]]
+PassChecker = Callable[[RepairReport], list[Problem]]
 
 
-def _compile() -> list[tuple[str, re.Pattern[str]]]:
-    """A regex per key shape, built from ``storage.keys`` itself (placeholders become groups)."""
+@dataclass(frozen=True)
+class Check:
+    """A registered check: per key shape (``key`` given) or one pass after the scan."""
+
+    name: str
+    run: KeyChecker | PassChecker
+    key: Callable[..., str] | None = None
+    groups: tuple[str, ...] = ()
+    external: bool = False
+
+
+_checks: dict[str, Check] = {}
+_discovered: list[bool] = []
+
+
+def register_check(
+    name: str,
+    run: KeyChecker | PassChecker,
+    *,
+    key: Callable[..., str] | None = None,
+    groups: tuple[str, ...] = (),
+    external: bool = False,
+) -> None:
+    """Add (or replace) a check.
+
+    With ``key`` (a ``keys`` module builder) and ``groups`` (a regex per argument of it), ``run``
+    gets the argument tuples of every scanned key of that shape; without ``key`` it runs once
+    after the scan as ``run(report)``. ``external`` checks read a service outside Redis (the
+    vector store): ``run(vectors=False)`` and the follow-up passes of a fix leave them out.
+    """
+    _checks[name] = Check(name, run, key, groups, external)
+
+
+def registered_checks() -> list[Check]:
+    """Every check; each installed app's ``checks`` module registers its own when first asked."""
+    if not _discovered:
+        _discovered.append(True)
+        autodiscover_modules("checks")
+    return list(_checks.values())
+
+
+# --- recognising keys ------------------------------------------------------------------------------
+def _compile(checks: list[Check]) -> list[tuple[KeyChecker, re.Pattern[str]]]:
+    """A regex per key shape, built from the key builder itself (placeholders become groups)."""
     compiled = []
-    for kind, builder, groups in SHAPES:
-        marks = [f"\x00{n}\x00" for n in range(len(groups))]
-        pattern = re.escape(builder(*marks))
-        for mark, group in zip(marks, groups, strict=True):
+    for check in checks:
+        if check.key is None:
+            continue
+        marks = [f"\x00{n}\x00" for n in range(len(check.groups))]
+        pattern = re.escape(check.key(*marks))
+        for mark, group in zip(marks, check.groups, strict=True):
             pattern = pattern.replace(re.escape(mark), f"({group})")
-        compiled.append((kind, re.compile(pattern)))
+        compiled.append((check.run, re.compile(pattern)))  # type: ignore[arg-type]
     return compiled
 
 
-def classify(name: str, shapes: list[tuple[str, re.Pattern[str]]]) -> tuple[str, tuple[str, ...]] | None:
-    for kind, pattern in shapes:
+def classify(name: str, shapes: list[tuple[KeyChecker, re.Pattern[str]]]) -> tuple[KeyChecker, tuple[str, ...]] | None:
+    for run, pattern in shapes:
         match = pattern.fullmatch(name)
         if match:
-            return kind, match.groups()
+            return run, match.groups()
     return None
-
-
-def storage_keys(names: list[str]) -> list[str]:
-    """Only the names that are storage keys of the current prefix (for checkers and tests)."""
-    shapes = _compile()
-    return [n for n in names if classify(n, shapes)]
-
-
-def _glob_escape(text: str) -> str:
-    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
 
 
 def scan(progress: bool | None = None) -> Iterator[list[str]]:
@@ -138,7 +155,7 @@ def scan(progress: bool | None = None) -> Iterator[list[str]]:
     show = progress if progress is not None else sys.stderr.isatty()
     batch: list[str] = []
     with tqdm(desc="keys", unit="key", disable=not show) as bar:
-        for name in get_redis().scan_iter(match=_glob_escape(settings.MOOKTI_REDIS_PREFIX) + "*", count=1000):
+        for name in get_redis().scan_iter(match=glob_escape(current_prefix()) + "*", count=1000):
             batch.append(name)
             if len(batch) >= SCAN_BATCH:
                 bar.update(len(batch))
@@ -174,7 +191,7 @@ def dangling_members(
 
 
 def check_users_index(found: list[tuple[str, ...]]) -> list[Problem]:
-    members = get_redis().zrange(keys.users(), 0, -1) if found else []
+    members = get_redis().zrange(keys.users(), 0, -1)
     exists = _read(lambda p: [p.exists(keys.user(u)) for u in members])
     problems = []
     for user_id, present in zip(members, exists, strict=True):
@@ -329,11 +346,10 @@ def check_chat(found: list[tuple[str, ...]]) -> list[Problem]:
 
 
 def check_chat_messages(found: list[tuple[str, ...]]) -> list[Problem]:
+    """Members whose message is gone, with or without the chat (a message that is still there
+    but has no chat is reported, and removed with the index, as a message without chat)."""
     problems = []
-    exists = _read(lambda p: [p.exists(keys.chat(c)) for (c,) in found])
-    for (chat_id,), chat_exists in zip(found, exists, strict=True):
-        if not chat_exists:
-            continue  # each message is reported (and removed) as a message without chat
+    for (chat_id,) in found:
         problems += dangling_members(
             keys.chat_messages(chat_id),
             get_redis().zrange(keys.chat_messages(chat_id), 0, -1),
@@ -595,108 +611,59 @@ def check_document_suggestion(found: list[tuple[str, ...]]) -> list[Problem]:
     return problems
 
 
-CHECKS: dict[str, Callable[[list[tuple[str, ...]]], list[Problem]]] = {
-    "users": check_users_index,
-    "users_by_type": check_users_by_type,
-    "user": check_user,
-    "user_email": check_email_claims,
-    "user_chats": _owned_index("chat", keys.user_chats, keys.chat),
-    "user_chats_by_activity": _owned_index("chat", keys.user_chats_by_activity, keys.chat),
-    "user_documents": _owned_index("document", keys.user_documents, keys.document),
-    "chat": check_chat,
-    "chat_messages": check_chat_messages,
-    "chat_message": check_chat_message,
-    "chat_votes": check_votes,
-    "chat_streams": lambda found: check_chat_parts(found, "stream ids", keys.chat_streams),
-    "message_chat": check_message_lookup,
-    "document": check_document,
-    "document_versions": check_document_versions,
-    "document_version": check_document_version,
-    "document_suggestions": check_document_suggestions,
-    "document_suggestion": check_document_suggestion,
-}
-
-
-# --- vectors (pluggable) ---------------------------------------------------------------------------
-def listable_vector_store(report: RepairReport) -> Any | None:
-    """The configured vector store if it can list record ids; else None and a note saying why."""
-    try:
-        from storage.search.vectors import get_vector_store  # the semantic-search backends
-    except ImportError:
-        report.notes.append("vector store not listable: storage.search.vectors is not installed; vectors not checked")
-        return None
-    try:
-        store = get_vector_store()
-    except Exception as exc:
-        report.notes.append(f"vector store unavailable ({exc}): vectors not checked")
-        return None
-    if not callable(getattr(store, "list_ids", None)):
-        report.notes.append(f"vector store not listable: {type(store).__name__} has no list_ids(); vectors not checked")
-        return None
-    return store
-
-
-def _reindex(user_id: str, vector_id: str) -> Callable[[Write], None]:
-    """Enqueue the record's subject: the indexer re-reads Redis and upserts or deletes it."""
-    from storage.search.vectors import parse_vector_id
-
-    kind, parent, item = parse_vector_id(vector_id)
-    if kind == "message":
-        return lambda w: outbox.stage(w, "upsert", kind="message", userId=user_id, chatId=parent, messageId=item)
-    return lambda w: outbox.stage(w, "upsert", kind="document", userId=user_id, documentId=parent)
-
-
-def vector_problems(store: Any, report: RepairReport) -> list[Problem]:
-    """Per user namespace: records the indexer would write but the store lacks, and records the
-    store has for nothing (the expected set comes from the indexer's own plan, no embedding)."""
-    from storage.search.indexing import plan, user_subjects
-    from storage.search.vectors import parse_vector_id, user_namespace
-
-    problems: list[Problem] = []
-    documents_enqueued: set[str] = set()
-    for user_id in all_user_ids():
-        expected: set[str] = set()
-        for subjects in user_subjects(user_id):
-            expected.update(plan(user_id, subjects).upserts)
-        try:
-            listed = set(store.list_ids(user_namespace(user_id), ""))
-        except Exception as exc:
-            report.notes.append(f"vector store unavailable ({exc}): vectors checked only in part")
-            return problems
-        for kind, vector_ids in (("vector missing", expected - listed), ("vector without entity", listed - expected)):
-            for vector_id in sorted(vector_ids):
-                parent = parse_vector_id(vector_id)[1]
-                fix = (
-                    None
-                    if vector_id.startswith("doc:") and parent in documents_enqueued
-                    else _reindex(user_id, vector_id)
-                )
-                if vector_id.startswith("doc:"):
-                    documents_enqueued.add(parent)
-                problems.append(Problem(kind, vector_id, f"user {user_id}", fix or (lambda w: None)))
-    return problems
+for _name, _key, _groups, _run in [
+    ("users", keys.users, (), check_users_index),
+    ("users_by_type", keys.users_by_type, (ID,), check_users_by_type),
+    ("user", keys.user, (ID,), check_user),
+    ("user_email", keys.user_email, (r"[^{}]+",), check_email_claims),
+    ("user_chats", keys.user_chats, (ID,), _owned_index("chat", keys.user_chats, keys.chat)),
+    (
+        "user_chats_by_activity",
+        keys.user_chats_by_activity,
+        (ID,),
+        _owned_index("chat", keys.user_chats_by_activity, keys.chat),
+    ),
+    ("user_documents", keys.user_documents, (ID,), _owned_index("document", keys.user_documents, keys.document)),
+    ("chat", keys.chat, (ID,), check_chat),
+    ("chat_messages", keys.chat_messages, (ID,), check_chat_messages),
+    ("chat_message", keys.chat_message, (ID, ID), check_chat_message),
+    ("chat_votes", keys.chat_votes, (ID,), check_votes),
+    ("chat_streams", keys.chat_streams, (ID,), lambda found: check_chat_parts(found, "stream ids", keys.chat_streams)),
+    ("message_chat", keys.message_chat, (ID,), check_message_lookup),
+    ("document", keys.document, (ID,), check_document),
+    ("document_versions", keys.document_versions, (ID,), check_document_versions),
+    ("document_version", keys.document_version, (ID, r"\d+"), check_document_version),
+    ("document_suggestions", keys.document_suggestions, (ID,), check_document_suggestions),
+    ("document_suggestion", keys.document_suggestion, (ID, ID), check_document_suggestion),
+]:
+    register_check(_name, _run, key=_key, groups=_groups)
 
 
 # --- the run ---------------------------------------------------------------------------------------
 def find_problems(
     progress: bool | None = None, report: RepairReport | None = None, vectors: bool = True
 ) -> list[Problem]:
+    """Scan once, hand each key shape's keys to its check, then run the checks of whole passes.
+
+    ``vectors`` runs the external checks too (they compare the vector store with Redis).
+    """
     report = report if report is not None else RepairReport()
-    shapes = _compile()
+    checks = [c for c in registered_checks() if vectors or not c.external]
+    shapes = _compile(checks)
     problems: list[Problem] = []
     report.scanned = 0
     for batch in scan(progress):
         report.scanned += len(batch)
-        grouped: dict[str, list[tuple[str, ...]]] = {}
+        grouped: dict[KeyChecker, list[tuple[str, ...]]] = {}
         for name in batch:
             shape = classify(name, shapes)
             if shape:
                 grouped.setdefault(shape[0], []).append(shape[1])
-        for kind, found in grouped.items():
-            problems.extend(CHECKS[kind](found))
-    store = listable_vector_store(report) if vectors else None
-    if store is not None:
-        problems.extend(vector_problems(store, report))
+        for run, found in grouped.items():
+            problems.extend(run(found))
+    for check in checks:
+        if check.key is None:
+            problems.extend(check.run(report))  # type: ignore[arg-type]
     return problems
 
 

@@ -26,18 +26,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from django.conf import settings
-from django.test.utils import override_settings
 from django.utils.module_loading import autodiscover_modules
 from tqdm import tqdm
 
-from mookti.ids import from_us, now_us, to_us
-from mookti.redis import get_redis, pipeline
+from mookti import redis as kernel_redis
+from mookti.ids import now_us, rfc3339, to_us
+from mookti.redis import current_prefix, pipeline
 from storage import keys
-from storage.managers.chats import decode_chat
-from storage.managers.documents import decode_suggestion, decode_version
-from storage.managers.messages import decode_message
-from storage.managers.users import USER_TYPES, decode_user
+from storage.entities import Chat, Document, Message, Stream, Suggestion, User, Vote
+from storage.managers.users import USER_TYPES, users
 from storage.portability.imports import Planned, imports
 from storage.portability.migration.report import ImportReport
 
@@ -58,7 +55,7 @@ def ts_out(value: int | str | None) -> str | None:
     """Microseconds as ISO-8601 UTC with all six fraction digits (exact, unlike the API's ms)."""
     if value in (None, ""):
         return None
-    return from_us(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return rfc3339(value)
 
 
 def ts_in(value: Any) -> int:
@@ -124,7 +121,7 @@ READERS: dict[str, Callable[[Any, str], Any]] = {
 
 def key_values(names: list[str]) -> dict[str, Any]:
     """Values of existing keys by logical name (prefix removed), whatever their type; for checkers."""
-    prefix = settings.MOOKTI_REDIS_PREFIX
+    prefix = current_prefix()
     found: dict[str, Any] = {}
     for start in range(0, len(names), BATCH):
         chunk = names[start : start + BATCH]
@@ -143,7 +140,7 @@ def key_values(names: list[str]) -> dict[str, Any]:
 
 def memberships(index_keys: list[str], member: str) -> dict[str, Any]:
     """Scores of ``member`` in shared indexes (e.g. ``users``), by logical ``index[member]``."""
-    prefix = settings.MOOKTI_REDIS_PREFIX
+    prefix = current_prefix()
     pipe = pipeline()
     for index in index_keys:
         pipe.zscore(index, member)
@@ -175,7 +172,7 @@ def export_storage_user(user_id: str, emit: Emit) -> None:
     pipe.hgetall(keys.user(user_id))
     pipe.zrange(keys.user_message_times(user_id), 0, -1, withscores=True)
     raw, times = pipe.execute()
-    user = decode_user(raw)
+    user = User.view(raw)
     if user is None:
         return
     chat_ids, document_ids = _user_indexes(user_id)
@@ -190,7 +187,7 @@ def export_storage_user(user_id: str, emit: Emit) -> None:
         replies = pipe.execute()
         for n, chat_id in enumerate(chunk):
             raw_chat, message_ids, votes, streams = replies[4 * n : 4 * n + 4]
-            chat = decode_chat(raw_chat)
+            chat = Chat.view(raw_chat)
             if chat is None or chat["userId"] != user_id:
                 continue
             emit(
@@ -201,12 +198,12 @@ def export_storage_user(user_id: str, emit: Emit) -> None:
                 pipe = pipeline()
                 for message_id in ids:
                     pipe.hgetall(keys.chat_message(chat_id, message_id))
-                for message in filter(None, map(decode_message, pipe.execute())):
+                for message in filter(None, map(Message.view, pipe.execute())):
                     emit("messages", {**message, "createdAt": ts_out(message["createdAt"])})
             for message_id, value in sorted(votes.items()):
-                emit("votes", {"chatId": chat_id, "messageId": message_id, "isUpvoted": value == "up"})
+                emit("votes", Vote.from_field(chat_id, message_id, value).to_dict())
             for stream_id, score in streams:
-                emit("streams", {"id": stream_id, "chatId": chat_id, "createdAt": ts_out(int(score))})
+                emit("streams", {**Stream(stream_id, chat_id, int(score)).to_dict(), "createdAt": ts_out(int(score))})
     for document_id in document_ids:
         pipe = pipeline()
         pipe.hget(keys.document(document_id), "userId")
@@ -221,9 +218,9 @@ def export_storage_user(user_id: str, emit: Emit) -> None:
         for suggestion_id in suggestion_ids:
             pipe.hgetall(keys.document_suggestion(document_id, suggestion_id))
         replies = pipe.execute()
-        for version in filter(None, map(decode_version, replies[: len(stamps)])):
+        for version in filter(None, map(Document.view, replies[: len(stamps)])):
             emit("documents", {**version, "createdAt": ts_out(version["createdAt"])})
-        for suggestion in filter(None, map(decode_suggestion, replies[len(stamps) :])):
+        for suggestion in filter(None, map(Suggestion.view, replies[len(stamps) :])):
             emit(
                 "suggestions",
                 {
@@ -268,7 +265,7 @@ def _times(record: dict[str, Any], *names: str) -> dict[str, Any]:
 
 def snapshot_storage_user(user_id: str) -> dict[str, Any]:
     """Every storage key that belongs to the user, plus their entries in the shared indexes."""
-    raw = get_redis().hgetall(keys.user(user_id))
+    raw = users.get(user_id) or {}
     chat_ids, document_ids = _user_indexes(user_id)
     names = [
         keys.user(user_id),
@@ -376,18 +373,6 @@ class _Files:
         return described
 
 
-def all_user_ids() -> Iterator[str]:
-    """Every user id of the ``users`` index, in pages."""
-    client = get_redis()
-    start = 0
-    while True:
-        chunk = client.zrange(keys.users(), start, start + BATCH - 1)
-        yield from chunk
-        if len(chunk) < BATCH:
-            return
-        start += BATCH
-
-
 def _show(progress: bool | None) -> bool:
     return progress if progress is not None else sys.stderr.isatty()
 
@@ -397,13 +382,13 @@ def export_data(output: Path, user_id: str | None = None, progress: bool | None 
     output = Path(output)
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise PortabilityError(f"{output} exists and is not an empty directory; give a new one.")
-    if user_id is not None and decode_user(get_redis().hgetall(keys.user(user_id))) is None:
+    if user_id is not None and users.get(user_id) is None:
         raise PortabilityError(f"No user with id {user_id!r}.")
     output.mkdir(parents=True, exist_ok=True)
     files = _Files(output)
     emitters = [(section, files.emitter(section)) for section in sections()]
-    user_ids = [user_id] if user_id else all_user_ids()
-    total = 1 if user_id else get_redis().zcard(keys.users())
+    user_ids = [user_id] if user_id else users.all_ids()
+    total = 1 if user_id else users.count()
     exported = 0
     try:
         with tqdm(total=total, desc="users", unit="user", disable=not _show(progress)) as bar:
@@ -533,7 +518,7 @@ def using_prefix(prefix: str) -> Iterator[None]:
     """Compute key names under another prefix for a while (maintenance commands and tests)."""
     if "{" in prefix or "}" in prefix:
         raise PortabilityError("A key prefix must not contain braces.")
-    with override_settings(MOOKTI_REDIS_PREFIX=prefix):
+    with kernel_redis.using_prefix(prefix):
         yield
 
 
@@ -548,7 +533,7 @@ def snapshot(user_ids: list[str]) -> dict[str, Any]:
 
 def _users_in(prefix: str) -> list[str]:
     with using_prefix(prefix):
-        return list(all_user_ids())
+        return list(users.all_ids())
 
 
 def compare_prefixes(first: str, second: str, user_ids: list[str] | None = None) -> list[str]:
@@ -583,26 +568,11 @@ def check_export(source: Path, progress: bool | None = None) -> list[str]:
     manifest = read_manifest(source)
     users_file = (((manifest.get("sections") or {}).get("storage") or {}).get("files") or {}).get("users")
     user_ids = [r["id"] for _, r, _ in _records(Path(source) / users_file["path"]) if r] if users_file else []
-    live = settings.MOOKTI_REDIS_PREFIX
+    live = current_prefix()
     scratch = f"mookti-check:{uuid.uuid4().hex[:12]}:"
     try:
         with using_prefix(scratch):
             import_data(source, progress=progress)
         return compare_prefixes(scratch, live, user_ids)
     finally:
-        delete_prefix(scratch)
-
-
-def delete_prefix(prefix: str) -> int:
-    """Remove every key under ``prefix`` (scratch space of the checker; never the live prefix)."""
-    client = get_redis()
-    removed = 0
-    batch: list[str] = []
-    for name in client.scan_iter(match=f"{prefix}*", count=1000):
-        batch.append(name)
-        if len(batch) >= BATCH:
-            removed += client.unlink(*batch)
-            batch.clear()
-    if batch:
-        removed += client.unlink(*batch)
-    return removed
+        kernel_redis.delete_prefix(scratch)

@@ -42,7 +42,6 @@ from mookti import keys as mookti_keys
 from mookti.backends import BackendError, BackendUnavailable, IndexMismatch
 from mookti.ids import now_us
 from mookti.redis import Write, get_redis, pipeline, register_script
-from storage import keys
 from storage.search import keys as search_keys
 from storage.search.embeddings import Embeddings, get_embeddings
 from storage.search.indexing import Subject, subjects_of_entry, sync, user_subjects
@@ -605,10 +604,6 @@ def rebuild_user(
     finally:
         RELEASE_LEASE(keys=[search_keys.index_lease(user_id)], args=[owner])
     return done
-
-
-def all_user_ids() -> list[str]:
-    return get_redis().zrange(keys.users(), 0, -1)
 
 
 def clear_store(store: VectorStore) -> int:

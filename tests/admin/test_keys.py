@@ -159,3 +159,26 @@ def test_operations_page_reports_redis_and_the_keyspace(staff_client: Client, le
     small = staff_client.get(reverse("admin:mookti_operations"), {"scan_limit": "100"})
     assert small.context["analysis"]["scanned"] <= 100
     assert staff_client.get(reverse("admin:mookti_operations"), {"scan_limit": "lots"}).status_code == 400
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "pbkdf2_sha256$1000000$somesalt$c2VjcmV0aGFzaHBhcnRvZnRoZXBhc3N3b3Jk",
+        "bcrypt$$2b$10$abcdefghijklmnopqrstuuSECRETSECRETSECRETSECRETSECRE",
+        "$2a$10$abcdefghijklmnopqrstuuSECRETSECRETSECRETSECRETSECRE",
+    ],
+)
+def test_raw_viewer_masks_password_hashes(staff_client: Client, make_user, stored: str) -> None:
+    """Issue 12, defect 8: a user hash's password (and any stored password hash) is masked."""
+    from storage.managers import users
+
+    user = users.create(f"{uuid.uuid4().hex[:10]}@example.com", password_hash=stored)
+    response = view(staff_client, keys.user(user["id"]))
+    page = html.unescape(response.content.decode())
+    assert response.status_code == 200
+    secret = stored.rsplit("$", 1)[1]
+    assert secret not in page and stored not in page
+    assert "(secret hidden)" in page
+    assert user["email"] in page  # other fields are shown as stored
+    users.delete(user["id"])

@@ -14,7 +14,7 @@ from mookti.ids import iso, to_us
 from storage.managers import tokens
 from storage.portability.migration.chatbot import import_chatbot
 from tests.conftest import Api
-from tests.migration.conftest import PASSWORDS, at, state, uid
+from tests.migration.conftest import PASSWORDS, at, bcrypt_hash, state, uid
 
 
 def api_as(user_id: str) -> Api:
@@ -30,12 +30,12 @@ def test_import_keeps_every_field(chatbot_db, prefix):
     counts = {name: (t.read, t.written) for name, t in report.tables.items()}
     assert counts == {
         "User": (6, 4),
-        "Chat": (7, 5),
+        "Chat": (7, 6),
         "Message_v2": (11, 7),
         "Message": (6, 3),
         "Vote_v2": (3, 2),
         "Vote": (3, 1),
-        "Document": (5, 3),
+        "Document": (5, 4),
         "Suggestion": (3, 2),
         "Stream": (3, 2),
     }
@@ -56,14 +56,15 @@ def test_import_keeps_every_field(chatbot_db, prefix):
             r = Api().post("/api/storage/token", {"email": f"{name}@example.com", "password": PASSWORDS[name]})
             assert r.status_code == 201, r.content
             r = Api().post("/api/storage/token", {"email": f"{name}@example.com", "password": "wrong password"})
-            assert r.status_code == 400
+            assert r.status_code == 401
             long = PASSWORDS[name] + "x" * 80  # bcrypt reads 72 bytes (ai-chatbot's bcrypt-ts truncates silently)
             assert (
-                Api().post("/api/storage/token", {"email": f"{name}@example.com", "password": long}).status_code == 400
+                Api().post("/api/storage/token", {"email": f"{name}@example.com", "password": long}).status_code == 401
             )
 
     listed = alice.get("/api/storage/chat", {"limit": 50}).json()["chats"]
-    assert [c["id"] for c in listed] == [uid("a2"), uid("a1"), uid("legacy")]
+    # alice-again's chat: her email differs from alice's only in case, so the accounts are merged
+    assert [c["id"] for c in listed] == [uid("dup-owner"), uid("a2"), uid("a1"), uid("legacy")]
     for chat in listed:
         source = rows(chatbot_db, "Chat", id=chat["id"])[0]
         assert (chat["title"], chat["visibility"], chat["createdAt"]) == (
@@ -152,9 +153,7 @@ def test_bad_rows_are_reported_not_dropped(chatbot_db, prefix, tmp_path):
         report = import_chatbot(chatbot_db.options(report_file=sink))
     problems = {row: outcome for t in report.tables.values() for row, outcome in t.examples}
     assert problems[uid("braces")].startswith("invalid email")
-    assert problems[uid("alice-again")].startswith("email already registered")
     assert problems[uid("secret")] == "invalid visibility: 'secret'"
-    assert problems[uid("dup-owner")] == f"owner not imported: {uid('alice-again')}"
     assert problems[f"{uid('b1')}/{uid('bad-role')}"] == "invalid role: 'tool'"
     assert problems[f"{uid('b1')}/{uid('bad-parts')}"] == "invalid parts: not a list"
     assert problems[f"{uid('no-such-chat')}/{uid('orphan')}"] == f"chat not imported: {uid('no-such-chat')}"
@@ -169,7 +168,8 @@ def test_bad_rows_are_reported_not_dropped(chatbot_db, prefix, tmp_path):
     }
     assert report.tables["Vote"].skipped["already converted to Message_v2 by ai-chatbot"] == 1
     assert report.tables["Vote"].skipped["message not imported"] == 1
-    assert report.problems == 14
+    assert report.tables["User"].skipped["merged into the account with the same email"] == 1
+    assert report.problems == 11
     assert len(report_path.read_text().splitlines()) == sum(sum(t.skipped.values()) for t in report.tables.values())
 
 
@@ -231,7 +231,7 @@ def test_command_line(chatbot_db, prefix, capsys):
     call_command("import_chatbot", database_url=chatbot_db.url, schema=chatbot_db.schema, no_progress=True)
     out = capsys.readouterr().out
     assert "Message_v2: read 11, written 7, skipped 4" in out
-    assert "read 47 rows, wrote 29" in out
+    assert "read 47 rows, wrote 31" in out
     call_command(
         "import_chatbot", database_url=chatbot_db.url, schema=chatbot_db.schema, no_progress=True, dry_run=True
     )
@@ -254,3 +254,26 @@ def test_bad_input_is_a_clear_message(chatbot_db, prefix, options, message):
     with pytest.raises(CommandError, match=message):
         call_command("import_chatbot", **options)
     assert state() == before
+
+
+def test_case_only_email_duplicates_keep_the_account_that_owns_data(chatbot_db, prefix):
+    """Issue 12, defect 9: the lower id no longer wins; the data owner stays and nothing is dropped."""
+    lower, owner = "00000000-0000-4000-8000-000000000001", "fffffffe-ffff-4fff-bfff-ffffffffffff"
+    chatbot_db.insert(
+        "User",
+        {"id": lower, "email": "Zed@Example.com", "password": None},
+        {"id": owner, "email": "zed@example.com", "password": bcrypt_hash("zed password", b"2b")},
+    )
+    chatbot_db.insert(
+        "Chat", {"id": uid("zed-chat"), "createdAt": at(30), "userId": owner, "title": "Zed's", "visibility": "private"}
+    )
+    report = import_chatbot(chatbot_db.options())
+    problems = {row: outcome for t in report.tables.values() for row, outcome in t.examples}
+    assert uid("zed-chat") not in problems
+    assert report.tables["User"].skipped["merged into the account with the same email"] == 2  # alice-again too
+    assert any(lower in note and owner in note and "differ only in case" in note for note in report.notes)
+    zed = api_as(owner)
+    assert zed.get(f"/api/storage/user/{owner}").json()["email"] == "zed@example.com"
+    assert [c["id"] for c in zed.get("/api/storage/chat").json()["chats"]] == [uid("zed-chat")]
+    assert Api(settings.MOOKTI_SERVICE_KEY).get(f"/api/storage/user/{lower}").status_code == 404
+    assert import_chatbot(chatbot_db.options()).problems == report.problems  # a second run agrees

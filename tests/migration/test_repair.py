@@ -145,3 +145,55 @@ def test_vector_check_without_a_listable_store(data):
         report = repair.run(vectors=True)
     assert any("vectors not checked" in note for note in report.notes)
     assert report.problems == 0
+
+
+def test_bare_messages_index_without_chat_or_messages_is_reported_and_removed(data):
+    """Issue 12, defect 10: a ``chat:{id}:messages`` left alone by a crash is found and removed."""
+    client = get_redis()
+    client.zadd(keys.chat_messages("gone-chat"), {"gone-1": 1, "gone-2": 2})
+    report = repair.run(vectors=False)
+    flagged = [p for p in report.examples if p.key == keys.chat_messages("gone-chat")]
+    assert sorted(p.detail for p in flagged) == ["message gone-1", "message gone-2"]
+    repair.run(fix=True, vectors=False)
+    assert not client.exists(keys.chat_messages("gone-chat"))
+    assert repair.run(vectors=False).problems == 0
+
+
+def test_chat_missing_from_its_index_does_not_orphan_its_vectors(data, tmp_path):
+    """Issue 12, defect 10: the messages exist, so their vectors are not "without entity"."""
+    from storage.search.indexing import plan, user_subjects
+    from storage.search.vectors import VectorRecord, get_vector_store, user_namespace
+
+    store_setting = {"BACKEND": "storage.search.vectors.lancedb.LanceDBVectorStore", "OPTIONS": {"path": str(tmp_path)}}
+    with override_settings(MOOKTI_VECTOR_STORE=store_setting):
+        alice = uid("alice")
+        expected = sorted({v for s in user_subjects(alice) for v in plan(alice, s).upserts})
+        assert any(v.startswith(f"msg:{uid('a1')}") for v in expected)
+        store = get_vector_store()
+        store.upsert(user_namespace(alice), [VectorRecord(v, [0.1, 0.2, 0.3], {"userId": alice}) for v in expected])
+        get_redis().zrem(keys.user_chats(alice), uid("a1"))
+
+        report = repair.run(vectors=True)
+        assert [p.kind for p in report.examples if p.detail == f"user {alice}"] == []
+        assert kinds(report)["entity missing from its index"] == 1  # (other users' vectors were never written)
+        assert "vector without entity" not in kinds(report)
+        repair.run(fix=True, vectors=False)
+        assert get_redis().zscore(keys.user_chats(alice), uid("a1")) is not None
+        assert [p for p in repair.run(vectors=True).examples if p.detail == f"user {alice}"] == []
+
+
+def test_other_apps_register_their_checks(data):
+    """Repair checks are registered: an app adds one without touching storage."""
+    seen: list[int] = []
+
+    def flashcards(report: repair.RepairReport) -> list[repair.Problem]:
+        seen.append(report.scanned)
+        return [repair.Problem("flashcard without deck", "deck:x", "", lambda w: None)]
+
+    repair.register_check("flashcards", flashcards)
+    try:
+        report = repair.run(vectors=False)
+    finally:
+        repair._checks.pop("flashcards")
+    assert seen and seen[0] > 0
+    assert kinds(report) == {"flashcard without deck": 1}

@@ -50,7 +50,7 @@ def test_login_issues_token_and_revoke_refuses_it(service):
     service.post("/api/storage/user", {"email": "tok@example.com", "password": "correct horse"})
     anon_token = service.client.__class__()
     bad = anon_token.post("/api/storage/token", {"email": "tok@example.com", "password": "wrong!!"}, format="json")
-    assert bad.status_code == 400
+    assert bad.status_code == 401  # issue 12: bad credentials are a 401
     r = anon_token.post("/api/storage/token", {"email": "tok@example.com", "password": "correct horse"}, format="json")
     assert r.status_code == 201, r.content
     token = r.json()["token"]

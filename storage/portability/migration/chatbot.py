@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from mookti.ids import now_us, to_us
 from mookti.redis import get_redis
+from storage.managers.users import normalize_email
 from storage.portability import keys
 from storage.portability.imports import Planned, imports
 from storage.portability.migration.legacy import convert_chat
@@ -37,6 +38,7 @@ from storage.portability.migration.report import ImportReport, TableReport
 GUEST_EMAIL = re.compile(r"^guest-\d+$")
 BCRYPT_HASH = re.compile(r"^\$2[abxy]\$\d\d\$[./A-Za-z0-9]{53}$")
 ALREADY_CONVERTED = "already converted to Message_v2 by ai-chatbot"
+MERGED_USER = "merged into the account with the same email"
 
 
 class ImportAborted(Exception):
@@ -62,6 +64,14 @@ FIRST_SEEN = """
             SELECT "userId", "createdAt" FROM "Chat" UNION ALL SELECT "userId", "createdAt" FROM "Document"
         ) a GROUP BY "userId"
     ) f ON f."userId" = u."id"
+"""
+
+# Accounts whose emails differ only in case or surrounding space (one account here: emails are
+# normalized), with what decides which one stays: the one that owns data, then one with a password.
+SAME_EMAIL = f"""
+    SELECT "id", "email", "firstSeen" IS NOT NULL AS "ownsData", "password" IS NOT NULL AS "hasPassword"
+    FROM ({FIRST_SEEN}) u
+    WHERE lower(trim("email")) IN (SELECT lower(trim("email")) FROM "User" GROUP BY 1 HAVING count(*) > 1)
 """
 
 TABLES = (
@@ -253,6 +263,7 @@ class ChatbotImporter:
                 count = conn.execute('SELECT count(*) FROM "Chat" WHERE "lastContext" IS NOT NULL').fetchone()[0]
                 self.report.notes.append(f"Chat.lastContext (token usage) is not migrated ({count} chats have one)")
             self.has_v2 = "Message_v2" in present
+            self.merged_into = self._same_email_accounts(conn)
             for table in selected:
                 report = self.report.table(table.name)
                 missing = [t for t in (table.name, *table.needs) if t not in present]
@@ -327,6 +338,27 @@ class ChatbotImporter:
         for row, outcome in zip(plain, outcomes, strict=True):
             report.add(_row_key(table, row), outcome, self.options.report_file)
 
+    def _same_email_accounts(self, conn: psycopg.Connection) -> dict[str, str]:
+        """Which account each case-only duplicate merges into (with a report note per merge), so
+        no chat or document is dropped because its owner's email collides with another's."""
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for row in conn.cursor(row_factory=dict_row).execute(SAME_EMAIL):
+            groups.setdefault(normalize_email(row["email"]), []).append({k: _plain(v) for k, v in row.items()})
+        merged_into: dict[str, str] = {}
+        for accounts in groups.values():
+            kept, *others = sorted(accounts, key=lambda a: (not a["ownsData"], not a["hasPassword"], a["id"]))
+            for other in others:
+                merged_into[other["id"]] = kept["id"]
+                self.report.notes.append(
+                    f"user {other['id']} ({other['email']}) merged into user {kept['id']} ({kept['email']}):"
+                    " their emails differ only in case"
+                )
+        return merged_into
+
+    def _owned(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Rows with ``userId`` moved to the account a merged user went into."""
+        return [{**row, "userId": self.merged_into.get(row["userId"], row["userId"])} for row in rows]
+
     def _write(self, method: str, items: list[dict[str, Any]], **kwargs: Any) -> list[str]:
         return getattr(imports, method)(items, dry_run=self.options.dry_run, planned=self.planned, **kwargs)
 
@@ -340,11 +372,16 @@ class ChatbotImporter:
                 "createdAt": _first_seen(row),
             }
             for row in rows
+            if row["id"] not in self.merged_into
         ]
-        return self._write("users", items, compare=("email", "password", "isGuest"))
+        written = iter(self._write("users", items, compare=("email", "password", "isGuest")))
+        return [
+            f"{MERGED_USER}: {self.merged_into[row['id']]}" if row["id"] in self.merged_into else next(written)
+            for row in rows
+        ]
 
     def _rows_chat(self, conn: psycopg.Connection, rows: list[dict[str, Any]]) -> list[str]:
-        return self._write("chats", [dict(row) for row in rows])
+        return self._write("chats", self._owned(rows))
 
     def _rows_message_v2(self, conn: psycopg.Connection, rows: list[dict[str, Any]]) -> list[str]:
         return self._write("messages", [dict(row) for row in rows])
@@ -391,10 +428,10 @@ class ChatbotImporter:
         return self._votes(conn, rows, legacy=True)
 
     def _rows_document(self, conn: psycopg.Connection, rows: list[dict[str, Any]]) -> list[str]:
-        return self._write("document_versions", [dict(row) for row in rows])
+        return self._write("document_versions", self._owned(rows))
 
     def _rows_suggestion(self, conn: psycopg.Connection, rows: list[dict[str, Any]]) -> list[str]:
-        return self._write("suggestions", [dict(row) for row in rows])
+        return self._write("suggestions", self._owned(rows))
 
     def _rows_stream(self, conn: psycopg.Connection, rows: list[dict[str, Any]]) -> list[str]:
         return self._write("streams", [dict(row) for row in rows])

@@ -15,7 +15,13 @@ from typing import IO, Any
 from storage.portability.imports import CHANGED, EXISTS, WRITTEN
 
 # Skips that are not problems: the data is there already or lives on in another row.
-BENIGN = {EXISTS, CHANGED, "merged into an assistant message", "already converted to Message_v2 by ai-chatbot"}
+BENIGN = {
+    EXISTS,
+    CHANGED,
+    "merged into an assistant message",
+    "already converted to Message_v2 by ai-chatbot",
+    "merged into the account with the same email",
+}
 SHOWN_PROBLEMS = 20
 
 

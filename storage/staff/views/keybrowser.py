@@ -21,7 +21,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.http import urlencode
 
-from mookti.redis import get_redis, is_cluster
+from mookti.redis import get_redis, glob_escape, is_cluster
 from storage.staff.audit import audit
 from storage.staff.views.common import (
     BadInput,
@@ -43,6 +43,10 @@ MAX_KEY = 1024
 STRING_PREVIEW = 64 * 1024
 MEMBERS_PER_PAGE = 100
 ENTITY_LINK = re.compile(r"^(user|chat|document):\{([A-Za-z0-9][A-Za-z0-9_.\-]{0,99})\}")
+# Django password hashes (``<algorithm>$...``) and bare bcrypt ones (``$2b$...``, as ai-chatbot keeps them).
+PASSWORD_HASH = re.compile(
+    r"^(?:(pbkdf2_sha256|pbkdf2_sha1|argon2|bcrypt_sha256|bcrypt|scrypt|md5|sha1)\$|\$2[abxy]\$)"
+)
 ENTITY_PAGES = {"user": "admin:mookti_user", "chat": "admin:mookti_chat", "document": "admin:mookti_document"}
 
 
@@ -54,18 +58,22 @@ def prefix() -> str:
     return settings.MOOKTI_REDIS_PREFIX
 
 
-def glob_escape(text: str) -> str:
-    return re.sub(r"([\\*?\[\]])", r"\\\1", text)
-
-
 def text(value: bytes | str | None) -> str:
     if value is None:
         return ""
     return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)
 
 
+def masked(text: str) -> str | None:
+    """A password hash with its secret part hidden (``pbkdf2_sha256$********``, as Django's admin
+    hides it); None when ``text`` is not one."""
+    match = PASSWORD_HASH.match(text)
+    return f"{match.group(1) or 'bcrypt'}$" + "*" * 8 + " (secret hidden)" if match else None
+
+
 def show(value: bytes | str | None) -> dict[str, Any]:
-    """A value for display: text (pretty JSON when it parses) or an escaped form of binary data."""
+    """A value for display: text (pretty JSON when it parses) or an escaped form of binary data;
+    password hashes are masked."""
     if value is None:
         return {"text": "", "binary": False, "json": False}
     raw = value if isinstance(value, bytes) else value.encode()
@@ -73,6 +81,9 @@ def show(value: bytes | str | None) -> dict[str, Any]:
         decoded = raw.decode("utf-8")
     except UnicodeDecodeError:
         return {"text": repr(raw)[2:-1], "binary": True, "json": False}
+    secret = masked(decoded)
+    if secret is not None:
+        return {"text": secret, "binary": False, "json": False, "masked": True}
     if decoded[:1] in ("{", "[") and len(decoded) < STRING_PREVIEW:
         try:
             return {

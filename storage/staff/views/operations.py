@@ -22,12 +22,12 @@ from typing import Any
 import redis
 from django.http import HttpRequest, HttpResponse
 
-from mookti.redis import get_redis, is_cluster
+from mookti.redis import get_redis, glob_escape, is_cluster
 from storage.managers import inspection
 from storage.managers.users import USER_TYPES
 from storage.staff import audit, registry
 from storage.staff.views.common import int_param, render, when
-from storage.staff.views.keybrowser import glob_escape, prefix, text, view_url
+from storage.staff.views.keybrowser import prefix, text, view_url
 
 INFO_FIELDS = {
     "Server": [("redis_version", "Version"), ("redis_mode", "Mode"), ("uptime_in_days", "Uptime (days)")],

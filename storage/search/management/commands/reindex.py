@@ -16,9 +16,9 @@ from tqdm import tqdm
 
 from mookti.backends import BackendError
 from mookti.redis import pipeline
-from storage import keys
+from storage import keys, managers
 from storage.search.embeddings import get_embeddings
-from storage.search.indexer import all_user_ids, clear_store, rebuild_user
+from storage.search.indexer import clear_store, rebuild_user
 from storage.search.vectors import check_index, get_vector_store, learning_namespaces, record_index
 
 
@@ -66,7 +66,7 @@ class Command(BaseCommand):
                 self.stdout.write(
                     "Learning-content namespaces were kept as they are; they must be embedded with the same model."
                 )
-            user_ids = all_user_ids()
+            user_ids = list(managers.users.all_ids())
         total = count_items(user_ids)
         embeddings.warm_up()
         done = 0
