@@ -298,7 +298,7 @@ export async function updateChatTitleById({ chatId, title }: { chatId: string; t
     );
     return toChat(chat);
   } catch (error) {
-    console.warn("Failed to update title for chat", chatId, error);
+    console.warn("Failed to update title for chat", chatId, error instanceof Error ? error.message : error);
     return undefined;
   }
 }
