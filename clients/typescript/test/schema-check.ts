@@ -56,7 +56,7 @@ export class SchemaChecker {
   constructor(private readonly doc: OpenApiDoc) {
     this.ajv = new Ajv({ strict: false, allErrors: true, logger: false });
     addFormats(this.ajv);
-    this.ajv.addSchema({ components: doc.components ?? {} }, "openapi");
+    this.ajv.addSchema({ components: closeObjects(doc.components ?? {}) }, "openapi");
     // A literal path (/chat/all/) wins over a template (/chat/{id}/): fewer parameters first.
     this.templates = Object.keys(doc.paths)
       .map((template) => ({
@@ -87,6 +87,9 @@ export class SchemaChecker {
       if (body !== undefined) this.mismatches.add(`${label}: documented without a body, the server sends one`);
       return;
     }
+    for (const where of freeForm(schema, this.doc, "(body)")) {
+      this.mismatches.add(`${label}: ${where}`);
+    }
     const validate = this.validator(`${method} ${match.template} ${status}`, schema);
     if (!validate(body)) {
       for (const error of validate.errors ?? []) {
@@ -98,10 +101,57 @@ export class SchemaChecker {
   private validator(key: string, schema: unknown): ValidateFunction {
     let validate = this.compiled.get(key);
     if (!validate) {
-      const rooted = JSON.parse(JSON.stringify(schema).replaceAll('"#/components/', '"openapi#/components/'));
+      const rooted = closeObjects(JSON.parse(JSON.stringify(schema).replaceAll('"#/components/', '"openapi#/components/')));
       validate = this.ajv.compile(rooted);
       this.compiled.set(key, validate);
     }
     return validate;
   }
+}
+
+/**
+ * A copy where every object schema with `properties` and no `additionalProperties` rejects
+ * undeclared fields, so a field the server sends but the schema omits is reported too.
+ */
+function closeObjects<T>(schema: T): T {
+  if (Array.isArray(schema)) return schema.map(closeObjects) as T;
+  if (typeof schema !== "object" || schema === null) return schema;
+  const copy = Object.fromEntries(Object.entries(schema).map(([key, value]) => [key, closeObjects(value)]));
+  if ("properties" in copy && !("additionalProperties" in copy)) copy.additionalProperties = false;
+  return copy as T;
+}
+
+/** Truly free-form data (documented as such): user preferences, tool input/output. */
+const FREE_FORM_ALLOWED = new Set(["preferences", "input", "output"]);
+/** Fields whose values the server draws from a fixed set: the schema should say which (an enum). */
+const ENUM_FIELDS = new Set(["visibility", "role", "kind", "type", "status"]);
+
+/** Where a response schema leaves the data untyped: an `unknown`, or a plain string for an enumerated field. */
+function freeForm(schema: unknown, doc: OpenApiDoc, at: string, seen = new Set<string>()): string[] {
+  if (typeof schema !== "object" || schema === null) return [];
+  const node = schema as Record<string, unknown>;
+  const ref = node.$ref;
+  if (typeof ref === "string") {
+    if (seen.has(ref)) return [];
+    const target = ref.replace(/^#\//, "").split("/").reduce<unknown>((into, key) => (into as Record<string, unknown>)?.[key], doc);
+    return freeForm(target, doc, at, new Set([...seen, ref]));
+  }
+  const found: string[] = [];
+  const isEmpty = (value: unknown) => typeof value === "object" && value !== null && Object.keys(value).length === 0;
+  if (node.type === "object" && !node.properties && (node.additionalProperties === undefined || isEmpty(node.additionalProperties) || node.additionalProperties === true)) {
+    found.push(`${at} is typed as free-form (unknown)`);
+  }
+  if (node.type === "array" && (node.items === undefined || isEmpty(node.items))) {
+    found.push(`${at}[] is typed as free-form (unknown)`);
+  }
+  const field = at.split(".").at(-1) ?? "";
+  if (ENUM_FIELDS.has(field) && node.type === "string" && !node.enum) found.push(`${at} is a plain string, not an enum`);
+  if (node.type === "array" && node.items) found.push(...freeForm(node.items, doc, `${at}[]`, seen));
+  for (const [name, property] of Object.entries((node.properties ?? {}) as Record<string, unknown>)) {
+    if (!FREE_FORM_ALLOWED.has(name)) found.push(...freeForm(property, doc, `${at}.${name}`, seen));
+  }
+  for (const key of ["allOf", "oneOf", "anyOf"]) {
+    for (const part of (node[key] ?? []) as unknown[]) found.push(...freeForm(part, doc, at, seen));
+  }
+  return found;
 }
