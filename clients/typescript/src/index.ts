@@ -1,0 +1,2 @@
+export * from "./client.js";
+export * as queries from "./queries.js";
