@@ -29,9 +29,9 @@ from typing import IO, Any
 from django.conf import settings
 from django.test.utils import override_settings
 from django.utils.module_loading import autodiscover_modules
-from tqdm import tqdm
 
 from mookti.ids import from_us, now_us, to_us
+from mookti.progress import progress as progress_bar
 from mookti.redis import get_redis, pipeline
 from storage import keys
 from storage.managers.chats import decode_chat
@@ -406,7 +406,7 @@ def export_data(output: Path, user_id: str | None = None, progress: bool | None 
     total = 1 if user_id else get_redis().zcard(keys.users())
     exported = 0
     try:
-        with tqdm(total=total, desc="users", unit="user", disable=not _show(progress)) as bar:
+        with progress_bar(total=total, desc="users", unit="user", enabled=_show(progress)) as bar:
             for uid in user_ids:
                 for section, emit in emitters:
                     section.export_user(uid, emit)
@@ -495,7 +495,7 @@ def import_data(
                 continue
             info = files[record_type.name]
             table = report.table(f"{section.name}/{record_type.name}")
-            with tqdm(total=info["records"], desc=record_type.name, unit="rec", disable=not _show(progress)) as bar:
+            with progress_bar(total=info["records"], desc=record_type.name, unit="rec", enabled=_show(progress)) as bar:
                 batch: list[tuple[str, dict[str, Any]]] = []
                 for number, record, problem in _records(source / info["path"]):
                     table.read += 1
