@@ -11,7 +11,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from mookti.logs import logging_config
+from mookti.logs import logging_config, mask_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -79,7 +79,13 @@ TEMPLATES = [
 ]
 
 # Only Django's own staff accounts (auth/admin tables) live in SQL; application data lives in Redis.
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'staff.sqlite3'}")}
+_database_url = env.str("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'staff.sqlite3'}")
+if _database_url.partition("://")[0] not in environ.Env.DB_SCHEMES:
+    raise ImproperlyConfigured(
+        f"DATABASE_URL {mask_url(_database_url)!r} names no known database (use postgres://user:password@host/name "
+        "or sqlite:///path)."
+    )
+DATABASES = {"default": env.db_url_config(_database_url)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Django's defaults, plus plain bcrypt last so accounts imported from ai-chatbot keep their passwords.
 PASSWORD_HASHERS = [
