@@ -15,6 +15,7 @@ uvicorn worker outlives its master. SIGINT/SIGTERM stop everything, newest first
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -74,10 +75,8 @@ def popen_child(argv: list[str], **popen) -> subprocess.Popen:
 
 def sweep_group(pid: int) -> None:
     """SIGKILL whatever is left in a child's process group (e.g. uvicorn workers of a killed master)."""
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 @dataclass
