@@ -39,8 +39,7 @@ def mask_url(url: str) -> str:
         host = f"[{host}]"
     if parts.port is not None:
         host += f":{parts.port}"
-    user = parts.username if parts.password is not None else None
-    credentials = f"{user}:{MASK}" if user else MASK
+    credentials = f"{parts.username or ''}:{MASK}" if parts.password is not None else MASK
     return urlunsplit(parts._replace(netloc=f"{credentials}@{host}"))
 
 

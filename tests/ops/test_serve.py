@@ -85,7 +85,7 @@ class Serve:
 
     def get(self, path: str) -> tuple[int, dict]:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as response:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=60) as response:
                 return response.status, json.load(response)
         except urllib.error.HTTPError as exc:
             return exc.code, json.load(exc)
@@ -355,21 +355,23 @@ def test_a_missing_password_is_named_as_such(serve, protected_redis):
     assert_fails(run, "authentication failed: the server requires a password and the URL has none")
 
 
+CERT_SUBJECT = ["-days", "2", "-subj", "/CN=localhost"]
+
+
 @pytest.fixture(scope="module")
 def tls_redis(tmp_path_factory):
     """A TLS-only redis-server with a self-signed certificate (CN=localhost)."""
     folder = tmp_path_factory.mktemp("tls")
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert]
-        + ["-days", "2", "-subj", "/CN=localhost"],
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, *CERT_SUBJECT],
         check=True,
         capture_output=True,
     )
     port = free_port()
+    tls = ["--tls-ca-cert-file", cert, "--tls-auth-clients", "no", "--save", "", "--appendonly", "no"]
     process = subprocess.Popen(
-        ["redis-server", "--port", "0", "--tls-port", str(port), "--tls-cert-file", cert, "--tls-key-file", key]
-        + ["--tls-ca-cert-file", cert, "--tls-auth-clients", "no", "--save", "", "--appendonly", "no"],
+        ["redis-server", "--port", "0", "--tls-port", str(port), "--tls-cert-file", cert, "--tls-key-file", key, *tls],
         stdout=subprocess.DEVNULL,
         stdin=subprocess.DEVNULL,
     )
