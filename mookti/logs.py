@@ -96,24 +96,25 @@ def wants_json(environ: dict[str, str] | None = None) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
 
 
+def console_formatter(json_lines: bool | None = None) -> logging.Formatter:
+    """The formatter of the console handler (``dictConfig`` factory): JSON lines or plain text."""
+    return JsonFormatter() if (wants_json() if json_lines is None else json_lines) else Formatter()
+
+
 def logging_config(level: str | None = None, *, json_lines: bool | None = None) -> dict[str, Any]:
     """The ``dictConfig`` every process uses: one console handler on stderr, one format.
 
-    ``django.request`` logs only server errors: a 4xx is logged once, by the server's access log.
-    uvicorn's loggers are routed through the same handler.
+    ``json_lines=None`` decides by ``MOOKTI_LOG_JSON`` when logging is set up (so a static file,
+    ``deploy/logging.json`` for uvicorn, follows the environment too). ``django.request`` logs only
+    server errors: a 4xx is logged once, by the server's access log. uvicorn's loggers go through
+    the same handler.
     """
-    json_lines = wants_json() if json_lines is None else json_lines
-    level = level or os.environ.get("MOOKTI_LOG_LEVEL", "INFO")
-    formatter = "json" if json_lines else "plain"
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {
-            "plain": {"()": "mookti.logs.Formatter"},
-            "json": {"()": "mookti.logs.JsonFormatter"},
-        },
-        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": formatter}},
-        "root": {"handlers": ["console"], "level": level},
+        "formatters": {"console": {"()": "mookti.logs.console_formatter", "json_lines": json_lines}},
+        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "console"}},
+        "root": {"handlers": ["console"], "level": level or os.environ.get("MOOKTI_LOG_LEVEL", "INFO")},
         "loggers": {
             "django.request": {"level": "ERROR"},
             "uvicorn": {"handlers": [], "propagate": True},
