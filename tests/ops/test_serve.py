@@ -438,9 +438,9 @@ def test_an_unreachable_database_is_one_line(serve):
     assert password not in run.output
 
 
-def test_production_start_warns_without_a_service_key_and_health_skips_the_ssl_redirect(serve):
+def test_production_start_warns_without_a_service_key_logs_json_and_health_skips_the_ssl_redirect(serve):
     shared = os.environ.get("REDIS_URL", localredis.DEFAULT_URL)
-    run = serve(redis_url=shared, env={**production_env(), "MOOKTI_SERVICE_KEY": None})
+    run = serve(redis_url=shared, env={**production_env(), "MOOKTI_SERVICE_KEY": None, "MOOKTI_LOG_JSON": "1"})
     run.wait_until_ready()
     assert "MOOKTI_SERVICE_KEY is not set: server-to-server calls" in run.output
     assert f"using the Redis at {shared}" in run.output
@@ -453,6 +453,9 @@ def test_production_start_warns_without_a_service_key_and_health_skips_the_ssl_r
     assert not (run.data_dir / "dev-service-key").exists()
     run.process.send_signal(signal.SIGTERM)
     assert run.wait_exit() == 0, run.output
+    entries = [json.loads(line) for line in run.lines]  # one format: serve's and uvicorn's lines alike
+    assert {"mookti.serve", "uvicorn.error", "uvicorn.access"} <= {entry["logger"] for entry in entries}
+    assert all(entry.keys() >= {"time", "level", "logger", "message"} for entry in entries)
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
