@@ -1,6 +1,12 @@
-"""``GET /api/health/``: no auth; 200 with each dependency's state, 503 when Redis is down.
+"""Health endpoints for load balancers and operators (no auth).
 
-Apps add checks to ``CHECKS`` (name -> callable returning a JSON-able dict with ``ok``).
+- ``GET /api/health/live``: liveness: the process answers; touches no dependency (a Redis outage
+  must not make an orchestrator restart healthy web processes).
+- ``GET /api/health/ready`` (and ``/api/health/``, the same): readiness: each dependency's state,
+  503 when a critical one (Redis) is down, so a balancer sends no traffic here meanwhile.
+
+Apps add checks with :func:`register` (name -> callable returning a JSON-able dict with ``ok``).
+A check's error is reported by exception type only: messages may carry URLs or keys.
 """
 
 from __future__ import annotations
@@ -27,7 +33,14 @@ register("redis", lambda: {"ok": ping()}, critical=True)
 
 
 @require_GET
+def live(request) -> JsonResponse:
+    """The process is up and serving requests; nothing else is checked."""
+    return JsonResponse({"status": "ok"})
+
+
+@require_GET
 def health(request) -> JsonResponse:
+    """Readiness: every registered check; 503 when a critical dependency is down."""
     report: dict[str, Any] = {}
     for name, check in CHECKS.items():
         try:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -35,13 +37,51 @@ class LocalRedisError(RuntimeError):
 
 def answers(url: str, timeout: float = 1.0) -> bool:
     """True if a Redis at ``url`` replies to PING."""
+    return probe(url, timeout) is None
+
+
+def probe(url: str, timeout: float = 2.0) -> str | None:
+    """None if a Redis at ``url`` replies to PING, else the likely cause in words (never the password)."""
     client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
     try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
+        client.ping()
+        return None
+    except redis.RedisError as exc:
+        return explain(exc, url)
     finally:
         client.close()
+
+
+def explain(exc: BaseException, url: str) -> str:
+    """What an operator should check, from the error chain of a failed connection to ``url``."""
+    chain = []
+    while exc is not None and exc not in chain:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    text = " ".join(str(e) for e in chain)
+    tls = urlsplit(url).scheme == "rediss"
+    if any(isinstance(e, ssl.SSLCertVerificationError) for e in chain):
+        return "TLS certificate not trusted (unknown CA or wrong host name): " + _first_line(chain[-1])
+    if isinstance(chain[0], redis.AuthenticationError) or "WRONGPASS" in text or "NOAUTH" in text:
+        if urlsplit(url).password or "invalid username-password" in text:
+            return "authentication failed: the password (or user) in the URL is wrong"
+        return "authentication failed: the server requires a password and the URL has none"
+    if any(isinstance(e, socket.gaierror) for e in chain):
+        return "the host name does not resolve (DNS)"
+    if any(isinstance(e, ConnectionRefusedError) for e in chain):
+        return "connection refused: nothing listens on that port"
+    if tls and any(isinstance(e, (ssl.SSLError, TimeoutError, socket.timeout)) for e in chain):
+        return "TLS handshake failed: the server probably does not speak TLS there (use redis://, or check the port)"
+    closed = any(isinstance(e, (ConnectionResetError, BrokenPipeError)) for e in chain) or "closed by server" in text
+    if closed and not tls:
+        return "the server closed the connection: it probably expects TLS (use rediss://)"
+    if any(isinstance(e, (TimeoutError, socket.timeout, redis.TimeoutError)) for e in chain):
+        return "timed out: a firewall, a wrong host, or a server that expects TLS (rediss://)"
+    return f"{type(chain[0]).__name__}: {_first_line(chain[0])}"
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def server_args(url: str, data_dir: Path) -> list[str]:

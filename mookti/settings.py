@@ -6,11 +6,12 @@ Every knob has a safe local default so `make run` works on a fresh machine; prod
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+
+from mookti.logs import logging_config, mask_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -80,7 +81,13 @@ TEMPLATES = [
 ]
 
 # Only Django's own staff accounts (auth/admin tables) live in SQL; application data lives in Redis.
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'staff.sqlite3'}")}
+_database_url = env.str("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'staff.sqlite3'}")
+if _database_url.partition("://")[0] not in environ.Env.DB_SCHEMES:
+    raise ImproperlyConfigured(
+        f"DATABASE_URL {mask_url(_database_url)!r} names no known database (use postgres://user:password@host/name "
+        "or sqlite:///path)."
+    )
+DATABASES = {"default": env.db_url_config(_database_url)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Django's defaults, plus plain bcrypt last so accounts imported from ai-chatbot keep their passwords.
 PASSWORD_HASHERS = [
@@ -186,13 +193,25 @@ STORAGES = {
     },
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("MOOKTI_LOG_LEVEL", "INFO")},
-}
+# One format for every process, secrets masked, 4xx logged once (mookti/logs.py).
+LOGGING = logging_config(
+    env.str("MOOKTI_LOG_LEVEL", default="INFO"), json_lines=env.bool("MOOKTI_LOG_JSON", default=False)
+)
+
+# --- Deployment behind a TLS proxy (docs/operations.md "Settings for production") -----------------
+# Secure by default when DEBUG is off; `manage.py check --deploy` is clean with deploy/production.env.
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
+# A load balancer probes health over plain HTTP on the private network.
+SECURE_REDIRECT_EXEMPT = [r"^api/health/"]
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_HSTS_PRELOAD", default=False)
+# The header a TLS-terminating proxy sets, e.g. X-Forwarded-Proto (it must overwrite a client's own).
+_proxy_ssl_header = env.str("DJANGO_PROXY_SSL_HEADER", default="")
+if _proxy_ssl_header:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https")
 
 # --- Live updates --------------------------------------------------------------------------
 MOOKTI_EVENTS_MAXLEN = env.int("MOOKTI_EVENTS_MAXLEN", default=1000)

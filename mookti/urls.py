@@ -2,12 +2,14 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from mookti.health import health
+from mookti.health import health, live
 from storage.realtime.tickets import TicketView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/health/", health, name="health"),
+    path("api/health/live", live, name="health-live"),
+    path("api/health/ready", health, name="health-ready"),
     path("api/storage/", include("storage.api.urls")),
     path("api/gamification/", include("gamification.urls")),
     path("api/realtime/ticket/", TicketView.as_view(), name="realtime-ticket"),

@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.utils.module_loading import autodiscover_modules
-from tqdm import tqdm
 
 from mookti import outbox
+from mookti.progress import progress as progress_bar
 from mookti.redis import Write, current_prefix, get_redis, glob_escape, pipeline, register_script
 from storage import keys
 from storage.managers.chats import ChatManager
@@ -154,7 +154,7 @@ def scan(progress: bool | None = None) -> Iterator[list[str]]:
     """Every key under the prefix, in batches (SCAN: maintenance only)."""
     show = progress if progress is not None else sys.stderr.isatty()
     batch: list[str] = []
-    with tqdm(desc="keys", unit="key", disable=not show) as bar:
+    with progress_bar(desc="keys", unit="key", enabled=show) as bar:
         for name in get_redis().scan_iter(match=glob_escape(current_prefix()) + "*", count=1000):
             batch.append(name)
             if len(batch) >= SCAN_BATCH:

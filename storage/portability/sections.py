@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from django.utils.module_loading import autodiscover_modules
-from tqdm import tqdm
 
 from mookti import redis as kernel_redis
 from mookti.ids import now_us, rfc3339, to_us
+from mookti.progress import progress as progress_bar
 from mookti.redis import current_prefix, pipeline
 from storage import keys
 from storage.entities import Chat, Document, Message, Stream, Suggestion, User, Vote
@@ -391,7 +391,7 @@ def export_data(output: Path, user_id: str | None = None, progress: bool | None 
     total = 1 if user_id else users.count()
     exported = 0
     try:
-        with tqdm(total=total, desc="users", unit="user", disable=not _show(progress)) as bar:
+        with progress_bar(total=total, desc="users", unit="user", enabled=_show(progress)) as bar:
             for uid in user_ids:
                 for section, emit in emitters:
                     section.export_user(uid, emit)
@@ -480,7 +480,7 @@ def import_data(
                 continue
             info = files[record_type.name]
             table = report.table(f"{section.name}/{record_type.name}")
-            with tqdm(total=info["records"], desc=record_type.name, unit="rec", disable=not _show(progress)) as bar:
+            with progress_bar(total=info["records"], desc=record_type.name, unit="rec", enabled=_show(progress)) as bar:
                 batch: list[tuple[str, dict[str, Any]]] = []
                 for number, record, problem in _records(source / info["path"]):
                     table.read += 1

@@ -504,9 +504,16 @@ def index_metrics() -> dict[str, Any]:
         "lag": int(lag),
         "pending": int(group.get("pending", 0)),
         "dead": dead,
-        "consumers": int(group.get("consumers", 0)),
+        "consumers": _live_consumers(client) if group.get("consumers") else 0,
         "oldestPendingSeconds": round(oldest, 1),
     }
+
+
+def _live_consumers(client: Any) -> int:
+    """Consumers that read within ``CLAIM_IDLE_MS`` (a stopped indexer's name lingers in the group)."""
+    idle_limit = indexer_options()["CLAIM_IDLE_MS"]
+    consumers = client.xinfo_consumers(mookti_keys.outbox(), GROUP)
+    return sum(1 for consumer in consumers if int(consumer.get("idle", 0)) < idle_limit)
 
 
 def trim_outbox(client: Any = None) -> None:

@@ -25,9 +25,9 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
-from tqdm import tqdm
 
 from mookti.ids import now_us, to_us
+from mookti.progress import progress as progress_bar
 from mookti.redis import get_redis
 from storage.managers.users import normalize_email
 from storage.portability import keys
@@ -302,7 +302,7 @@ class ChatbotImporter:
         show = self.options.progress if self.options.progress is not None else sys.stderr.isatty()
         with (
             conn.cursor(name=f"import_{table.name.lower()}", row_factory=dict_row) as cursor,
-            tqdm(total=total, desc=table.name, unit="row", disable=not show, leave=True) as bar,
+            progress_bar(total=total, desc=table.name, unit="row", enabled=show) as bar,
         ):
             cursor.itersize = self.options.batch_size
             cursor.execute(source + where + order, params)

@@ -12,9 +12,9 @@ from typing import Any
 
 import redis
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from tqdm import tqdm
 
 from mookti.backends import BackendError
+from mookti.progress import progress as progress_bar
 from mookti.redis import pipeline
 from storage import keys, managers
 from storage.search.embeddings import get_embeddings
@@ -70,7 +70,7 @@ class Command(BaseCommand):
         total = count_items(user_ids)
         embeddings.warm_up()
         done = 0
-        with tqdm(total=total, unit="item", disable=not progress, file=self.stderr._out) as bar:
+        with progress_bar(total=total, unit="item", enabled=progress, file=self.stderr._out) as bar:
             for user_id in user_ids:
                 done += rebuild_user(user_id, embeddings, store, progress=bar.update)
         self.stdout.write(f"Reindexed {done} items of {len(user_ids)} users into {store.describe()}.")
