@@ -1,13 +1,16 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from mookti.health import health
 from storage.realtime.tickets import TicketView
+from storage.search.views import SearchView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/health/", health, name="health"),
+    # Semantic search sits under /api/storage/ but is its own app (storage.api does not import it).
+    re_path(r"^api/storage/search/?$", SearchView.as_view(), name="search"),
     path("api/storage/", include("storage.api.urls")),
     path("api/gamification/", include("gamification.urls")),
     path("api/realtime/ticket/", TicketView.as_view(), name="realtime-ticket"),
