@@ -181,8 +181,11 @@ LOGGING = {
 MOOKTI_EVENTS_MAXLEN = env.int("MOOKTI_EVENTS_MAXLEN", default=1000)
 # Events older than this are trimmed from the replay stream; an idle stream expires after it.
 MOOKTI_EVENTS_RETENTION = env.int("MOOKTI_EVENTS_RETENTION", default=7 * 24 * 3600)
-# Seconds between websocket heartbeats; each one also re-checks the token and the stream.
+# Seconds between websocket heartbeats (they never touch Redis).
 MOOKTI_WS_HEARTBEAT = env.float("MOOKTI_WS_HEARTBEAT", default=20.0)
+# Every this many heartbeats an open socket re-checks its token and its stream in Redis: the safety
+# net for a revocation or event poke that never came (both normally arrive at once over pub/sub).
+MOOKTI_WS_RECHECK_BEATS = max(1, env.int("MOOKTI_WS_RECHECK_BEATS", default=9))
 # Lifetime of a single-use websocket ticket (at most 60 s).
 MOOKTI_WS_TICKET_TTL = min(env.int("MOOKTI_WS_TICKET_TTL", default=30), 60)
 # Live events buffered per socket before it falls back to reading the stream.

@@ -13,9 +13,8 @@ from django.conf import settings
 from rest_framework import authentication, exceptions
 
 from mookti.ids import is_valid_id
-from mookti.redis import get_redis
-from storage import keys
-from storage.managers import tokens
+from storage.managers import tokens, users
+from storage.managers.users import TokenInfo
 
 ACT_AS_HEADER = "HTTP_X_MOOKTI_USER"
 
@@ -27,6 +26,7 @@ class Principal:
     user_id: str | None
     is_service: bool = False
     token: str | None = None
+    token_info: TokenInfo | None = None  # for a user token: its digest and expiry
 
     is_authenticated = True
     is_staff = False
@@ -46,11 +46,11 @@ def resolve_bearer(token: str, act_as: str | None = None) -> Principal | None:
     if is_service_key(token):
         if act_as is None:
             return Principal(None, is_service=True)
-        if not is_valid_id(act_as) or not get_redis().exists(keys.user(act_as)):
+        if not is_valid_id(act_as) or not users.exists(act_as):
             raise exceptions.AuthenticationFailed("X-Mookti-User names no user.")
         return Principal(act_as, is_service=True)
-    user_id = tokens.user_for(token)
-    return Principal(user_id, token=token) if user_id else None
+    info = tokens.lookup(token)
+    return Principal(info.user_id, token=token, token_info=info) if info else None
 
 
 class BearerAuthentication(authentication.BaseAuthentication):

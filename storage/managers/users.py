@@ -6,6 +6,7 @@ import hashlib
 import json
 import secrets
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -14,7 +15,7 @@ from django.contrib.auth.hashers import check_password, make_password
 from mookti import events, outbox
 from mookti.errors import Conflict, NotFound
 from mookti.ids import new_id, now_us
-from mookti.redis import Write, get_redis, pipeline
+from mookti.redis import Write, get_async_redis, get_redis, pipeline
 from storage import keys, signals
 from storage.managers.common import create_if_absent
 
@@ -22,6 +23,8 @@ USER_TYPES = ("free", "basic", "pro")
 # Profile fields an update may change (``type`` only through the service key).
 PROFILE_FIELDS = ("name", "timezone", "type", "preferences")
 TOKEN_PREFIX = "mkt_"
+MAX_TOKEN_LENGTH = 128
+TOKEN_FIELDS = ("userId", "expiresAt")
 
 
 def normalize_email(email: str) -> str:
@@ -99,6 +102,13 @@ class UserManager:
     def get(self, user_id: str) -> dict[str, Any] | None:
         return decode_user(get_redis().hgetall(keys.user(user_id)))
 
+    def exists(self, user_id: str) -> bool:
+        return bool(get_redis().exists(keys.user(user_id)))
+
+    async def aexists(self, user_id: str) -> bool:
+        """:meth:`exists` for async code (a socket opened with a service-key ticket re-checks its user)."""
+        return bool(await get_async_redis().exists(keys.user(user_id)))
+
     def get_many(self, user_ids: list[str]) -> list[dict[str, Any] | None]:
         pipe = pipeline()
         for user_id in user_ids:
@@ -171,6 +181,7 @@ class UserManager:
         tokens.revoke_all(user_id)
         signals.user_deleting.send(sender=UserManager, user_id=user_id)
         events.delete_stream(user_id)
+        events.close_sockets(user_id)  # also those opened with a ticket the service key asked for
         write = Write()
         outbox.stage(write, "delete_user", userId=user_id)
         write.step(
@@ -187,8 +198,22 @@ class UserManager:
         return True
 
 
+@dataclass(frozen=True)
+class TokenInfo:
+    """What a valid token stands for: its user, its digest (how it is stored) and its expiry (µs)."""
+
+    user_id: str
+    digest: str
+    expires_at: int
+
+
 class TokenManager:
-    """API tokens: only a SHA-256 digest is stored, with the token's TTL as the key's EXPIRE."""
+    """API tokens: only a SHA-256 digest is stored, with the token's TTL as the key's EXPIRE.
+
+    The check of a presented token is written once (:meth:`_key_of`, :func:`_token_info`) and
+    run by a sync client (the REST API, :meth:`lookup`) or an async one (websockets,
+    :meth:`alookup`): same format rules, same key, same reply handling.
+    """
 
     @staticmethod
     def digest(token: str) -> str:
@@ -215,11 +240,30 @@ class TokenManager:
         write.execute()
         return {"token": token, "userId": user_id, "expiresAt": expires}
 
+    def _digest_of(self, token: str) -> str | None:
+        """The digest of a well-formed token; None for anything that cannot be one (no Redis call)."""
+        if not token.startswith(TOKEN_PREFIX) or len(token) > MAX_TOKEN_LENGTH:
+            return None
+        return self.digest(token)
+
+    def lookup(self, token: str) -> TokenInfo | None:
+        """The token's user, digest and expiry, or None (malformed, unknown, expired, revoked): one round trip."""
+        digest = self._digest_of(token)
+        return _token_info(digest, get_redis().hmget(keys.token(digest), TOKEN_FIELDS)) if digest else None
+
+    async def alookup(self, token: str) -> TokenInfo | None:
+        """:meth:`lookup` for async code."""
+        digest = self._digest_of(token)
+        return _token_info(digest, await get_async_redis().hmget(keys.token(digest), TOKEN_FIELDS)) if digest else None
+
+    async def ais_live(self, digest: str, user_id: str) -> bool:
+        """The token with this digest still belongs to ``user_id`` (not revoked, not expired)."""
+        return await get_async_redis().hget(keys.token(digest), "userId") == user_id
+
     def user_for(self, token: str) -> str | None:
         """The user id a token belongs to, or None (unknown, expired or revoked): one round trip."""
-        if not token.startswith(TOKEN_PREFIX) or len(token) > 128:
-            return None
-        return get_redis().hget(keys.token(self.digest(token)), "userId")
+        info = self.lookup(token)
+        return info.user_id if info else None
 
     def revoke(self, token: str) -> bool:
         digest = self.digest(token)
@@ -229,6 +273,7 @@ class TokenManager:
         write = Write()
         write.step(lambda p: p.zrem(keys.user_tokens(user_id), digest))
         write.step(lambda p: p.delete(keys.token(digest)))
+        write.on_commit(lambda _: events.close_sockets(user_id, [digest]))
         write.execute()
         return True
 
@@ -238,8 +283,15 @@ class TokenManager:
         write.step(lambda p: p.delete(keys.user_tokens(user_id)))
         for digest in digests:
             write.step(lambda p, d=digest: p.delete(keys.token(d)))
+        if digests:
+            write.on_commit(lambda _: events.close_sockets(user_id, digests))
         write.execute()
         return len(digests)
+
+
+def _token_info(digest: str, reply: list[str | None]) -> TokenInfo | None:
+    user_id, expires_at = reply
+    return TokenInfo(user_id, digest, int(expires_at or 0)) if user_id else None
 
 
 users = UserManager()
