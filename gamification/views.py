@@ -14,13 +14,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from gamification import keys
 from gamification import serializers as s
 from gamification.managers import activity, goals, leaderboard, progress, stats, streaks, summary
-from gamification.managers.summary import achievements_view
+from gamification.managers.summary import achievements_of
 from mookti.api.inputs import path_id, query, validated
 from mookti.errors import NotFound
-from mookti.redis import get_redis
 from storage.api.permissions import IsMooktiUser, actor_id
 from storage.managers import users
 
@@ -88,8 +86,7 @@ class AchievementsView(APIView):
 
     @extend_schema(responses=s.AchievementOut(many=True), summary="All achievements, with the learner's awards")
     def get(self, request: Request) -> Response:
-        awarded = get_redis().hgetall(keys.achievements(actor_id(request)))
-        return Response(s.AchievementOut(achievements_view(awarded), many=True).data)
+        return Response(s.AchievementOut(achievements_of(actor_id(request)), many=True).data)
 
 
 class SummaryView(APIView):

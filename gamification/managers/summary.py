@@ -14,7 +14,7 @@ from gamification.managers.progress import decode_progress
 from gamification.managers.stats import stats
 from mookti.errors import NotFound
 from mookti.ids import from_us, now_us
-from mookti.redis import Write, pipeline
+from mookti.redis import Write, get_redis, pipeline
 from storage.managers import users
 
 COMPLETED_SHOWN = 10
@@ -36,6 +36,11 @@ def achievements_view(awarded: dict[str, str]) -> list[dict[str, Any]]:
         achievements.describe(a.id, int(awarded[a.id]) if a.id in awarded else None) for a in achievements.ACHIEVEMENTS
     ]
     return sorted(found, key=lambda a: a["awardedAt"] is None)
+
+
+def achievements_of(user_id: str) -> list[dict[str, Any]]:
+    """Every achievement with the user's awards (:func:`achievements_view`): one read."""
+    return achievements_view(get_redis().hgetall(keys.achievements(user_id)))
 
 
 def summary(user_id: str, days: int = 30, *, now: int | None = None) -> dict[str, Any]:

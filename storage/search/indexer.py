@@ -56,8 +56,9 @@ DEFAULTS: dict[str, Any] = {
     # model) after sorting by length, so a bigger read wastes less on padding (bench/search.py)
     "BATCH_SIZE": 256,
     "BATCH_WAIT_MS": 200,
-    # An idle indexer sends about 60_000 / BLOCK_MS reads a minute plus one claim and one index
-    # check (bench/idle.py); a graceful stop may wait for the read in progress (serve: 20 s).
+    # An idle indexer sends 60_000 / BLOCK_MS reads a minute, plus a claim every CLAIM_EVERY_SECONDS
+    # and an index check every CHECK_INDEX_SECONDS: 5 commands a minute (bench/idle.py). A graceful
+    # stop may wait for the read in progress (serve waits 20 s).
     "BLOCK_MS": 15_000,
     "MAX_ATTEMPTS": 5,
     "MAX_CLAIMS": 10,
@@ -66,10 +67,10 @@ DEFAULTS: dict[str, Any] = {
     "OUTAGE_BASE_SECONDS": 0.5,
     "OUTAGE_MAX_SECONDS": 30.0,
     "CLAIM_IDLE_MS": 60_000,
-    "CLAIM_EVERY_SECONDS": 60.0,
+    "CLAIM_EVERY_SECONDS": 120.0,
     "LEASE_MS": 60_000,
     "MAINTAIN_SECONDS": 30.0,
-    "CHECK_INDEX_SECONDS": 60.0,
+    "CHECK_INDEX_SECONDS": 120.0,
     "DEAD_MAXLEN": 10_000,
     "HEALTH_MAX_BACKLOG": 10_000,
 }
