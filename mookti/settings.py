@@ -260,12 +260,16 @@ MOOKTI_SEARCH = {
     # Hits below this cosine similarity are not returned (unrelated text scores about 0 with MiniLM).
     "MIN_SCORE": env.float("MOOKTI_SEARCH_MIN_SCORE", default=0.0),
 }
-# Outbox indexer (storage/indexer.py has every knob and its default).
+# Outbox indexer: every knob and its default is in storage/search/indexer.py (DEFAULTS), the one
+# place; the environment overrides these (MOOKTI_INDEXER_<NAME>).
+_INDEXER_ENV = {
+    "BATCH_SIZE": env.int,
+    "BATCH_WAIT_MS": env.int,
+    "MAX_ATTEMPTS": env.int,
+    "CLAIM_IDLE_MS": env.int,
+    "LEASE_MS": env.int,
+    "MAINTAIN_SECONDS": env.float,
+}
 MOOKTI_INDEXER = {
-    "BATCH_SIZE": env.int("MOOKTI_INDEXER_BATCH_SIZE", default=256),
-    "BATCH_WAIT_MS": env.int("MOOKTI_INDEXER_BATCH_WAIT_MS", default=200),
-    "MAX_ATTEMPTS": env.int("MOOKTI_INDEXER_MAX_ATTEMPTS", default=5),
-    "CLAIM_IDLE_MS": env.int("MOOKTI_INDEXER_CLAIM_IDLE_MS", default=60_000),
-    "LEASE_MS": env.int("MOOKTI_INDEXER_LEASE_MS", default=60_000),
-    "MAINTAIN_SECONDS": env.float("MOOKTI_INDEXER_MAINTAIN_SECONDS", default=30.0),
+    name: read(f"MOOKTI_INDEXER_{name}") for name, read in _INDEXER_ENV.items() if env.str(f"MOOKTI_INDEXER_{name}", "")
 }
