@@ -34,8 +34,10 @@ from mookti.redis import Write, get_async_redis, get_redis, register_script
 
 logger = logging.getLogger(__name__)
 
-# Channel-layer message type; the websocket consumer handles it in ``event_message``.
+# Channel-layer message types; the websocket consumer handles them in ``event_message`` and
+# ``sockets_close``.
 POKE = "event.message"
+CLOSE = "sockets.close"
 TIMESTAMP_NAMES = frozenset({"after", "before", "timestamp"})
 EVENT_ID = re.compile(r"^(\d{1,20})(?:-(\d{1,20}))?$")
 ZERO_ID = "0-0"
@@ -163,6 +165,13 @@ async def apublish(
 def notify_chat(chat_id: str, user_id: str, event_id: str, event_type: str, data: dict[str, Any]) -> None:
     """Poke only the viewers of a public chat (the owner's stream and group have the event already)."""
     deliver([(chat_group(chat_id), _chat_poke(chat_id, user_id, event_id, event_type, _encode(render(data))))])
+
+
+def close_sockets(user_id: str, token_digests: list[str] | None = None) -> None:
+    """Ask the user's open sockets that were opened with one of these tokens (by digest; None: every
+    socket of the user) to close at once. Best effort like any poke: sockets also re-check their
+    credential every ``MOOKTI_WS_RECHECK_BEATS`` heartbeats and close at the token's expiry."""
+    deliver([(user_group(user_id), {"type": CLOSE, "digests": token_digests})])
 
 
 def _user_poke(event_id: str, prev_id: str, event_type: str, data_json: str) -> dict[str, Any]:
@@ -349,6 +358,11 @@ async def replay(user_id: str, after: str | None, limit: int = 500) -> Replay:
         for entry_id, fields in entries
     ]
     return Replay(head=head, frames=frames, more=len(entries) >= limit)
+
+
+async def has_newer(user_id: str, after: str) -> bool:
+    """True if the user's stream has an event after ``after`` (one XRANGE of at most one entry)."""
+    return bool(await get_async_redis().xrange(keys.events(user_id), min=f"({after}", max="+", count=1))
 
 
 # --- cleanup -------------------------------------------------------------------------------------

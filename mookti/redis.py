@@ -33,38 +33,44 @@ Step = Callable[[Any], None]
 # What a Redis outage raises: the cluster client reports unreachable nodes outside RedisError.
 REDIS_ERRORS = (redis.RedisError, RedisClusterException)
 
+# Seconds a reply may take; blocking reads that wait longer ask for a client with a longer one.
+SOCKET_TIMEOUT = 10.0
+
 _lock = threading.Lock()
-_clients: dict[tuple[str, bool, bool], redis.Redis | RedisCluster] = {}
+_clients: dict[tuple[str, bool, bool, float], redis.Redis | RedisCluster] = {}
 
 
-def _client_options(raw: bool) -> dict[str, Any]:
+def _client_options(raw: bool, read_timeout: float = SOCKET_TIMEOUT) -> dict[str, Any]:
+    # No health_check_interval: it sends a PING before any command on a connection idle that long,
+    # which a per-command-billed Redis charges for; a dropped connection is retried instead.
     return {
         "decode_responses": not raw,
-        "socket_timeout": 10,
+        "socket_timeout": read_timeout,
         "socket_connect_timeout": 5,
-        "health_check_interval": 30,
         "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
     }
 
 
-def get_redis(*, raw: bool = False) -> redis.Redis | RedisCluster:
+def get_redis(*, raw: bool = False, read_timeout: float = SOCKET_TIMEOUT) -> redis.Redis | RedisCluster:
     """The process-wide client for ``REDIS_URL`` (thread-safe pool, decoded str replies).
 
     ``raw=True`` gives a client with bytes replies, for code that must read any value
-    (the admin's raw key browser meets pickled cache entries).
+    (the admin's raw key browser meets pickled cache entries). ``read_timeout`` (seconds) must
+    exceed the longest ``BLOCK`` of the commands sent with it (the indexer's blocking reads).
     """
     url, cluster = settings.REDIS_URL, settings.REDIS_CLUSTER
-    client = _clients.get((url, cluster, raw))
+    name = (url, cluster, raw, read_timeout)
+    client = _clients.get(name)
     if client is None:
         with _lock:
-            client = _clients.get((url, cluster, raw))
+            client = _clients.get(name)
             if client is None:
-                options = _client_options(raw)
+                options = _client_options(raw, read_timeout)
                 if cluster:
                     client = RedisCluster.from_url(url, **options)
                 else:
                     client = redis.Redis.from_url(url, max_connections=256, **options)
-                _clients[(url, cluster, raw)] = client
+                _clients[name] = client
     return client
 
 

@@ -217,8 +217,11 @@ if _proxy_ssl_header:
 MOOKTI_EVENTS_MAXLEN = env.int("MOOKTI_EVENTS_MAXLEN", default=1000)
 # Events older than this are trimmed from the replay stream; an idle stream expires after it.
 MOOKTI_EVENTS_RETENTION = env.int("MOOKTI_EVENTS_RETENTION", default=7 * 24 * 3600)
-# Seconds between websocket heartbeats; each one also re-checks the token and the stream.
+# Seconds between websocket heartbeats (they never touch Redis).
 MOOKTI_WS_HEARTBEAT = env.float("MOOKTI_WS_HEARTBEAT", default=20.0)
+# Every this many heartbeats an open socket re-checks its token and its stream in Redis: the safety
+# net for a revocation or event poke that never came (both normally arrive at once over pub/sub).
+MOOKTI_WS_RECHECK_BEATS = max(1, env.int("MOOKTI_WS_RECHECK_BEATS", default=9))
 # Lifetime of a single-use websocket ticket (at most 60 s).
 MOOKTI_WS_TICKET_TTL = min(env.int("MOOKTI_WS_TICKET_TTL", default=30), 60)
 # Live events buffered per socket before it falls back to reading the stream.
@@ -301,12 +304,16 @@ MOOKTI_SEARCH = {
     # Hits below this cosine similarity are not returned (unrelated text scores about 0 with MiniLM).
     "MIN_SCORE": env.float("MOOKTI_SEARCH_MIN_SCORE", default=0.0),
 }
-# Outbox indexer (storage/indexer.py has every knob and its default).
+# Outbox indexer: every knob and its default is in storage/search/indexer.py (DEFAULTS), the one
+# place; the environment overrides these (MOOKTI_INDEXER_<NAME>).
+_INDEXER_ENV = {
+    "BATCH_SIZE": env.int,
+    "BATCH_WAIT_MS": env.int,
+    "MAX_ATTEMPTS": env.int,
+    "CLAIM_IDLE_MS": env.int,
+    "LEASE_MS": env.int,
+    "MAINTAIN_SECONDS": env.float,
+}
 MOOKTI_INDEXER = {
-    "BATCH_SIZE": env.int("MOOKTI_INDEXER_BATCH_SIZE", default=256),
-    "BATCH_WAIT_MS": env.int("MOOKTI_INDEXER_BATCH_WAIT_MS", default=200),
-    "MAX_ATTEMPTS": env.int("MOOKTI_INDEXER_MAX_ATTEMPTS", default=5),
-    "CLAIM_IDLE_MS": env.int("MOOKTI_INDEXER_CLAIM_IDLE_MS", default=60_000),
-    "LEASE_MS": env.int("MOOKTI_INDEXER_LEASE_MS", default=60_000),
-    "MAINTAIN_SECONDS": env.float("MOOKTI_INDEXER_MAINTAIN_SECONDS", default=30.0),
+    name: read(f"MOOKTI_INDEXER_{name}") for name, read in _INDEXER_ENV.items() if env.str(f"MOOKTI_INDEXER_{name}", "")
 }

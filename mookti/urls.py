@@ -1,15 +1,18 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from mookti.health import health, live
 from storage.realtime.tickets import TicketView
+from storage.search.views import SearchView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/health/", health, name="health"),
     path("api/health/live", live, name="health-live"),
     path("api/health/ready", health, name="health-ready"),
+    # Semantic search sits under /api/storage/ but is its own app (storage.api does not import it).
+    re_path(r"^api/storage/search/?$", SearchView.as_view(), name="search"),
     path("api/storage/", include("storage.api.urls")),
     path("api/gamification/", include("gamification.urls")),
     path("api/realtime/ticket/", TicketView.as_view(), name="realtime-ticket"),

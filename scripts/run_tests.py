@@ -1,5 +1,9 @@
-"""``make test``: make sure a Redis answers and Chromium is installed, then run the whole pytest suite,
-then the Redis-backed suites again on a real Redis Cluster.
+"""``make test``: the linters first, then make sure a Redis answers and Chromium is installed, run the
+whole pytest suite, then the Redis-backed suites again on a real Redis Cluster.
+
+- Linters (:data:`LINTERS`): ``ruff check``, ``ruff format --check`` and ``lint-imports`` (the import
+  contracts in ``.importlinter``). The first that fails stops the run before any test, naming the
+  command that reproduces it. ``MOOKTI_LINT=0`` skips them (e.g. while iterating on one test).
 
 - Redis: the one at ``REDIS_URL`` (default redis://127.0.0.1:6379/0); if none answers, a local
   ``redis-server`` is started the way ``make run`` does (``mookti.localredis``) and stopped after.
@@ -38,6 +42,12 @@ CLUSTER_SUITES = ["tests/storage", "tests/search", "tests/gamification", "tests/
 CLUSTER_SCRIPT = ROOT / "scripts" / "redis-cluster.sh"
 # Cluster base ports are tried from here; each node also uses its port + 10000 (the cluster bus).
 CLUSTER_PORTS = range(7200, 10000, 10)
+# What must be clean before any test runs (CI runs this script): (what it checks, the command).
+LINTERS = [
+    ("lint (ruff check)", ["ruff", "check", "."]),
+    ("formatting (ruff format --check; fix with ruff format)", ["ruff", "format", "--check", "."]),
+    ("import contracts (lint-imports, see .importlinter)", ["lint-imports", "--no-cache"]),
+]
 
 
 def say(message: str) -> None:
@@ -63,6 +73,20 @@ def start_redis_if_needed(url: str) -> subprocess.Popen | None:
     data_dir = localredis.data_dir_from_env(ROOT)
     say(f"no Redis answers at {url}; starting redis-server in {data_dir}")
     return localredis.start(url, data_dir)
+
+
+def run_linters() -> int:
+    """Each linter in turn; the first failure stops here with the command to run again."""
+    if os.environ.get("MOOKTI_LINT", "1").strip().lower() in ("0", "false", "no", "off"):
+        say("linters skipped (MOOKTI_LINT=0)")
+        return 0
+    for what, command in LINTERS:
+        executable = str(ROOT / ".venv" / "bin" / command[0])
+        if subprocess.call([executable, *command[1:]], cwd=ROOT) != 0:
+            say(f"FAILED: {what}. Run: .venv/bin/{' '.join(command)}")
+            return 1
+    say("linters passed: " + ", ".join(command[0] for _, command in LINTERS))
+    return 0
 
 
 def port_is_free(port: int) -> bool:
@@ -124,6 +148,8 @@ def cluster_pass(channel_url: str) -> int:
 
 
 def main(pytest_args: list[str]) -> int:
+    if run_linters() != 0:
+        return 1
     url = os.environ.get("REDIS_URL", localredis.DEFAULT_URL)
     ensure_chromium()
     redis_process = start_redis_if_needed(url)

@@ -22,10 +22,9 @@ from django.conf import settings
 
 from gamification import achievements, keys
 from gamification.days import DAY_US, day_window, local_date, week_start
-from gamification.serializers import AchievementOut, StreakOut
 from mookti import events
 from mookti.errors import Invalid, RateLimited
-from mookti.ids import new_id, now_us
+from mookti.ids import iso, new_id, now_us
 from mookti.redis import REDIS_ERRORS, LuaScript, Write, get_redis, register_script
 
 logger = logging.getLogger(__name__)
@@ -267,6 +266,17 @@ def day_stats(day: date, raw: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def streak_json(view: dict[str, Any]) -> dict[str, Any]:
+    """A :func:`streak_view` in the API's JSON shape (its events; the REST views' ``StreakOut`` gives
+    the same, a test keeps them equal)."""
+    return {**view, "lastActivity": iso(view["lastActivity"])}
+
+
+def achievement_json(described: dict[str, Any]) -> dict[str, Any]:
+    """An achievement (:func:`gamification.achievements.describe`) in the API's JSON shape."""
+    return {**described, "awardedAt": iso(described["awardedAt"])}
+
+
 def streak_view(raw: dict[str, str], tz_name: str, now: int) -> dict[str, Any]:
     """The stored streak as seen today in the user's timezone.
 
@@ -387,7 +397,7 @@ def derived_events(outcome: Outcome, tz_name: str, now: int) -> list[tuple[str, 
     found: list[tuple[str, dict[str, Any]]] = []
     streak = outcome.streak
     if streak and streak.get("changed"):
-        found.append(("streak.updated", dict(StreakOut(outcome.streak_view(tz_name, now)).data)))
+        found.append(("streak.updated", streak_json(outcome.streak_view(tz_name, now))))
     stats = outcome.stats
     if any(stats[name] for name in ("messages", "minutes", "xp", "itemsCompleted", "goalsCompleted")):
         found.append(("stats.updated", stats))
@@ -404,5 +414,5 @@ def derived_events(outcome: Outcome, tz_name: str, now: int) -> list[tuple[str, 
             )
         )
     for achievement_id in outcome.awarded:
-        found.append(("achievement.awarded", dict(AchievementOut(achievements.describe(achievement_id, now)).data)))
+        found.append(("achievement.awarded", achievement_json(achievements.describe(achievement_id, now))))
     return found

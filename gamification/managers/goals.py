@@ -14,10 +14,9 @@ from typing import Any
 from gamification import keys, lua
 from gamification.days import iso_week, local_date
 from gamification.managers import engine
-from gamification.serializers import GoalOut
 from mookti import events
 from mookti.errors import Conflict, Invalid, NotFound
-from mookti.ids import new_id, now_us
+from mookti.ids import iso, new_id, now_us
 from mookti.redis import Write, get_redis, pipeline
 
 MEASURES = ("progress", "current", "target")
@@ -25,6 +24,12 @@ MEASURES = ("progress", "current", "target")
 
 def _int_or_none(value: str | None) -> int | None:
     return int(value) if value not in (None, "") else None
+
+
+def goal_json(goal: dict[str, Any]) -> dict[str, Any]:
+    """A goal in the API's JSON shape (its events; the REST views' ``GoalOut`` gives the same, a test
+    keeps them equal)."""
+    return {**goal, **{name: iso(goal[name]) for name in ("dueDate", "createdAt", "updatedAt", "completedAt")}}
 
 
 def decode_goal(raw: dict[str, str], now: int) -> dict[str, Any] | None:
@@ -120,7 +125,7 @@ class GoalManager:
             limit = engine.config()["MAX_ACTIVE_GOALS"]
             raise Invalid(f"At most {limit} active goals.", {"goals": [f"At most {limit} active goals."]})
         saved = decode_goal(self._fields(goal), now)
-        outcome.events.append(("goal.created", dict(GoalOut(saved).data)))
+        outcome.events.append(("goal.created", goal_json(saved)))
         engine.publish(outcome, tz_name=user.get("timezone") or "UTC", now=now)
         return saved  # type: ignore[return-value]
 
@@ -169,7 +174,7 @@ class GoalManager:
             if outcome.conflict:
                 continue
             saved = decode_goal(self._fields(changed), now)
-            data = dict(GoalOut(saved).data)
+            data = goal_json(saved)
             outcome.events.append(("goal.updated", data))
             if changed["status"] == "completed" and stored_status != "completed":
                 outcome.events.append(("goal.completed", {**data, "xpAwarded": outcome.xp_awarded}))

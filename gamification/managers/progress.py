@@ -16,9 +16,8 @@ from typing import Any
 from gamification import keys, lua
 from gamification.days import iso_week
 from gamification.managers import engine
-from gamification.serializers import ProgressSummaryOut
 from mookti.errors import Conflict, NotFound
-from mookti.ids import now_us
+from mookti.ids import iso, now_us
 from mookti.redis import get_redis, pipeline
 
 
@@ -26,6 +25,24 @@ def _percent(done: int, total: int | None) -> int | None:
     if not total:
         return None
     return min(100, done * 100 // total)
+
+
+SUMMARY_FIELDS = (
+    "pathId",
+    "currentModule",
+    "currentNode",
+    "percent",
+    "completedCount",
+    "totalNodes",
+    "timeSpentSeconds",
+    "updatedAt",
+)
+
+
+def progress_summary_json(progress: dict[str, Any]) -> dict[str, Any]:
+    """A path's progress without its modules, in the API's JSON shape (its events; the REST views'
+    ``ProgressSummaryOut`` gives the same, a test keeps them equal)."""
+    return {**{name: progress[name] for name in SUMMARY_FIELDS}, "updatedAt": iso(progress["updatedAt"])}
 
 
 def decode_progress(raw: dict[str, str]) -> dict[str, Any] | None:
@@ -178,7 +195,7 @@ class ProgressManager:
             if outcome.conflict:
                 continue
             saved = decode_progress(fields)
-            summary = dict(ProgressSummaryOut(saved).data)
+            summary = progress_summary_json(saved)
             outcome.events.append(("progress.updated", {**summary, "newItems": int(outcome.raw.get("newItems", 0))}))
             engine.publish(outcome, tz_name=tz_name, now=now)
             return saved  # type: ignore[return-value]

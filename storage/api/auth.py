@@ -14,6 +14,7 @@ from rest_framework import authentication, exceptions
 
 from mookti.ids import is_valid_id
 from storage.managers import tokens, users
+from storage.managers.users import TokenInfo
 
 ACT_AS_HEADER = "HTTP_X_MOOKTI_USER"
 
@@ -25,6 +26,7 @@ class Principal:
     user_id: str | None
     is_service: bool = False
     token: str | None = None
+    token_info: TokenInfo | None = None  # for a user token: its digest and expiry
 
     is_authenticated = True
     is_staff = False
@@ -47,8 +49,8 @@ def resolve_bearer(token: str, act_as: str | None = None) -> Principal | None:
         if not is_valid_id(act_as) or not users.exists(act_as):
             raise exceptions.AuthenticationFailed("X-Mookti-User names no user.")
         return Principal(act_as, is_service=True)
-    user_id = tokens.user_for(token)
-    return Principal(user_id, token=token) if user_id else None
+    info = tokens.lookup(token)
+    return Principal(info.user_id, token=token, token_info=info) if info else None
 
 
 class BearerAuthentication(authentication.BaseAuthentication):

@@ -1,8 +1,6 @@
-from django.urls import re_path
 from rest_framework.routers import SimpleRouter
 
 from storage.api import views
-from storage.search.views import SearchView
 
 # Seed paths have no trailing slash (/api/storage/chat); both forms are served.
 router = SimpleRouter()
@@ -14,4 +12,4 @@ router.register("message", views.MessageViewSet, basename="message")
 router.register("vote", views.VoteViewSet, basename="vote")
 router.register("document", views.DocumentViewSet, basename="document")
 
-urlpatterns = [*router.urls, re_path(r"^search/?$", SearchView.as_view(), name="search")]
+urlpatterns = router.urls

@@ -7,7 +7,7 @@ from typing import Any
 from mookti import events, outbox
 from mookti.errors import Conflict, NotFound
 from mookti.ids import new_id, now_us
-from mookti.redis import Write, get_redis, pipeline
+from mookti.redis import Write, get_async_redis, get_redis, pipeline
 from storage import keys
 from storage.entities import Chat, Stream
 from storage.managers.common import create_if_absent
@@ -73,6 +73,10 @@ class ChatManager:
 
     def get(self, chat_id: str) -> dict[str, Any] | None:
         return decode_chat(get_redis().hgetall(keys.chat(chat_id)))
+
+    async def aget(self, chat_id: str) -> dict[str, Any] | None:
+        """:meth:`get` for async code (a websocket subscribing to a chat)."""
+        return decode_chat(await get_async_redis().hgetall(keys.chat(chat_id)))
 
     def list_for_user(
         self, user_id: str, page: PageRequest, order_by: str = "createdAt"

@@ -6,6 +6,7 @@ import hashlib
 import secrets
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -14,7 +15,7 @@ from django.contrib.auth.hashers import check_password, make_password
 from mookti import events, outbox
 from mookti.errors import Conflict, NotFound
 from mookti.ids import new_id, now_us
-from mookti.redis import Write, get_redis, pipeline
+from mookti.redis import Write, get_async_redis, get_redis, pipeline
 from storage import keys, signals
 from storage.entities import Token, User
 from storage.managers.common import create_if_absent
@@ -24,6 +25,8 @@ USER_TYPES = ("free", "basic", "pro")
 PROFILE_FIELDS = ("name", "timezone", "type", "preferences")
 TOKEN_PREFIX = "mkt_"
 GUEST_ATTEMPTS = 5
+MAX_TOKEN_LENGTH = 128
+TOKEN_FIELDS = ("userId", "expiresAt")
 
 
 def normalize_email(email: str) -> str:
@@ -98,6 +101,14 @@ class UserManager:
     def get(self, user_id: str) -> dict[str, Any] | None:
         return decode_user(get_redis().hgetall(keys.user(user_id)))
 
+    def exists(self, user_id: str) -> bool:
+        """One EXISTS: the service key acting for a user checks the user is there."""
+        return bool(get_redis().exists(keys.user(user_id)))
+
+    async def aexists(self, user_id: str) -> bool:
+        """:meth:`exists` for async code (a socket opened with a service-key ticket re-checks its user)."""
+        return bool(await get_async_redis().exists(keys.user(user_id)))
+
     def get_many(self, user_ids: list[str]) -> list[dict[str, Any] | None]:
         pipe = pipeline()
         for user_id in user_ids:
@@ -140,10 +151,6 @@ class UserManager:
         write.execute()
         return {**current, **{name: changes[name] for name in PROFILE_FIELDS if name in changes}}
 
-    def exists(self, user_id: str) -> bool:
-        """One EXISTS: the service key acting for a user checks the user is there."""
-        return bool(get_redis().exists(keys.user(user_id)))
-
     def count(self) -> int:
         return int(get_redis().zcard(keys.users()))
 
@@ -184,6 +191,7 @@ class UserManager:
         tokens.revoke_all(user_id)
         signals.user_deleting.send(sender=UserManager, user_id=user_id)
         events.delete_stream(user_id)
+        events.close_sockets(user_id)  # also those opened with a ticket the service key asked for
         write = Write()
         outbox.stage(write, "delete_user", userId=user_id)
         write.step(
@@ -200,8 +208,22 @@ class UserManager:
         return True
 
 
+@dataclass(frozen=True)
+class TokenInfo:
+    """What a valid token stands for: its user, its digest (how it is stored) and its expiry (µs)."""
+
+    user_id: str
+    digest: str
+    expires_at: int
+
+
 class TokenManager:
-    """API tokens: only a SHA-256 digest is stored, with the token's TTL as the key's EXPIRE."""
+    """API tokens: only a SHA-256 digest is stored, with the token's TTL as the key's EXPIRE.
+
+    The check of a presented token is written once (:meth:`_key_of`, :func:`_token_info`) and
+    run by a sync client (the REST API, :meth:`lookup`) or an async one (websockets,
+    :meth:`alookup`): same format rules, same key, same reply handling.
+    """
 
     @staticmethod
     def digest(token: str) -> str:
@@ -228,11 +250,30 @@ class TokenManager:
         write.execute()
         return {"token": token, "userId": user_id, "expiresAt": expires}
 
+    def _digest_of(self, token: str) -> str | None:
+        """The digest of a well-formed token; None for anything that cannot be one (no Redis call)."""
+        if not token.startswith(TOKEN_PREFIX) or len(token) > MAX_TOKEN_LENGTH:
+            return None
+        return self.digest(token)
+
+    def lookup(self, token: str) -> TokenInfo | None:
+        """The token's user, digest and expiry, or None (malformed, unknown, expired, revoked): one round trip."""
+        digest = self._digest_of(token)
+        return _token_info(digest, get_redis().hmget(keys.token(digest), TOKEN_FIELDS)) if digest else None
+
+    async def alookup(self, token: str) -> TokenInfo | None:
+        """:meth:`lookup` for async code."""
+        digest = self._digest_of(token)
+        return _token_info(digest, await get_async_redis().hmget(keys.token(digest), TOKEN_FIELDS)) if digest else None
+
+    async def ais_live(self, digest: str, user_id: str) -> bool:
+        """The token with this digest still belongs to ``user_id`` (not revoked, not expired)."""
+        return await get_async_redis().hget(keys.token(digest), "userId") == user_id
+
     def user_for(self, token: str) -> str | None:
         """The user id a token belongs to, or None (unknown, expired or revoked): one round trip."""
-        if not token.startswith(TOKEN_PREFIX) or len(token) > 128:
-            return None
-        return get_redis().hget(keys.token(self.digest(token)), "userId")
+        info = self.lookup(token)
+        return info.user_id if info else None
 
     def revoke(self, token: str) -> bool:
         digest = self.digest(token)
@@ -242,6 +283,7 @@ class TokenManager:
         write = Write()
         write.step(lambda p: p.zrem(keys.user_tokens(user_id), digest))
         write.step(lambda p: p.delete(keys.token(digest)))
+        write.on_commit(lambda _: events.close_sockets(user_id, [digest]))
         write.execute()
         return True
 
@@ -251,8 +293,15 @@ class TokenManager:
         write.step(lambda p: p.delete(keys.user_tokens(user_id)))
         for digest in digests:
             write.step(lambda p, d=digest: p.delete(keys.token(d)))
+        if digests:
+            write.on_commit(lambda _: events.close_sockets(user_id, digests))
         write.execute()
         return len(digests)
+
+
+def _token_info(digest: str, reply: list[str | None]) -> TokenInfo | None:
+    user_id, expires_at = reply
+    return TokenInfo(user_id, digest, int(expires_at or 0)) if user_id else None
 
 
 users = UserManager()

@@ -11,9 +11,12 @@ Delivery per socket:
    stream: if that is not the last id this socket sent (a lost, late or reordered poke, a
    full queue), the writer reads the stream from its last id instead. Ids at or below the
    last sent one are dropped, so there are neither gaps nor duplicates.
-4. Every heartbeat the writer re-checks the token (closes with 4401 once it is revoked) and
-   the stream (catches a poke that never came). When the channel layer is down the socket
-   still works: the writer polls the stream every second and keeps trying to rejoin.
+4. Heartbeats cost Redis nothing. A revoked token (or a deleted user) closes the socket with
+   4401 through a poke on the user's group (:func:`mookti.events.close_sockets`), and the
+   token's expiry, known since the connect, closes it on time. As a safety net for a poke that
+   never came, every ``MOOKTI_WS_RECHECK_BEATS`` heartbeats the writer re-checks the credential
+   and the stream (two commands). When the channel layer is down the socket still works: the
+   writer polls the stream every second and keeps trying to rejoin.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import random
+import time
 from collections import deque
 from typing import Any
 from urllib.parse import parse_qs
@@ -36,17 +41,10 @@ from django.conf import settings
 
 from mookti import events
 from mookti.ids import is_valid_id
-from mookti.redis import get_async_redis
-from storage import keys as storage_keys
-from storage.managers.chats import can_read, decode_chat
-from storage.realtime.tickets import (
-    BEARER_SUBPROTOCOL,
-    Identity,
-    bearer_from_subprotocols,
-    heartbeat_check,
-    identity_for_token,
-    redeem_ticket,
-)
+from storage.managers import chats
+from storage.managers.chats import can_read
+from storage.realtime.managers import Identity, identity_for_token, recheck, tickets
+from storage.realtime.tickets import BEARER_SUBPROTOCOL, bearer_from_subprotocols
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +76,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
         self.live: deque[tuple[tuple[int, int], str, str, str]] = deque()
         self.direct: deque[str] = deque()
         self.stale = False
+        self.revoked = False
         self.resume_from: str | None = None
         self.wake = asyncio.Event()
         self.chats: dict[str, bool] = {}  # chat id -> True if this socket views it through the chat group
@@ -133,7 +132,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
     @staticmethod
     async def _authenticate(ticket: str | None, offered: list[str]) -> Identity | None:
         if ticket:
-            return await redeem_ticket(ticket)
+            return await tickets.redeem(ticket)
         token = bearer_from_subprotocols(offered)
         return await identity_for_token(token) if token else None
 
@@ -191,6 +190,14 @@ class EventsConsumer(AsyncWebsocketConsumer):
                 await self._unsubscribe(chat_id, notify=False)
         self.wake.set()
 
+    async def sockets_close(self, message: dict) -> None:
+        """The user's token was revoked (or the user deleted): the writer closes this socket if it
+        was opened with one of those tokens (``digests`` None: every socket of the user)."""
+        digests = message.get("digests")
+        if digests is None or self.identity.token_digest in digests:  # type: ignore[union-attr]
+            self.revoked = True
+            self.wake.set()
+
     def _queue_direct(self, text: str) -> None:
         if len(self.direct) >= settings.MOOKTI_WS_QUEUE:
             self.direct.popleft()  # public-chat frames are best effort; a reader this slow loses the oldest
@@ -232,7 +239,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
 
     async def _subscribe(self, chat_id: str) -> None:
         user_id = self.identity.user_id  # type: ignore[union-attr]
-        chat = decode_chat(await get_async_redis().hgetall(storage_keys.chat(chat_id)))
+        chat = await chats.aget(chat_id)
         if not can_read(chat, user_id):
             self._error("not_found:chat", "Chat not found.", chatId=chat_id)
             return
@@ -263,11 +270,14 @@ class EventsConsumer(AsyncWebsocketConsumer):
         try:
             await self._start(last_event_id)
             # The first beat comes at a random point of the interval, so sockets that connected
-            # together (a server restart) do not all check Redis at the same moment.
+            # together (a server restart) do not all re-check Redis at the same moment.
             next_beat = loop.time() + settings.MOOKTI_WS_HEARTBEAT * random.uniform(0.5, 1.0)
             next_join = loop.time() + REJOIN_EVERY
+            beats = 0
             while True:
-                deadline = next_beat if self.layer_ok else min(next_beat, loop.time() + DEGRADED_POLL)
+                deadline = min(next_beat, self._expiry_deadline(loop))
+                if not self.layer_ok:
+                    deadline = min(deadline, loop.time() + DEGRADED_POLL)
                 try:
                     async with asyncio.timeout_at(deadline):  # no extra task per wake-up, unlike wait_for
                         await self.wake.wait()
@@ -275,6 +285,9 @@ class EventsConsumer(AsyncWebsocketConsumer):
                     if not self.layer_ok:
                         self.stale = True  # degraded: poll the stream
                 self.wake.clear()
+                if self.revoked or self.identity.expired():  # type: ignore[union-attr]
+                    await self.close(CLOSE_UNAUTHENTICATED, "token revoked or expired")
+                    return
                 try:
                     if not self.layer_ok and loop.time() >= next_join:
                         next_join = loop.time() + REJOIN_EVERY
@@ -284,11 +297,13 @@ class EventsConsumer(AsyncWebsocketConsumer):
                         await self._start(self.resume_from)
                     if loop.time() >= next_beat:
                         next_beat = loop.time() + settings.MOOKTI_WS_HEARTBEAT
-                        valid, behind = await heartbeat_check(self.identity, self.sent_id)  # type: ignore[arg-type]
-                        if not valid:
-                            await self.close(CLOSE_UNAUTHENTICATED, "token revoked or expired")
-                            return
-                        self.stale = self.stale or behind  # a poke that never came
+                        beats += 1
+                        if beats % settings.MOOKTI_WS_RECHECK_BEATS == 0:
+                            valid, behind = await recheck(self.identity, self.sent_id)  # type: ignore[arg-type]
+                            if not valid:
+                                await self.close(CLOSE_UNAUTHENTICATED, "token revoked or expired")
+                                return
+                            self.stale = self.stale or behind  # a poke that never came
                         await self._send_text(HEARTBEAT)
                     await self._flush()
                 except (TimeoutError, redis.RedisError) as exc:
@@ -300,6 +315,13 @@ class EventsConsumer(AsyncWebsocketConsumer):
         except Exception:
             logger.exception("live-update writer stopped")
             await self.close()
+
+    def _expiry_deadline(self, loop: asyncio.AbstractEventLoop) -> float:
+        """The loop time at which this socket's token expires (infinity without a token)."""
+        expires_at = self.identity.expires_at  # type: ignore[union-attr]
+        if expires_at is None:
+            return math.inf
+        return loop.time() + max(0.0, expires_at / 1_000_000 - time.time())
 
     async def _start(self, last_event_id: str | None) -> None:
         """Replay after ``last_event_id`` (or take the stream's head), then say ``ready``."""

@@ -55,7 +55,10 @@ DEFAULTS: dict[str, Any] = {
     # model) after sorting by length, so a bigger read wastes less on padding (bench/search.py)
     "BATCH_SIZE": 256,
     "BATCH_WAIT_MS": 200,
-    "BLOCK_MS": 1000,
+    # An idle indexer sends 60_000 / BLOCK_MS reads a minute, plus a claim every CLAIM_EVERY_SECONDS
+    # and an index check every CHECK_INDEX_SECONDS: 5 commands a minute (bench/idle.py). A graceful
+    # stop may wait for the read in progress (serve waits 20 s).
+    "BLOCK_MS": 15_000,
     "MAX_ATTEMPTS": 5,
     "MAX_CLAIMS": 10,
     "RETRY_BASE_SECONDS": 1.0,
@@ -63,10 +66,10 @@ DEFAULTS: dict[str, Any] = {
     "OUTAGE_BASE_SECONDS": 0.5,
     "OUTAGE_MAX_SECONDS": 30.0,
     "CLAIM_IDLE_MS": 60_000,
-    "CLAIM_EVERY_SECONDS": 10.0,
+    "CLAIM_EVERY_SECONDS": 120.0,
     "LEASE_MS": 60_000,
     "MAINTAIN_SECONDS": 30.0,
-    "CHECK_INDEX_SECONDS": 10.0,
+    "CHECK_INDEX_SECONDS": 120.0,
     "DEAD_MAXLEN": 10_000,
     "HEALTH_MAX_BACKLOG": 10_000,
 }
@@ -118,6 +121,8 @@ class Indexer:
         self.embeddings = embeddings or get_embeddings()
         self.store = store or get_vector_store()
         self.client = get_redis()
+        # the blocking reads wait up to BLOCK_MS, longer than the usual client's reply timeout
+        self.reader = get_redis(read_timeout=self.options["BLOCK_MS"] / 1000 + 10)
         self.stream = mookti_keys.outbox()
         self._retry: dict[str, Entry] = {}
         self._outage_until = 0.0
@@ -126,6 +131,7 @@ class Indexer:
         self._last_check = time.monotonic()
         self._last_maintain = time.monotonic()
         self._dirty: set[str] = set()
+        self._handled_since_maintain = True  # the first upkeep trims what earlier runs left
         self._maintenance: threading.Thread | None = None
         self.stats: dict[str, float] = {
             "entries": 0,
@@ -210,6 +216,7 @@ class Indexer:
             return 0
         if batch:
             self._handle(batch)
+            self._handled_since_maintain = True
         self._maybe_maintain()
         return len(batch)
 
@@ -252,7 +259,7 @@ class Indexer:
         return entries
 
     def _xreadgroup(self, count: int, block_ms: int) -> list[Entry]:
-        reply = self.client.xreadgroup(
+        reply = self.reader.xreadgroup(
             GROUP, self.consumer, {self.stream: ">"}, count=count, block=block_ms if block_ms > 0 else None
         )
         return [Entry(entry_id, fields) for _, items in reply or [] for entry_id, fields in items if fields]
@@ -436,6 +443,9 @@ class Indexer:
     def _maybe_maintain(self) -> None:
         if time.monotonic() - self._last_maintain < self.options["MAINTAIN_SECONDS"]:
             return
+        if not self._handled_since_maintain and not self._dirty:
+            return  # idle: nothing to trim or compact, no Redis command
+        self._handled_since_maintain = False
         if self._maintenance is not None and self._maintenance.is_alive():
             return
         self._last_maintain = time.monotonic()

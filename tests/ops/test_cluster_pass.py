@@ -30,7 +30,7 @@ def test_the_environment_names_a_cluster():
 
 def run_tests(tmp_path: Path, main_test: str, cluster_test: str | None, mode: str = "1") -> tuple[int, str]:
     (tmp_path / "test_main.py").write_text(main_test)
-    env = {**os.environ, "MOOKTI_CLUSTER_PASS": mode}
+    env = {**os.environ, "MOOKTI_CLUSTER_PASS": mode, "MOOKTI_LINT": "0"}  # linters: tests/ops/test_run_tests.py
     env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
     env["MAIN_REDIS_URL"] = env["REDIS_URL"]
     env.pop("CHANNEL_REDIS_URL", None)

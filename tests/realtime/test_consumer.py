@@ -9,7 +9,8 @@ from asgiref.sync import sync_to_async
 
 from mookti import events, keys
 from mookti.redis import get_redis
-from storage.managers import tokens
+from storage import keys as storage_keys
+from storage.managers import tokens, users
 from storage.realtime import keys as realtime_keys
 from tests.conftest import Api
 from tests.realtime.conftest import communicator, next_frame, run, until_ready
@@ -129,6 +130,65 @@ def test_revoked_token_closes_the_socket(alice, settings):
     assert run(scenario) == ({"closed": 4401}, {"closed": 4401}, {"closed": 4401})
 
 
+def test_revocation_closes_sockets_at_once_without_a_redis_recheck(alice, make_user, settings):
+    """Heartbeats never reach the re-check here: the revocation poke closes the sockets."""
+    settings.MOOKTI_WS_HEARTBEAT = 60
+    second = tokens.issue(alice["id"])["token"]
+    carol = make_user(name="Carol")
+    service_ticket = Api(settings.MOOKTI_SERVICE_KEY, act_as=carol["id"]).post("/api/realtime/ticket/").json()
+
+    async def scenario():
+        revoked = await communicator(token=alice["token"])
+        other_token = await communicator(token=second)
+        by_service = await communicator(ticket=service_ticket["ticket"])
+        for comm in (revoked, other_token, by_service):
+            await until_ready(comm)
+        await sync_to_async(tokens.revoke)(alice["token"])
+        first_closed = await next_frame(revoked)
+        other_open = await communicator_still_open(other_token)
+        await sync_to_async(users.delete)(carol["id"])  # every socket of a deleted user closes
+        return first_closed, other_open, await next_frame(by_service)
+
+    assert run(scenario) == ({"closed": 4401}, True, {"closed": 4401})
+
+
+async def communicator_still_open(comm) -> bool:
+    """True if the socket still answers (a resume gets its ``ready``); disconnects it afterwards."""
+    await comm.send_json_to({"type": "resume", "lastEventId": "0"})
+    answered = await until_ready(comm) is not None
+    await comm.disconnect()
+    return answered
+
+
+def test_lost_revocation_poke_is_caught_by_the_recheck(alice, settings):
+    settings.MOOKTI_WS_HEARTBEAT = 0.2
+    settings.MOOKTI_WS_RECHECK_BEATS = 2
+
+    async def scenario():
+        comm = await communicator(token=alice["token"])
+        await until_ready(comm)
+        # the token disappears without a poke (as if the revocation poke were lost)
+        await sync_to_async(get_redis().delete)(storage_keys.token(tokens.digest(alice["token"])))
+        return await next_frame(comm)
+
+    assert run(scenario) == {"closed": 4401}
+
+
+def test_socket_closes_when_its_token_expires(alice, settings):
+    settings.MOOKTI_WS_HEARTBEAT = 60
+    short = tokens.issue(alice["id"], ttl=1)["token"]
+    ticket = Api(short).post("/api/realtime/ticket/").json()["ticket"]
+
+    async def scenario():
+        by_token = await communicator(token=short)
+        by_ticket = await communicator(ticket=ticket)
+        await until_ready(by_token)
+        await until_ready(by_ticket)
+        return await next_frame(by_token), await next_frame(by_ticket)
+
+    assert run(scenario) == ({"closed": 4401}, {"closed": 4401})
+
+
 # --- delivery ------------------------------------------------------------------------------------
 def test_live_event_reaches_every_socket_of_the_owner_only(alice, bob):
     async def scenario():
@@ -231,6 +291,7 @@ def test_a_lost_poke_is_read_from_the_stream(alice):
 
 def test_heartbeat_finds_a_trailing_lost_poke(alice, settings):
     settings.MOOKTI_WS_HEARTBEAT = 0.2
+    settings.MOOKTI_WS_RECHECK_BEATS = 1  # the stream re-check (every 9th beat by default) on each beat
 
     async def scenario():
         comm = await communicator(token=alice["token"])
