@@ -1,7 +1,7 @@
 from django.urls import re_path
 from rest_framework.routers import SimpleRouter
 
-from storage.api import views
+from storage.api import streams, views
 from storage.search.views import SearchView
 
 # Seed paths have no trailing slash (/api/storage/chat); both forms are served.
@@ -14,4 +14,11 @@ router.register("message", views.MessageViewSet, basename="message")
 router.register("vote", views.VoteViewSet, basename="vote")
 router.register("document", views.DocumentViewSet, basename="document")
 
-urlpatterns = [*router.urls, re_path(r"^search/?$", SearchView.as_view(), name="search")]
+urlpatterns = [
+    re_path(r"^stream/(?P<stream_id>[^/]+)/chunks/?$", streams.StreamChunksView.as_view(), name="stream-chunks"),
+    re_path(r"^stream/(?P<stream_id>[^/]+)/end/?$", streams.StreamEndView.as_view(), name="stream-end"),
+    re_path(r"^stream/(?P<stream_id>[^/]+)/?$", streams.StreamReadView.as_view(), name="stream-read"),
+    re_path(r"^chat/(?P<chat_id>[^/]+)/active/?$", streams.ChatActiveView.as_view(), name="chat-active"),
+    *router.urls,
+    re_path(r"^search/?$", SearchView.as_view(), name="search"),
+]

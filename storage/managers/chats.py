@@ -183,10 +183,10 @@ class ChatManager:
 
     # --- resumable stream ids (createStreamId / getStreamIdsByChatId) ---------------------------
     def add_stream(self, actor_id: str, chat_id: str, stream_id: str) -> dict[str, Any]:
-        require_owned(self.get(chat_id), actor_id)
-        created_at = now_us()
-        get_redis().zadd(keys.chat_streams(chat_id), {stream_id: created_at}, nx=True)
-        return {"id": stream_id, "chatId": chat_id, "createdAt": created_at}
+        """createStreamId: also opens the stream's buffer and makes it the chat's active stream."""
+        from storage.managers.streams import streams  # streams builds on this module
+
+        return streams.create(actor_id, chat_id, stream_id)
 
     def list_streams(self, actor_id: str, chat_id: str) -> list[dict[str, Any]]:
         pipe = pipeline()
