@@ -39,6 +39,8 @@ class ChunkField(serializers.CharField):
         super().__init__(allow_blank=True, trim_whitespace=False, **kwargs)
 
     def to_internal_value(self, data):
+        if not isinstance(data, str):
+            raise serializers.ValidationError("A chunk is a string.")
         value = super().to_internal_value(data)
         if len(value.encode()) > _max("MAX_CHUNK_BYTES"):
             raise serializers.ValidationError(f"A chunk is limited to {_max('MAX_CHUNK_BYTES')} bytes.")
