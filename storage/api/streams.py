@@ -141,8 +141,7 @@ async def _events(located: Located, start: int) -> AsyncIterator[bytes]:
         elif isinstance(item, str):
             yield f"event: end\ndata: {json.dumps({'status': item})}\n\n".encode()
         else:
-            position, text = item
-            yield f"id: {position}\ndata: {json.dumps(text, ensure_ascii=False)}\n\n".encode()
+            yield "".join(f"id: {p}\ndata: {json.dumps(text, ensure_ascii=False)}\n\n" for p, text in item).encode()
 
 
 class ChatActiveView(APIView):

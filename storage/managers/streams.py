@@ -327,11 +327,12 @@ class StreamManager:
         meta.pop("seq")
         return meta
 
-    async def follow(self, located: Located, start: int) -> AsyncIterator[tuple[int, str] | str | None]:
+    async def follow(self, located: Located, start: int) -> AsyncIterator[list[tuple[int, str]] | str | None]:
         """Chunks from position ``start`` on, then live ones, until the end.
 
-        Yields ``(position after the chunk, text)`` per chunk, ``None`` when nothing came for a
-        while (a keep-alive), and finally the end status (a string: done, failed, stale, expired).
+        Yields lists of ``(position after the chunk, text)`` (whatever arrived together), ``None``
+        when nothing came for a while (a keep-alive), and last the end status (a string: done,
+        failed, stale, or expired when the buffer vanished under a silent stream).
         """
         client = get_async_redis()
         stream_key = located.keys[1]
@@ -342,30 +343,39 @@ class StreamManager:
         try:
             pending = await _read(client, stream_key, position)
             while True:
+                batch, end, gap = [], None, False
                 for seq, fields in pending:
                     if seq <= position:
                         continue
                     if seq > position + 1:  # the hub's batch skipped some: read them
-                        pending = await _read(client, stream_key, position)
+                        gap = True
                         break
                     if "end" in fields:
-                        yield fields["end"]
-                        return
+                        end = fields["end"]
+                        break
                     position = seq
-                    yield position, fields["c"]
-                else:
-                    try:
-                        pending = await asyncio.wait_for(queue.get(), timeout=wait)
-                    except TimeoutError:
-                        pending = await _read(client, stream_key, position)
-                        if not pending:
-                            status = await self._check_silent(client, located)
-                            if status == "expired":
-                                yield status
-                                return
-                            pending = await _read(client, stream_key, position)
-                            if not pending:
-                                yield None
+                    batch.append((position, fields["c"]))
+                if batch:
+                    yield batch
+                if end is not None:
+                    yield end
+                    return
+                if gap:
+                    pending = await _read(client, stream_key, position)
+                    continue
+                try:
+                    pending = await asyncio.wait_for(queue.get(), timeout=wait)
+                except TimeoutError:
+                    pending = await _read(client, stream_key, position)
+                    if pending:
+                        continue
+                    status = await self._check_silent(client, located)
+                    if status == "expired":
+                        yield status
+                        return
+                    pending = await _read(client, stream_key, position)
+                    if not pending:
+                        yield None
         finally:
             hub.unwatch(stream_key, queue)
 
