@@ -17,6 +17,7 @@ from mookti.ids import new_id, now_us
 from mookti.redis import Write, get_redis, pipeline
 from storage import keys, signals
 from storage.managers.common import create_if_absent
+from storage.managers.revisions import Revision, touch_user
 
 USER_TYPES = ("free", "basic", "pro")
 # Profile fields an update may change (``type`` only through the service key).
@@ -99,6 +100,17 @@ class UserManager:
     def get(self, user_id: str) -> dict[str, Any] | None:
         return decode_user(get_redis().hgetall(keys.user(user_id)))
 
+    def read(self, user_id: str, rev: Revision) -> dict[str, Any] | None:
+        """A profile with its revision, in one round trip (NotModified for a current copy)."""
+        pipe = pipeline()
+        pipe.hgetall(keys.user(user_id))
+        rev.queue(pipe)
+        raw, version = pipe.execute()
+        user = decode_user(raw)
+        if user is not None:
+            rev.check(version)
+        return user
+
     def get_many(self, user_ids: list[str]) -> list[dict[str, Any] | None]:
         pipe = pipeline()
         for user_id in user_ids:
@@ -137,6 +149,7 @@ class UserManager:
             return current
         write = Write()
         write.step(lambda p: p.hset(keys.user(user_id), mapping=fields))
+        touch_user(write, user_id, "profile")
         new_type = fields.get("type")
         if new_type and new_type != current["type"]:
             write.step(lambda p: p.zrem(keys.users_by_type(current["type"]), user_id))
@@ -180,6 +193,7 @@ class UserManager:
                 keys.user_message_times(user_id),
                 keys.user_documents(user_id),
                 keys.user_tokens(user_id),
+                keys.user_rev(user_id),
                 keys.user(user_id),
             )
         )
