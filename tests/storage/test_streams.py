@@ -186,6 +186,7 @@ def produce(user: dict[str, Any], stream_id: str, chunks: list[str], batch: int,
     started.set()
 
 
+@pytest.mark.slow
 def test_a_thousand_resumes_of_live_and_finished_streams(server, alice):
     rng = random.Random(18)
     chat_id = new_chat(alice)
