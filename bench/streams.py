@@ -2,14 +2,17 @@
 
 Starts one uvicorn process (``bench.settings``: Redis round trips in a response header), then:
 
-1. ``--streams`` streams at ``--rate`` chunks/s each, appended in batches every ``--batch-ms`` by
-   producers over HTTP, each followed by one SSE reader; prints chunk delivery latency (from the
-   append being sent to the chunk reaching its reader) p50/p99, chunks lost, and the Redis round
-   trips of an append request (auth included).
-2. A 50-message page fetched ``--pages`` times in full and as a 304 (``If-None-Match``): server CPU
+1. ``--streams`` streams at ``--rate`` chunks/s each, appended in batches every ``--batch-ms``,
+   each followed by one SSE reader on the web process; prints chunk delivery latency (from the
+   append being sent to the chunk reaching its reader) p50/p99 and chunks lost. ``--via redis``
+   (default) appends from this process with the same one-call Lua script the API runs, so the web
+   process only serves the readers (on a 2-core box one Python process cannot also take thousands
+   of append requests per second); ``--via http`` posts every batch to the API.
+2. The Redis round trips of an append request (auth included), from 50 appends over HTTP.
+3. A 50-message page fetched ``--pages`` times in full and as a 304 (``If-None-Match``): server CPU
    per answer of each, and the ratio.
 
-Usage: ``.venv/bin/python bench/streams.py [--streams 500 --rate 20 --batch-ms 100 --seconds 10]``
+Usage: ``.venv/bin/python bench/streams.py [--streams 500 --rate 20 --batch-ms 100 --seconds 10 --via redis]``
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+
+import django
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -45,8 +50,9 @@ async def follow(port: int, stream_id: str, auth: dict[str, str], latencies: lis
 
 
 async def produce(port: int, stream_id: str, auth: dict[str, str], args: argparse.Namespace, rts: list[int]) -> int:
-    """Append batches for ``args.seconds``, then end the stream; returns the chunks sent."""
+    """Append batches for ``args.seconds`` (over HTTP or straight to Redis), then end; returns chunks sent."""
     connection = Connection(port)
+    append = _redis_append(stream_id) if args.via == "redis" else None
     per_batch = max(1, round(args.rate * args.batch_ms / 1000))
     sent, seq = 0, 0
     deadline = time.monotonic() + args.seconds
@@ -54,16 +60,53 @@ async def produce(port: int, stream_id: str, auth: dict[str, str], args: argpars
     while time.monotonic() < deadline:
         started = time.monotonic()
         chunks = [f"{time.time()}|token {sent + i}" for i in range(per_batch)]
-        reply = await connection.request(
-            "POST", f"/api/storage/stream/{stream_id}/chunks", {"seq": seq, "chunks": chunks}, auth
-        )
-        expect(reply, 200, "append")
-        rts.append(int(reply.headers.get("x-redis-roundtrips", "0")))
+        if append is not None:
+            await append(seq, chunks)
+        else:
+            path = f"/api/storage/stream/{stream_id}/chunks"
+            reply = await connection.request("POST", path, {"seq": seq, "chunks": chunks}, auth)
+            expect(reply, 200, "append")
+            rts.append(int(reply.headers.get("x-redis-roundtrips", "0")))
         sent, seq = sent + per_batch, seq + 1
         await asyncio.sleep(max(0.0, args.batch_ms / 1000 - (time.monotonic() - started)))
     expect(await connection.request("POST", f"/api/storage/stream/{stream_id}/end", {}, auth), 200, "end")
     await connection.close()
     return sent
+
+
+def _redis_append(stream_id: str):
+    """An append as the API does it (the same Lua call and arguments), from this process."""
+    from mookti.redis import get_async_redis
+    from storage.managers.streams import APPEND, _lifetime, conf, streams
+
+    located = streams.locate(stream_id)
+
+    async def append(seq: int, chunks: list[str]) -> None:
+        now = int(time.time() * 1_000_000)
+        args = [located.owner_id, stream_id, seq, now, now - conf("STALE_AFTER") * 1_000_000]
+        args += [conf("MAX_CHUNKS"), conf("MAX_BYTES"), _lifetime(), conf("TTL"), *chunks]
+        code = (await get_async_redis().eval(APPEND.source, len(located.keys), *located.keys, *args))[0]
+        if code != "ok":
+            raise SystemExit(f"append: {code}")
+
+    return append
+
+
+async def roundtrips_part(server: Server, auth: dict[str, str], chat_id: str) -> None:
+    connection = Connection(server.port)
+    stream_id = str(uuid.uuid4())
+    path = f"/api/storage/chat/{chat_id}/streams"
+    expect(await connection.request("POST", path, {"streamId": stream_id}, auth), 201, "stream")
+    rts = []
+    for seq in range(50):
+        body = {"seq": seq, "chunks": ["token "] * 5}
+        reply = await connection.request("POST", f"/api/storage/stream/{stream_id}/chunks", body, auth)
+        expect(reply, 200, "append")
+        rts.append(int(reply.headers.get("x-redis-roundtrips", "0")))
+    print(
+        f"  Redis round trips per append request over HTTP (auth included): first {rts[0]}, then median "
+        f"{statistics.median(rts[1:])}, max {max(rts[1:])}"
+    )
 
 
 async def streams_part(server: Server, auth: dict[str, str], args: argparse.Namespace) -> None:
@@ -81,14 +124,21 @@ async def streams_part(server: Server, auth: dict[str, str], args: argparse.Name
     rts: list[int] = []
     followers = [asyncio.create_task(follow(server.port, s, auth, latencies, got)) for s in ids]
     await asyncio.sleep(1.0)  # followers connected and waiting
+    cpu_before, wall_before, own_before = process_usage(server.process.pid)[0], time.monotonic(), time.process_time()
     sent = await asyncio.gather(*(produce(server.port, s, auth, args, rts) for s in ids))
     await asyncio.wait_for(asyncio.gather(*followers), 120)
+    wall = time.monotonic() - wall_before
+    web_cores = (process_usage(server.process.pid)[0] - cpu_before) / wall
+    own_cores = (time.process_time() - own_before) / wall
     lost = sum(sent) - sum(got.values())
     ms = [x * 1000 for x in latencies]
-    print(f"streams={args.streams} rate={args.rate}/s batch={args.batch_ms}ms seconds={args.seconds}")
-    print(f"  chunks sent {sum(sent)}, delivered {sum(got.values())}, lost {lost}")
+    print(f"streams={args.streams} rate={args.rate}/s batch={args.batch_ms}ms seconds={args.seconds} via={args.via}")
+    print(f"  chunks sent {sum(sent)} ({sum(sent) / args.seconds:.0f}/s), delivered {sum(got.values())}, lost {lost}")
+    print(f"  CPU: web process {web_cores:.2f} cores, this bench process {own_cores:.2f} cores")
     print(f"  delivery latency ms: p50 {percentile(ms, 0.5):.1f}  p99 {percentile(ms, 0.99):.1f}  max {max(ms):.1f}")
-    print(f"  Redis round trips per append request (auth included): median {statistics.median(rts)}, max {max(rts)}")
+    if rts:
+        print(f"  Redis round trips per append request (auth included): median {statistics.median(rts)}")
+    await roundtrips_part(server, auth, chat_id)
 
 
 async def pages_part(server: Server, auth: dict[str, str], args: argparse.Namespace) -> None:
@@ -118,6 +168,8 @@ async def main(args: argparse.Namespace) -> None:
         server = Server.start(1, os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"), Path(data_dir))
         try:
             await server.wait_ready()
+            os.environ.update(MOOKTI_REDIS_PREFIX=server.prefix, DJANGO_SETTINGS_MODULE="mookti.settings")
+            django.setup()
             _, token = await create_user(Connection(server.port), server, "streams", 0)
             auth = {"Authorization": f"Bearer {token}"}
             await streams_part(server, auth, args)
@@ -135,4 +187,5 @@ if __name__ == "__main__":
     parser.add_argument("--batch-ms", type=int, default=100, help="a producer appends every this many ms")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--pages", type=int, default=300)
+    parser.add_argument("--via", choices=("redis", "http"), default="redis", help="how producers append")
     asyncio.run(main(parser.parse_args()))
