@@ -34,6 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import HOST, Connection, Server, create_user, expect, percentile, process_usage
 
+# Requests in flight at once, as a webapp's HTTP client pool would allow (500 simultaneous requests
+# would exceed the web process's Redis connection pool).
+HTTP_GATE = asyncio.Semaphore(64)
+
 
 async def follow(port: int, stream_id: str, auth: dict[str, str], latencies: list[float], got: dict[str, int]) -> None:
     """Read one stream's SSE answer to its end, timing each chunk (its text starts with the send time)."""
@@ -64,12 +68,14 @@ async def produce(port: int, stream_id: str, auth: dict[str, str], args: argpars
             await append(seq, chunks)
         else:
             path = f"/api/storage/stream/{stream_id}/chunks"
-            reply = await connection.request("POST", path, {"seq": seq, "chunks": chunks}, auth)
+            async with HTTP_GATE:
+                reply = await connection.request("POST", path, {"seq": seq, "chunks": chunks}, auth)
             expect(reply, 200, "append")
             rts.append(int(reply.headers.get("x-redis-roundtrips", "0")))
         sent, seq = sent + per_batch, seq + 1
         await asyncio.sleep(max(0.0, args.batch_ms / 1000 - (time.monotonic() - started)))
-    expect(await connection.request("POST", f"/api/storage/stream/{stream_id}/end", {}, auth), 200, "end")
+    async with HTTP_GATE:
+        expect(await connection.request("POST", f"/api/storage/stream/{stream_id}/end", {}, auth), 200, "end")
     await connection.close()
     return sent
 
