@@ -144,6 +144,27 @@ async def _events(located: Located, start: int) -> AsyncIterator[bytes]:
             yield "".join(f"id: {p}\ndata: {json.dumps(text, ensure_ascii=False)}\n\n" for p, text in item).encode()
 
 
+class StreamStateOut(serializers.Serializer):
+    streamId = serializers.CharField()
+    chatId = serializers.CharField()
+    status = serializers.ChoiceField(STATUSES)
+    position = serializers.IntegerField()
+    createdAt = TimestampField()
+    lastActivityAt = TimestampField()
+    endedAt = TimestampField(allow_null=True)
+
+
+class StreamStateView(APIView):
+    """A stream's state without reading it (resumable-stream's hasExistingStream)."""
+
+    permission_classes = [AllowAny]  # the chat's owner, or anyone for a public chat (checked on open)
+
+    @extend_schema(responses={200: StreamStateOut, 422: OpenApiResponse(description="Done and expired")})
+    def get(self, request: Request, stream_id: str) -> Response:
+        _, meta = streams.open(actor_id(request), path_id(stream_id, "streamId"))
+        return Response(StreamStateOut(meta).data)
+
+
 class ChatActiveView(APIView):
     """The chat's active (most recent) stream: id, status, position, last activity."""
 

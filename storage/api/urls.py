@@ -17,6 +17,7 @@ router.register("document", views.DocumentViewSet, basename="document")
 urlpatterns = [
     re_path(r"^stream/(?P<stream_id>[^/]+)/chunks/?$", streams.StreamChunksView.as_view(), name="stream-chunks"),
     re_path(r"^stream/(?P<stream_id>[^/]+)/end/?$", streams.StreamEndView.as_view(), name="stream-end"),
+    re_path(r"^stream/(?P<stream_id>[^/]+)/state/?$", streams.StreamStateView.as_view(), name="stream-state"),
     re_path(r"^stream/(?P<stream_id>[^/]+)/?$", streams.StreamReadView.as_view(), name="stream-read"),
     re_path(r"^chat/(?P<chat_id>[^/]+)/active/?$", streams.ChatActiveView.as_view(), name="chat-active"),
     *router.urls,

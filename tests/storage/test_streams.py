@@ -75,6 +75,8 @@ def test_produce_end_and_read(alice):
     assert end == "done"
     active = alice["api"].get(f"/api/storage/chat/{chat_id}/active").json()
     assert (active["status"], active["position"]) == ("done", 4)
+    state = alice["api"].get(f"/api/storage/stream/{stream_id}/state").json()
+    assert (state["status"], state["position"], state["chatId"]) == ("done", 4, chat_id)
     assert active["endedAt"]
 
     events = [fields["type"] for _, fields in get_redis().xrange(kernel_keys.events(alice["id"]))]
