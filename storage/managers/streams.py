@@ -85,14 +85,15 @@ local function finish(status, count, now, ttl)
 end
 """
 
-# KEYS[1] meta, KEYS[2] chunks, KEYS[3] active pointer; ARGV[1] owner, ARGV[2] stream id, ARGV[3] seq,
+# KEYS[1] meta, KEYS[2] chunks, KEYS[3] active pointer, KEYS[4] the chat (a deleted chat's stream
+# takes nothing more); ARGV[1] owner, ARGV[2] stream id, ARGV[3] seq,
 # ARGV[4] now (us), ARGV[5] stale cutoff (us), ARGV[6] max chunks, ARGV[7] max bytes, ARGV[8] lifetime,
 # ARGV[9] ttl after the end, ARGV[10..] the chunks. Replies {code, count, status}.
 APPEND = register_script(
     _END
     + """
 local m = redis.call('HMGET', KEYS[1], 'userId', 'status', 'seq', 'count', 'bytes', 'lastActivityAt')
-if not m[1] or m[1] ~= ARGV[1] then return {'unknown', 0, ''} end
+if not m[1] or m[1] ~= ARGV[1] or redis.call('EXISTS', KEYS[4]) == 0 then return {'unknown', 0, ''} end
 local seq, want, count = tonumber(m[3]), tonumber(ARGV[3]), tonumber(m[4])
 if want < seq then return {'duplicate', count, m[2]} end
 if m[2] ~= 'streaming' then return {'ended', count, m[2]} end
@@ -124,7 +125,9 @@ FINISH = register_script(
     _END
     + """
 local m = redis.call('HMGET', KEYS[1], 'userId', 'status', 'count', 'lastActivityAt')
-if not m[1] or (ARGV[1] ~= '' and m[1] ~= ARGV[1]) then return {'unknown', 0, ''} end
+if not m[1] or (ARGV[1] ~= '' and m[1] ~= ARGV[1]) or redis.call('EXISTS', KEYS[4]) == 0 then
+  return {'unknown', 0, ''}
+end
 if m[2] ~= 'streaming' then
   if m[2] == ARGV[3] then return {'same', tonumber(m[3]), m[2]} end
   return {'ended', tonumber(m[3]), m[2]}
@@ -151,6 +154,7 @@ class Located:
             keys.chat_stream_meta(self.chat_id, self.stream_id),
             keys.chat_stream(self.chat_id, self.stream_id),
             keys.chat_active_stream(self.chat_id),
+            keys.chat(self.chat_id),
         ]
 
 

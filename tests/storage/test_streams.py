@@ -116,6 +116,9 @@ def test_bad_input_writes_nothing(alice, bob, settings):
     ended = new_stream(alice, chat_id)
     alice["api"].post(f"/api/storage/stream/{ended}/end", {"status": "failed"})
     other_chat = new_chat(bob)
+    doomed = new_chat(alice)
+    orphan = new_stream(alice, doomed)
+    alice["api"].delete(f"/api/storage/chat/{doomed}")
     huge = "x" * (settings.MOOKTI_STREAMS["MAX_CHUNK_BYTES"] + 1)
     cases = [
         (alice, f"stream/{uuid.uuid4()}/chunks", {"seq": 0, "chunks": ["a"]}, 404, None),
@@ -136,6 +139,8 @@ def test_bad_input_writes_nothing(alice, bob, settings):
         (bob, f"stream/{stream_id}/end", {}, 404, None),
         (alice, f"chat/{other_chat}/streams", {"streamId": stream_id}, 404, None),
         (bob, f"chat/{other_chat}/streams", {"streamId": stream_id}, 409, "streamId"),
+        (alice, f"stream/{orphan}/chunks", {"seq": 0, "chunks": ["a"]}, 404, None),
+        (alice, f"stream/{orphan}/end", {}, 404, None),
     ]
     before = snapshot_keys()
     for user, path, body, status, field in cases:
