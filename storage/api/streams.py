@@ -18,6 +18,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -110,10 +111,21 @@ class StreamEndView(APIView):
         return Response(EndOut(streams.end(actor_id(request), path_id(stream_id, "streamId"), data["status"])).data)
 
 
+class EventStreamRenderer(BaseRenderer):
+    """Lets ``Accept: text/event-stream`` through content negotiation; errors stay JSON text."""
+
+    media_type = "text/event-stream"
+    format = "sse"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
+        return json.dumps(data).encode()
+
+
 class StreamReadView(APIView):
     """Follow a stream from a position: buffered chunks, then live ones, until it ends."""
 
     permission_classes = [AllowAny]  # the chat's owner, or anyone for a public chat (checked on open)
+    renderer_classes = [JSONRenderer, EventStreamRenderer]
 
     @extend_schema(
         parameters=[ResumeQuery],

@@ -67,7 +67,7 @@ def test_produce_end_and_read(alice):
     assert alice["api"].post(f"/api/storage/stream/{stream_id}/end", {}).json()["status"] == "done"
     assert alice["api"].post(f"/api/storage/stream/{stream_id}/end", {"status": "done"}).status_code == 200
 
-    response = alice["api"].get(f"/api/storage/stream/{stream_id}?resumeAt=1")
+    response = alice["api"].get(f"/api/storage/stream/{stream_id}?resumeAt=1", HTTP_ACCEPT="text/event-stream")
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/event-stream")
     chunks, end = parse_sse(sse_body(response))

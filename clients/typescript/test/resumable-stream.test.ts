@@ -14,8 +14,9 @@ async function call(path: string, body: unknown, userId?: string): Promise<any> 
   const headers: Record<string, string> = { Authorization: `Bearer ${serviceKey}`, "Content-Type": "application/json" };
   if (userId) headers["X-Mookti-User"] = userId;
   const response = await fetch(`${baseUrl}${path}`, { method: "POST", headers, body: JSON.stringify(body) });
-  assert.ok(response.ok, `${path}: HTTP ${response.status} ${await response.text()}`);
-  return response.json();
+  const raw = await response.text();
+  assert.ok(response.ok, `${path}: HTTP ${response.status} ${raw}`);
+  return JSON.parse(raw);
 }
 
 function words(parts: string[], pauseMs: number): ReadableStream<string> {
