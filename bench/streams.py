@@ -43,7 +43,11 @@ async def follow(port: int, stream_id: str, auth: dict[str, str], latencies: lis
     """Read one stream's SSE answer to its end, timing each chunk (its text starts with the send time)."""
     reader, writer = await asyncio.open_connection(HOST, port)
     head = [f"GET /api/storage/stream/{stream_id} HTTP/1.1", f"Host: {HOST}", *(f"{k}: {v}" for k, v in auth.items())]
-    writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+    async with HTTP_GATE:  # connecting readers are requests in flight too, until their headers arrive
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+        status = (await reader.readline()).split()[1]
+    if status != b"200":
+        raise SystemExit(f"follow: HTTP {status.decode()}")
     while line := await reader.readline():
         if line.startswith(b"data: ") and b'"status"' not in line:
             latencies.append(time.time() - float(json.loads(line[6:]).split("|", 1)[0]))
@@ -178,7 +182,11 @@ async def main(args: argparse.Namespace) -> None:
             django.setup()
             _, token = await create_user(Connection(server.port), server, "streams", 0)
             auth = {"Authorization": f"Bearer {token}"}
-            await streams_part(server, auth, args)
+            try:
+                await streams_part(server, auth, args)
+            except SystemExit:
+                print(server.log.read_text()[-3000:])
+                raise
             print(f"50-message page, {args.pages} requests each, sequential:")
             await pages_part(server, auth, args)
         finally:
