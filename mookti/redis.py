@@ -235,7 +235,10 @@ def delete_prefix(prefix: str, client: Any = None, batch_size: int = 500) -> int
 
     SCAN-based: for maintenance, tests and tools only, never a request path. One pipelined
     round trip per batch; keys are unlinked one by one, so it works across cluster slots too.
+    An empty or one-character prefix is refused: it would match (nearly) every key of the server.
     """
+    if len(prefix) < 2:
+        raise ValueError(f"refusing to delete every key under the prefix {prefix!r}")
     client = client or get_redis()
     pattern = glob_escape(prefix) + "*"
     removed = 0

@@ -227,6 +227,20 @@ MOOKTI_WS_TICKET_TTL = min(env.int("MOOKTI_WS_TICKET_TTL", default=30), 60)
 # Live events buffered per socket before it falls back to reading the stream.
 MOOKTI_WS_QUEUE = env.int("MOOKTI_WS_QUEUE", default=256)
 
+# Resumable AI responses (storage/managers/streams.py): caps per stream and per chunk, seconds of
+# producer silence before a stream is stale, seconds a buffer is kept after its end, how long a
+# stream id still answers "done" (422) instead of 404, and the keep-alive of a waiting reader.
+MOOKTI_STREAMS = {
+    "MAX_CHUNKS": env.int("MOOKTI_STREAM_MAX_CHUNKS", default=20_000),
+    "MAX_BYTES": env.int("MOOKTI_STREAM_MAX_BYTES", default=4 * 1024 * 1024),
+    "MAX_CHUNK_BYTES": env.int("MOOKTI_STREAM_MAX_CHUNK_BYTES", default=64 * 1024),
+    "MAX_BATCH": env.int("MOOKTI_STREAM_MAX_BATCH", default=256),
+    "STALE_AFTER": env.int("MOOKTI_STREAM_STALE_AFTER", default=60),
+    "TTL": env.int("MOOKTI_STREAM_TTL", default=3600),
+    "LOOKUP_TTL": env.int("MOOKTI_STREAM_LOOKUP_TTL", default=7 * 24 * 3600),
+    "HEARTBEAT": env.int("MOOKTI_STREAM_HEARTBEAT", default=15),
+}
+
 # --- Gamification (README "Gamification and progress") -------------------------------------
 MOOKTI_GAMIFICATION = {
     # XP per activity type: a learner's message, a completed learning item (a node of a learning

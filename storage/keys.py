@@ -110,3 +110,39 @@ def document_suggestions(document_id: str) -> str:
 
 def document_suggestion(document_id: str, suggestion_id: str) -> str:
     return key(f"document:{{{document_id}}}:suggestion:{suggestion_id}")
+
+
+# --- stream buffers (resumable AI responses) and conditional-request revisions ------------------
+def stream_chat(stream_id: str) -> str:
+    """STRING stream id -> ``chatId/ownerId`` (a stream is addressed by its id alone); EX."""
+    return key(f"stream-chat:{{{stream_id}}}")
+
+
+def chat_stream(chat_id: str, stream_id: str) -> str:
+    """STREAM of one response's chunks: entry id ``0-<position+1>``; a last entry marks the end."""
+    return key(f"chat:{{{chat_id}}}:stream:{stream_id}")
+
+
+def chat_stream_meta(chat_id: str, stream_id: str) -> str:
+    """HASH userId, status, seq (next batch), count, bytes, createdAt, lastActivityAt, endedAt."""
+    return key(f"chat:{{{chat_id}}}:stream:{stream_id}:meta")
+
+
+def chat_active_stream(chat_id: str) -> str:
+    """STRING the id of the chat's most recent (active) stream."""
+    return key(f"chat:{{{chat_id}}}:active-stream")
+
+
+def chat_rev(chat_id: str) -> str:
+    """HASH revision counters of a chat: ``chat`` (the chat itself), ``messages`` (its message list)."""
+    return key(f"chat:{{{chat_id}}}:rev")
+
+
+def user_rev(user_id: str) -> str:
+    """HASH revision counters of a user: ``profile``, ``chats`` (the chat lists)."""
+    return key(f"user:{{{user_id}}}:rev")
+
+
+def document_rev(document_id: str) -> str:
+    """HASH revision counter ``document`` (versions and their content)."""
+    return key(f"document:{{{document_id}}}:rev")

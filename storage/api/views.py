@@ -16,9 +16,9 @@ from mookti.api.inputs import path_id, query, validated
 from mookti.errors import Forbidden, Invalid, NotFound, Unauthorized
 from storage.api import serializers as s
 from storage.api.auth import Principal
+from storage.api.conditional import IF_NONE_MATCH, NOT_MODIFIED, conditional, revision
 from storage.api.permissions import IsMooktiUser, IsMooktiUserOrReadOnly, IsService, IsServiceOrSelf, actor_id
 from storage.managers import chats, documents, messages, tokens, users, votes
-from storage.managers.chats import require_readable
 from storage.managers.paging import PageRequest
 
 
@@ -72,12 +72,18 @@ class UserViewSet(viewsets.ViewSet):
     def me(self, request: Request) -> Response:
         return self.retrieve(request, pk=actor_id(request))
 
-    @extend_schema(responses=s.UserOut)
+    @extend_schema(parameters=[IF_NONE_MATCH], responses={200: s.UserOut, **NOT_MODIFIED})
     def retrieve(self, request: Request, pk: str) -> Response:
-        user = users.get(path_id(pk))
-        if user is None:
-            raise NotFound("user")
-        return Response(s.UserOut(user).data)
+        user_id = path_id(pk)
+        rev = revision(request, "user", user_id, "profile")
+
+        def build() -> dict:
+            user = users.read(user_id, rev)
+            if user is None:
+                raise NotFound("user")
+            return s.UserOut(user).data
+
+        return conditional(rev, build)
 
     @extend_schema(request=s.UserUpdateIn, responses=s.UserOut)
     def partial_update(self, request: Request, pk: str) -> Response:
@@ -134,11 +140,20 @@ class ChatViewSet(viewsets.ViewSet):
             return [IsMooktiUser()]
         return super().get_permissions()
 
-    @extend_schema(parameters=[s.ChatPageQuery], responses=s.ChatPageOut, summary="getChatsByUserId")
+    @extend_schema(
+        parameters=[s.ChatPageQuery, IF_NONE_MATCH],
+        responses={200: s.ChatPageOut, **NOT_MODIFIED},
+        summary="getChatsByUserId",
+    )
     def list(self, request: Request) -> Response:
         params = query(request, s.ChatPageQuery)
-        found, has_more = chats.list_for_user(actor_id(request), page_of(params), params["orderBy"])
-        return Response({"chats": s.ChatOut(found, many=True).data, "hasMore": has_more})
+        rev = revision(request, "user", actor_id(request), "chats")
+
+        def build() -> dict:
+            found, has_more = chats.list_for_user(actor_id(request), page_of(params), params["orderBy"], rev=rev)
+            return {"chats": s.ChatOut(found, many=True).data, "hasMore": has_more}
+
+        return conditional(rev, build)
 
     @extend_schema(request=s.ChatCreateIn, responses={201: s.ChatOut}, summary="saveChat")
     def create(self, request: Request) -> Response:
@@ -152,10 +167,11 @@ class ChatViewSet(viewsets.ViewSet):
         )
         return Response(s.ChatOut(chat).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses=s.ChatOut, summary="getChatById")
+    @extend_schema(parameters=[IF_NONE_MATCH], responses={200: s.ChatOut, **NOT_MODIFIED}, summary="getChatById")
     def retrieve(self, request: Request, pk: str) -> Response:
-        chat = require_readable(chats.get(path_id(pk)), actor_id(request))
-        return Response(s.ChatOut(chat).data)
+        chat_id = path_id(pk)
+        rev = revision(request, "chat", chat_id, "chat")
+        return conditional(rev, lambda: s.ChatOut(chats.read(actor_id(request), chat_id, rev)).data)
 
     @extend_schema(
         request=s.ChatUpdateIn, responses=s.ChatOut, summary="updateChatVisibilityById / updateChatTitleById"
@@ -196,11 +212,21 @@ class MessageViewSet(viewsets.ViewSet):
             return [IsMooktiUser()]
         return super().get_permissions()
 
-    @extend_schema(parameters=[s.MessagePageQuery], responses=s.MessagePageOut, summary="getMessagesByChatId")
+    @extend_schema(
+        parameters=[s.MessagePageQuery, IF_NONE_MATCH],
+        responses={200: s.MessagePageOut, **NOT_MODIFIED},
+        summary="getMessagesByChatId",
+    )
     def list(self, request: Request) -> Response:
         params = query(request, s.MessagePageQuery)
-        found, has_more = messages.list(actor_id(request), params["chatId"], page_of(params, order="asc"))
-        return Response({"messages": s.MessageOut(found, many=True).data, "hasMore": has_more})
+        rev = revision(request, "chat", params["chatId"], "messages")
+
+        def build() -> dict:
+            page = page_of(params, order="asc")
+            found, has_more = messages.list(actor_id(request), params["chatId"], page, rev=rev)
+            return {"messages": s.MessageOut(found, many=True).data, "hasMore": has_more}
+
+        return conditional(rev, build)
 
     @extend_schema(request=s.MessagesIn, responses={201: s.MessageOut(many=True)}, summary="saveMessages")
     def create(self, request: Request) -> Response:
@@ -280,14 +306,28 @@ class DocumentViewSet(viewsets.ViewSet):
         )
         return Response(s.DocumentOut(saved).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses=s.DocumentOut, summary="getDocumentById (latest version)")
+    @extend_schema(
+        parameters=[IF_NONE_MATCH],
+        responses={200: s.DocumentOut, **NOT_MODIFIED},
+        summary="getDocumentById (latest version)",
+    )
     def retrieve(self, request: Request, pk: str) -> Response:
-        return Response(s.DocumentOut(documents.latest(actor_id(request), path_id(pk))).data)
+        document_id = path_id(pk)
+        rev = revision(request, "document", document_id, "document")
+        return conditional(rev, lambda: s.DocumentOut(documents.latest(actor_id(request), document_id, rev)).data)
 
-    @extend_schema(responses=s.DocumentOut(many=True), summary="getDocumentsById (all versions)")
+    @extend_schema(
+        parameters=[IF_NONE_MATCH],
+        responses={200: s.DocumentOut(many=True), **NOT_MODIFIED},
+        summary="getDocumentsById (all versions)",
+    )
     @action(detail=True, methods=["get"])
     def versions(self, request: Request, pk: str) -> Response:
-        return Response(s.DocumentOut(documents.versions(actor_id(request), path_id(pk)), many=True).data)
+        document_id = path_id(pk)
+        rev = revision(request, "document", document_id, "document")
+        return conditional(
+            rev, lambda: s.DocumentOut(documents.versions(actor_id(request), document_id, rev), many=True).data
+        )
 
     @extend_schema(
         parameters=[s.TimestampQuery], responses={200: dict}, summary="deleteDocumentsByIdAfterTimestamp (or all)"

@@ -12,6 +12,7 @@ from storage import keys
 from storage.entities import Chat, Stream
 from storage.managers.common import create_if_absent
 from storage.managers.paging import PageRequest
+from storage.managers.revisions import Revision, touch_chat, touch_user
 
 VISIBILITIES = ("private", "public")
 ORDERINGS = {"createdAt": keys.user_chats, "lastMessageAt": keys.user_chats_by_activity}
@@ -67,6 +68,8 @@ class ChatManager:
             p.zadd(keys.user_chats_by_activity(user_id), {chat_id: created_at})
 
         write.step(index)
+        touch_chat(write, chat_id, "chat", "messages")
+        touch_user(write, user_id, "chats")
         events.stage(write, user_id, "chat.created", chat, chat_id=chat_id)
         write.execute()
         return chat
@@ -78,15 +81,30 @@ class ChatManager:
         """:meth:`get` for async code (a websocket subscribing to a chat)."""
         return decode_chat(await get_async_redis().hgetall(keys.chat(chat_id)))
 
+    def read(self, actor_id: str | None, chat_id: str, rev: Revision) -> dict[str, Any]:
+        """getChatById with its revision, in one round trip (NotModified for a current copy)."""
+        pipe = pipeline()
+        pipe.hgetall(keys.chat(chat_id))
+        rev.queue(pipe)
+        raw, version = pipe.execute()
+        chat = require_readable(decode_chat(raw), actor_id)
+        rev.check(version)
+        return chat
+
     def list_for_user(
-        self, user_id: str, page: PageRequest, order_by: str = "createdAt"
+        self, user_id: str, page: PageRequest, order_by: str = "createdAt", rev: Revision | None = None
     ) -> tuple[list[dict[str, Any]], bool]:
         """getChatsByUserId: newest first, keyset pages; an unknown cursor id is a 404."""
         pipe = pipeline()
         page.queue(pipe, ORDERINGS[order_by](user_id))
-        found, ids, has_more = page.split(pipe.execute()[0])
+        if rev:
+            rev.queue(pipe)
+        page_reply, *version = pipe.execute()
+        found, ids, has_more = page.split(page_reply)
         if not found:
             raise NotFound("chat", "The cursor chat was not found.")
+        if rev:
+            rev.check(version[0])
         if not ids:
             return [], has_more
         pipe = pipeline()
@@ -104,6 +122,8 @@ class ChatManager:
         chat.update(fields)
         write = Write()
         write.step(lambda p: p.hset(keys.chat(chat_id), mapping=fields))
+        touch_chat(write, chat_id, "chat")
+        touch_user(write, actor_id, "chats")
         public = chat["visibility"] == "public" or changes.get("visibility") == "private"
         events.stage(write, actor_id, "chat.updated", public_summary(chat), chat_id=chat_id, public=public)
         write.execute()
@@ -157,6 +177,7 @@ class ChatManager:
             p.zrem(keys.user_chats_by_activity(user_id), chat_id)
 
         write.step(unindex)
+        touch_user(write, user_id, "chats")
         for message_id in message_ids:
             write.step(lambda p, m=message_id: p.delete(keys.message_chat(m)))
         chat_keys = [keys.chat_message(chat_id, m) for m in message_ids]
@@ -164,6 +185,8 @@ class ChatManager:
             keys.chat_messages(chat_id),
             keys.chat_votes(chat_id),
             keys.chat_streams(chat_id),
+            keys.chat_active_stream(chat_id),
+            keys.chat_rev(chat_id),
             keys.chat(chat_id),
         ]
         write.step(lambda p: p.unlink(*chat_keys))
@@ -171,10 +194,10 @@ class ChatManager:
 
     # --- resumable stream ids (createStreamId / getStreamIdsByChatId) ---------------------------
     def add_stream(self, actor_id: str, chat_id: str, stream_id: str) -> dict[str, Any]:
-        require_owned(self.get(chat_id), actor_id)
-        created_at = now_us()
-        get_redis().zadd(keys.chat_streams(chat_id), {stream_id: created_at}, nx=True)
-        return Stream(stream_id, chat_id, created_at).to_dict()
+        """createStreamId: also opens the stream's buffer and makes it the chat's active stream."""
+        from storage.managers.streams import streams  # streams builds on this module
+
+        return streams.create(actor_id, chat_id, stream_id)
 
     def list_streams(self, actor_id: str, chat_id: str) -> list[dict[str, Any]]:
         pipe = pipeline()

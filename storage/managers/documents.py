@@ -18,6 +18,7 @@ from storage import keys
 from storage.entities import Document, Suggestion
 from storage.managers.common import flat
 from storage.managers.paging import PageRequest
+from storage.managers.revisions import Revision, touch_document
 
 KINDS = ("text", "code", "image", "sheet")
 
@@ -73,13 +74,25 @@ def _owned(raw_meta: dict[str, str], actor_id: str | None) -> dict[str, str]:
     return raw_meta
 
 
-def _owned_with(actor_id: str | None, document_id: str, index_key: str, start: int = 0, stop: int = -1):
+def _owned_with(
+    actor_id: str | None,
+    document_id: str,
+    index_key: str,
+    start: int = 0,
+    stop: int = -1,
+    rev: Revision | None = None,
+):
     """The actor's document summary and members of one of its indexes, in one round trip."""
     pipe = pipeline()
     pipe.hgetall(keys.document(document_id))
     pipe.zrange(index_key, start, stop)
-    meta, members = pipe.execute()
-    return _owned(meta, actor_id), members
+    if rev:
+        rev.queue(pipe)
+    meta, members, *version = pipe.execute()
+    owned = _owned(meta, actor_id)
+    if rev:
+        rev.check(version[0])
+    return owned, members
 
 
 class DocumentManager:
@@ -101,6 +114,7 @@ class DocumentManager:
             raise NotFound("document")
         saved.createdAt, first = int(reply[1]), int(reply[2])
         write = Write()
+        touch_document(write, document_id)
         write.step(lambda p: p.zadd(keys.user_documents(actor_id), {document_id: first}))
         outbox.stage(write, "upsert", kind="document", userId=actor_id, documentId=document_id)
         version = saved.to_dict()
@@ -108,14 +122,14 @@ class DocumentManager:
         write.execute()
         return version
 
-    def versions(self, actor_id: str | None, document_id: str) -> list[dict[str, Any]]:
+    def versions(self, actor_id: str | None, document_id: str, rev: Revision | None = None) -> list[dict[str, Any]]:
         """getDocumentsById: all versions, oldest first."""
-        _, stamps = _owned_with(actor_id, document_id, keys.document_versions(document_id))
+        _, stamps = _owned_with(actor_id, document_id, keys.document_versions(document_id), rev=rev)
         return self._load_versions(document_id, stamps)
 
-    def latest(self, actor_id: str | None, document_id: str) -> dict[str, Any]:
+    def latest(self, actor_id: str | None, document_id: str, rev: Revision | None = None) -> dict[str, Any]:
         """getDocumentById: the newest version."""
-        _, stamps = _owned_with(actor_id, document_id, keys.document_versions(document_id), -1, -1)
+        _, stamps = _owned_with(actor_id, document_id, keys.document_versions(document_id), -1, -1, rev=rev)
         found = self._load_versions(document_id, stamps)
         if not found:
             raise NotFound("document")
@@ -173,6 +187,7 @@ class DocumentManager:
             write.step(lambda p: p.zrem(keys.user_documents(actor_id), document_id))
         self._stage_remove(write, document_id, stamps, suggestion_ids, whole=not remaining)
         if remaining:
+            touch_document(write, document_id)
             write.step(
                 lambda p: RESUMMARIZE(
                     keys=[keys.document(document_id), keys.document_versions(document_id)],
@@ -221,6 +236,7 @@ class DocumentManager:
                     keys.document(document_id),
                     keys.document_versions(document_id),
                     keys.document_suggestions(document_id),
+                    keys.document_rev(document_id),
                 )
 
         write.step(remove)

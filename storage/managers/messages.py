@@ -23,6 +23,7 @@ from storage.entities import Message, Vote
 from storage.managers.chats import decode_chat, require_owned, require_readable
 from storage.managers.common import flat
 from storage.managers.paging import PageRequest
+from storage.managers.revisions import Revision, touch_chat, touch_user
 from storage.managers.users import decode_user
 
 ROLES = ("user", "assistant", "system")
@@ -170,6 +171,7 @@ class MessageManager:
                 last = chat["lastMessageAt"]
             chat["lastMessageAt"] = last
             write.step(lambda p, c=chat_id, g=group, t=last: stage_chat_write(p, c, g, t))
+            touch_chat(write, chat_id, "chat", "messages")
         for message in messages:
             write.step(lambda p, m=message: p.set(keys.message_chat(m["id"]), f"{m['chatId']}/{actor_id}"))
 
@@ -178,6 +180,7 @@ class MessageManager:
                 p.zadd(keys.user_chats_by_activity(actor_id), {chat_id: chat["lastMessageAt"]}, gt=True)
 
         write.step(index)
+        touch_user(write, actor_id, "chats")
         for message in messages:
             outbox.stage(
                 write, "upsert", kind="message", userId=actor_id, chatId=message["chatId"], messageId=message["id"]
@@ -188,16 +191,22 @@ class MessageManager:
         write.execute()
         return messages
 
-    def list(self, actor_id: str | None, chat_id: str, page: PageRequest) -> tuple[list[dict[str, Any]], bool]:
+    def list(
+        self, actor_id: str | None, chat_id: str, page: PageRequest, rev: Revision | None = None
+    ) -> tuple[list[dict[str, Any]], bool]:
         """getMessagesByChatId: oldest first, keyset pages by message id."""
         pipe = pipeline()
         pipe.hgetall(keys.chat(chat_id))
         page.queue(pipe, keys.chat_messages(chat_id))
-        raw_chat, page_reply = pipe.execute()
+        if rev:
+            rev.queue(pipe)
+        raw_chat, page_reply, *version = pipe.execute()
         require_readable(decode_chat(raw_chat), actor_id)
         found, ids, has_more = page.split(page_reply)
         if not found:
             raise NotFound("message", "The cursor message was not found.")
+        if rev:
+            rev.check(version[0])
         if not ids:
             return [], has_more
         pipe = pipeline()
@@ -237,6 +246,7 @@ class MessageManager:
                 keys=[keys.chat_message(chat_id, message_id), keys.chat(chat_id)], args=flat(fields), client=p
             )
         )
+        touch_chat(write, chat_id, "messages")
         outbox.stage(write, "upsert", kind="message", userId=actor_id, chatId=chat_id, messageId=message_id)
         data = {"id": message_id, "chatId": chat_id, **changes}
         event_index = events.stage(write, actor_id, "message.updated", data, chat_id=chat_id)
@@ -271,6 +281,7 @@ class MessageManager:
         for message_id in message_ids:
             write.step(lambda p, m=message_id: p.delete(keys.message_chat(m)))
         write.step(unindex)
+        touch_chat(write, chat_id, "messages")
         outbox.stage(write, "delete", kind="message", userId=actor_id, chatId=chat_id, messageIds=",".join(message_ids))
         events.stage(
             write,

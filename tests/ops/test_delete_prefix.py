@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from mookti.redis import delete_prefix, get_redis, key
 
 
@@ -19,3 +21,12 @@ def test_removes_exactly_the_keys_under_the_prefix():
     assert client.exists(*inside) == 0
     assert client.exists(*neighbours) == len(neighbours)
     client.delete(*neighbours)
+
+
+def test_an_empty_prefix_is_refused_and_deletes_nothing() -> None:
+    get_redis().set(key("ops-delete-guard"), "1")
+    for prefix in ("", "m"):
+        with pytest.raises(ValueError, match="refusing"):
+            delete_prefix(prefix)
+    assert get_redis().get(key("ops-delete-guard")) == "1"
+    get_redis().delete(key("ops-delete-guard"))

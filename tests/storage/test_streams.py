@@ -1,0 +1,254 @@
+"""Resumable AI responses: the Redis stream buffer, its producer API and the SSE reader."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import threading
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from mookti import keys as kernel_keys
+from mookti.redis import get_redis
+from storage import keys
+from storage.managers.streams import streams
+from tests.conftest import snapshot_keys
+from tests.realtime.conftest import start_server
+
+
+def new_chat(user: dict[str, Any], visibility: str = "private") -> str:
+    response = user["api"].post("/api/storage/chat", {"title": "t", "visibility": visibility})
+    assert response.status_code == 201, response.content
+    return response.json()["id"]
+
+
+def new_stream(user: dict[str, Any], chat_id: str) -> str:
+    stream_id = str(uuid.uuid4())
+    response = user["api"].post(f"/api/storage/chat/{chat_id}/streams", {"streamId": stream_id})
+    assert response.status_code == 201, response.content
+    return stream_id
+
+
+def parse_sse(text: str) -> tuple[list[tuple[int, str]], str | None]:
+    """(chunks as (resume position, text), end status) from an event-stream body."""
+    chunks, end = [], None
+    for block in text.split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.split("\n") if line and not line.startswith(":"))
+        if lines.get("event") == "end":
+            end = json.loads(lines["data"])["status"]
+        elif "data" in lines:
+            chunks.append((int(lines["id"]), json.loads(lines["data"])))
+    return chunks, end
+
+
+def sse_body(response: Any) -> str:
+    """The whole body of an ended stream (the test client consumes the async iterator itself)."""
+    return b"".join(response).decode()
+
+
+def append(user: dict[str, Any], stream_id: str, seq: int, chunks: list[str]) -> Any:
+    return user["api"].post(f"/api/storage/stream/{stream_id}/chunks", {"seq": seq, "chunks": chunks})
+
+
+def test_produce_end_and_read(alice):
+    chat_id = new_chat(alice)
+    stream_id = new_stream(alice, chat_id)
+    active = alice["api"].get(f"/api/storage/chat/{chat_id}/active").json()
+    assert (active["streamId"], active["status"], active["position"]) == (stream_id, "streaming", 0)
+
+    assert append(alice, stream_id, 0, ["Hel", "lo\n"]).json()["position"] == 2
+    retried = append(alice, stream_id, 0, ["Hel", "lo\n"]).json()
+    assert (retried["position"], retried["duplicate"]) == (2, True)
+    assert append(alice, stream_id, 1, ["wörld", "\r\n:x"]).json()["position"] == 4
+    assert alice["api"].post(f"/api/storage/stream/{stream_id}/end", {}).json()["status"] == "done"
+    assert alice["api"].post(f"/api/storage/stream/{stream_id}/end", {"status": "done"}).status_code == 200
+
+    response = alice["api"].get(f"/api/storage/stream/{stream_id}?resumeAt=1", HTTP_ACCEPT="text/event-stream")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/event-stream")
+    chunks, end = parse_sse(sse_body(response))
+    assert chunks == [(2, "lo\n"), (3, "wörld"), (4, "\r\n:x")]
+    assert end == "done"
+    active = alice["api"].get(f"/api/storage/chat/{chat_id}/active").json()
+    assert (active["status"], active["position"]) == ("done", 4)
+    state = alice["api"].get(f"/api/storage/stream/{stream_id}/state").json()
+    assert (state["status"], state["position"], state["chatId"]) == ("done", 4, chat_id)
+    assert active["endedAt"]
+
+    events = [fields["type"] for _, fields in get_redis().xrange(kernel_keys.events(alice["id"]))]
+    assert "stream.started" in events and "stream.ended" in events
+
+
+def test_access(alice, bob, anon):
+    private = new_stream(alice, new_chat(alice))
+    public_chat = new_chat(alice, "public")
+    public = new_stream(alice, public_chat)
+    alice["api"].post(f"/api/storage/stream/{public}/end", {})
+    for reader in (bob["api"], anon):
+        assert reader.get(f"/api/storage/stream/{private}").status_code == 404
+        response = reader.get(f"/api/storage/stream/{public}")
+        assert response.status_code == 200
+        assert parse_sse(sse_body(response)) == ([], "done")
+        assert reader.get(f"/api/storage/chat/{public_chat}/active").json()["streamId"] == public
+    assert anon.post(f"/api/storage/stream/{public}/chunks", {"seq": 0, "chunks": []}).status_code == 401
+
+
+def test_expired_buffer_is_422_and_unknown_is_404(alice):
+    chat_id = new_chat(alice)
+    stream_id = new_stream(alice, chat_id)
+    alice["api"].post(f"/api/storage/stream/{stream_id}/end", {})
+    get_redis().delete(keys.chat_stream_meta(chat_id, stream_id), keys.chat_stream(chat_id, stream_id))
+    response = alice["api"].get(f"/api/storage/stream/{stream_id}")
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "unprocessable:stream"
+    assert alice["api"].get(f"/api/storage/stream/{uuid.uuid4()}").status_code == 404
+
+
+def test_bad_input_writes_nothing(alice, bob, settings):
+    settings.MOOKTI_STREAMS = {**settings.MOOKTI_STREAMS, "MAX_CHUNKS": 5, "MAX_BYTES": 64, "MAX_BATCH": 4}
+    chat_id = new_chat(alice)
+    stream_id = new_stream(alice, chat_id)
+    assert append(alice, stream_id, 0, ["ab", "cd"]).status_code == 200
+    ended = new_stream(alice, chat_id)
+    alice["api"].post(f"/api/storage/stream/{ended}/end", {"status": "failed"})
+    other_chat = new_chat(bob)
+    doomed = new_chat(alice)
+    orphan = new_stream(alice, doomed)
+    alice["api"].delete(f"/api/storage/chat/{doomed}")
+    huge = "x" * (settings.MOOKTI_STREAMS["MAX_CHUNK_BYTES"] + 1)
+    cases = [
+        (alice, f"stream/{uuid.uuid4()}/chunks", {"seq": 0, "chunks": ["a"]}, 404, None),
+        (alice, f"stream/{stream_id}/chunks", {"seq": 1, "chunks": [huge]}, 400, "chunks"),
+        (alice, f"stream/{stream_id}/chunks", {"seq": 1, "chunks": ["a"] * 5}, 400, "chunks"),
+        (alice, f"stream/{stream_id}/chunks", {"seq": 1, "chunks": ["a"] * 4}, 413, "chunks"),
+        (alice, f"stream/{stream_id}/chunks", {"seq": 1, "chunks": ["y" * 61]}, 413, "chunks"),
+        (alice, f"stream/{stream_id}/chunks", {"seq": 3, "chunks": ["a"]}, 409, "seq"),
+        (alice, f"stream/{stream_id}/chunks", {"seq": -1, "chunks": ["a"]}, 400, "seq"),
+        (alice, f"stream/{stream_id}/chunks", {"seq": 1, "chunks": [1]}, 400, "chunks"),
+        (alice, f"stream/{stream_id}/chunks", {"seq": 1, "chunks": ["a"], "x": 1}, 400, "x"),
+        (alice, f"stream/{stream_id}/chunks", {"chunks": ["a"]}, 400, "seq"),
+        (alice, f"stream/{ended}/chunks", {"seq": 0, "chunks": ["a"]}, 409, "seq"),
+        (alice, f"stream/{ended}/end", {"status": "done"}, 409, "status"),
+        (alice, f"stream/{stream_id}/end", {"status": "stale"}, 400, "status"),
+        (alice, "stream/bad%7Bid/chunks", {"seq": 0, "chunks": ["a"]}, 400, "streamId"),
+        (bob, f"stream/{stream_id}/chunks", {"seq": 1, "chunks": ["a"]}, 404, None),
+        (bob, f"stream/{stream_id}/end", {}, 404, None),
+        (alice, f"chat/{other_chat}/streams", {"streamId": stream_id}, 404, None),
+        (bob, f"chat/{other_chat}/streams", {"streamId": stream_id}, 409, "streamId"),
+        (alice, f"stream/{orphan}/chunks", {"seq": 0, "chunks": ["a"]}, 404, None),
+        (alice, f"stream/{orphan}/end", {}, 404, None),
+    ]
+    before = snapshot_keys()
+    for user, path, body, status, field in cases:
+        response = user["api"].post(f"/api/storage/{path}", body)
+        assert response.status_code == status, (path, body, response.content)
+        error = response.json()["error"]
+        if field:
+            assert field in error.get("fields", {}), (path, error)
+    assert alice["api"].get(f"/api/storage/stream/{stream_id}?resumeAt=-1").status_code == 400
+    assert snapshot_keys() == before
+
+
+def test_silent_producer_goes_stale(alice, settings):
+    settings.MOOKTI_STREAMS = {**settings.MOOKTI_STREAMS, "STALE_AFTER": 1, "HEARTBEAT": 1}
+    chat_id = new_chat(alice)
+    stream_id = new_stream(alice, chat_id)
+    append(alice, stream_id, 0, ["a", "b"])
+
+    async def read() -> list[Any]:
+        return [item async for item in streams.follow(streams.locate(stream_id), 0) if item is not None]
+
+    assert asyncio.run(read()) == [[(1, "a"), (2, "b")], "stale"]
+    assert alice["api"].get(f"/api/storage/chat/{chat_id}/active").json()["status"] == "stale"
+    assert append(alice, stream_id, 1, ["c"]).status_code == 409
+
+
+# --- live: a real uvicorn, real HTTP readers ---------------------------------------------------
+@pytest.fixture(scope="module")
+def server():
+    started = start_server()
+    yield started
+    started.stop()
+
+
+async def read_stream(client: httpx.AsyncClient, base: str, token: str, stream_id: str, start: int):
+    url = f"{base}/api/storage/stream/{stream_id}?resumeAt={start}"
+    async with client.stream("GET", url, headers={"Authorization": f"Bearer {token}"}) as response:
+        assert response.status_code == 200
+        body = (await response.aread()).decode()
+    return parse_sse(body)
+
+
+def produce(user: dict[str, Any], stream_id: str, chunks: list[str], batch: int, started: threading.Event) -> None:
+    """Append ``chunks`` in batches through the manager, then end the stream."""
+    for seq, offset in enumerate(range(0, len(chunks), batch)):
+        streams.append(user["id"], stream_id, seq, chunks[offset : offset + batch])
+        if seq == 2:
+            started.set()
+    streams.end(user["id"], stream_id, "done")
+    started.set()
+
+
+@pytest.mark.slow
+def test_a_thousand_resumes_of_live_and_finished_streams(server, alice):
+    rng = random.Random(18)
+    chat_id = new_chat(alice)
+    texts = {new_stream(alice, chat_id): [f"{i}:{uuid.uuid4().hex[: rng.randint(1, 20)]}" for i in range(120)]}
+    for _ in range(7):
+        texts[new_stream(alice, chat_id)] = [f"{i}-{rng.random()}" for i in range(rng.randint(20, 120))]
+    ids = list(texts)
+    finished, live = ids[:4], ids[4:]
+    for stream_id in finished:
+        produce(alice, stream_id, texts[stream_id], 7, threading.Event())
+
+    async def scenario() -> list[tuple[str, int, Any]]:
+        limits = httpx.Limits(max_connections=50)
+        async with httpx.AsyncClient(timeout=httpx.Timeout(120, pool=None), limits=limits) as client:
+            gate = asyncio.Semaphore(50)
+
+            async def one(stream_id: str, start: int):
+                async with gate:
+                    return stream_id, start, await read_stream(client, server.base, alice["token"], stream_id, start)
+
+            readers = []
+            for n in range(1000):
+                stream_id = rng.choice(ids)
+                readers.append(asyncio.create_task(one(stream_id, rng.randint(0, len(texts[stream_id])))))
+                if n == 300:  # the live streams start while readers are already waiting on them
+                    for stream_id in live:
+                        threading.Thread(
+                            target=produce, args=(alice, stream_id, texts[stream_id], 3, threading.Event())
+                        ).start()
+            return await asyncio.gather(*readers)
+
+    results = asyncio.run(scenario())
+    assert len(results) == 1000
+    for stream_id, start, (chunks, end) in results:
+        expected = [(p + 1, t) for p, t in enumerate(texts[stream_id])][start:]
+        assert chunks == expected, (stream_id, start)
+        assert end == "done"
+
+
+def test_reader_joining_mid_stream_follows_to_the_end(server, alice):
+    chat_id = new_chat(alice)
+    stream_id = new_stream(alice, chat_id)
+    chunks = [f"token {i} " for i in range(400)]
+    started = threading.Event()
+    producer = threading.Thread(target=produce, args=(alice, stream_id, chunks, 2, started))
+    producer.start()
+    started.wait(30)
+    position = alice["api"].get(f"/api/storage/chat/{chat_id}/active").json()["position"]
+
+    async def scenario():
+        async with httpx.AsyncClient(timeout=60) as client:
+            return await read_stream(client, server.base, alice["token"], stream_id, 0)
+
+    got, end = asyncio.run(scenario())
+    producer.join()
+    assert position > 0
+    assert [text for _, text in got] == chunks
+    assert end == "done"
