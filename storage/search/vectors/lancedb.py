@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -29,8 +30,8 @@ import pyarrow as pa
 from django.conf import settings
 
 from mookti.backends import BackendRejected, BackendUnavailable, PerProcess
-from storage.search.vectors import Match, VectorRecord, VectorStore, chat_prefix, document_prefix
-from storage.search.vectors.filters import Filter, to_sql
+from storage.search.vectors import Match, VectorRecord, VectorStore
+from storage.search.vectors.filters import LIST_OPS, Combine, Filter
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,6 +52,27 @@ STRING_COLUMNS = ("user_id", "chat_id", "message_id", "document_id", "role", "ki
 VECTOR_INDEX_PREFIX = "vector_p"
 ID_INDEX = "id_idx"
 DELETE_BATCH = 500
+
+
+SQL_OPS = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+
+
+def _sql_literal(value: Any) -> str:
+    return repr(value) if isinstance(value, float) else _quote(str(value))
+
+
+def to_sql(node: Filter | None, columns: dict[str, str] = COLUMNS) -> str | None:
+    """A SQL predicate (DataFusion) of a checked filter; ``columns`` maps field -> column."""
+    if node is None:
+        return None
+    if isinstance(node, Combine):
+        joiner = " AND " if node.op == "$and" else " OR "
+        return "(" + joiner.join(to_sql(part, columns) for part in node.parts) + ")"  # type: ignore[misc]
+    column = columns[node.field]
+    if node.op in LIST_OPS:
+        values = ", ".join(_sql_literal(v) for v in node.value)
+        return f"{column} {'IN' if node.op == '$in' else 'NOT IN'} ({values})"
+    return f"{column} {SQL_OPS[node.op]} {_sql_literal(node.value)}"
 
 
 def table_name(namespace: str) -> str:
@@ -86,6 +108,7 @@ class LanceDBVectorStore(VectorStore):
         keep_versions_seconds: float = 600.0,
         maintenance_retries: int = 5,
     ) -> None:
+        path = path or os.environ.get("MOOKTI_LANCEDB_PATH")
         self.path = Path(path) if path else Path(settings.DATA_DIR) / "lancedb"
         self.read_consistency = timedelta(seconds=read_consistency_seconds)
         self.ann_min_rows = ann_min_rows
@@ -204,16 +227,10 @@ class LanceDBVectorStore(VectorStore):
             batch = ", ".join(_quote(i) for i in ids[start : start + DELETE_BATCH])
             self._guard(lambda b=batch: table.delete(f"id IN ({b})"))
 
-    def delete_chat(self, namespace: str, chat_id: str) -> None:
-        self._delete_where(namespace, f"starts_with(id, {_quote(chat_prefix(chat_id))})")
-
-    def delete_document(self, namespace: str, document_id: str) -> None:
-        self._delete_where(namespace, f"starts_with(id, {_quote(document_prefix(document_id))})")
-
-    def _delete_where(self, namespace: str, predicate: str) -> None:
+    def delete_prefix(self, namespace: str, prefix: str) -> None:
         table = self._table(namespace)
         if table is not None:
-            self._guard(lambda: table.delete(predicate))
+            self._guard(lambda: table.delete(f"starts_with(id, {_quote(prefix)})"))
 
     def delete_namespace(self, namespace: str) -> None:
         self._guard(lambda: self.db.drop_table(table_name(namespace), ignore_missing=True))
@@ -221,7 +238,13 @@ class LanceDBVectorStore(VectorStore):
 
     # --- reads (web processes) ----------------------------------------------------------------
     def query(
-        self, namespace: str, vector: Sequence[float], *, top_k: int = 10, filter: Filter | None = None
+        self,
+        namespace: str,
+        vector: Sequence[float],
+        *,
+        top_k: int = 10,
+        filter: Filter | None = None,
+        text: str | None = None,
     ) -> list[Match]:
         table = self._table(namespace)
         if table is None:

@@ -24,13 +24,23 @@ from typing import Any, TypeVar
 
 from mookti.backends import BackendRejected, BackendUnavailable, PerProcess
 from storage.search.vectors import Match, VectorRecord, VectorStore
-from storage.search.vectors.filters import Filter, to_pinecone
+from storage.search.vectors.filters import Combine, Filter
 
 T = TypeVar("T")
 MAX_RECORDS = 1000
 MAX_REQUEST_BYTES = 2 * 1024 * 1024
 REQUEST_BYTES_MARGIN = 64 * 1024
 DEFAULT_NAMESPACE = "__default__"
+
+
+def to_pinecone(node: Filter | None) -> dict[str, Any] | None:
+    """Pinecone's filter JSON of a checked filter (its own language: the tree maps one to one)."""
+    if node is None:
+        return None
+    if isinstance(node, Combine):
+        return {node.op: [to_pinecone(part) for part in node.parts]}
+    value = list(node.value) if isinstance(node.value, tuple) else node.value
+    return {node.field: {node.op: value}}
 
 
 def record_json(record: VectorRecord) -> dict[str, Any]:
@@ -122,7 +132,13 @@ class PineconeVectorStore(VectorStore):
             self._call(lambda b=batch: self.index.upsert(vectors=b, namespace=namespace, show_progress=False))
 
     def query(
-        self, namespace: str, vector: Sequence[float], *, top_k: int = 10, filter: Filter | None = None
+        self,
+        namespace: str,
+        vector: Sequence[float],
+        *,
+        top_k: int = 10,
+        filter: Filter | None = None,
+        text: str | None = None,
     ) -> list[Match]:
         response = self._call(
             lambda: self.index.query(

@@ -15,25 +15,12 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from mookti.backends import BackendError
-from mookti.redis import pipeline
-from storage import keys
 from storage.search.embeddings import get_embeddings
 from storage.search.indexer import all_user_ids, clear_store, rebuild_user
+from storage.search.indexing import count_items
 from storage.search.vectors import check_index, get_vector_store, learning_namespaces, record_index
 
-
-def count_items(user_ids: list[str]) -> int:
-    """Messages and documents of these users (for the progress bar): two pipelined passes."""
-    pipe = pipeline()
-    for user_id in user_ids:
-        pipe.zrange(keys.user_chats(user_id), 0, -1)
-        pipe.zcard(keys.user_documents(user_id))
-    replies = pipe.execute()
-    pipe = pipeline()
-    for chats in replies[::2]:
-        for chat_id in chats:
-            pipe.zcard(keys.chat_messages(chat_id))
-    return sum(pipe.execute()) + sum(replies[1::2])
+__all__ = ["Command", "count_items"]
 
 
 class Command(BaseCommand):
