@@ -131,7 +131,9 @@ def check_corpus(corpus: Corpus, tokenizer: Any, window: int) -> None:
         if holder is None:
             problems.append(f"{query.text!r}: needle {query.needle!r} not in {query.target}")
         elif query.klass == "long":
-            before = tokenizer(holder[: holder.index(query.needle)], add_special_tokens=False)["input_ids"]
+            before = tokenizer(holder[: holder.index(query.needle)], add_special_tokens=False, verbose=False)[
+                "input_ids"
+            ]
             if len(before) < window - 2:  # [CLS] and [SEP] take two of the window's places
                 problems.append(f"{query.text!r}: needle at token {len(before)}, inside the {window}-token window")
     if problems:
