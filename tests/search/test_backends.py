@@ -294,7 +294,7 @@ def test_lancedb_builds_and_refreshes_an_ann_index(tmp_path):
     store.maintain([ns])
     assert store._partitions(table) == 4  # grew past twice the trained size: rebuilt with more partitions
     names = {index.name for index in table.list_indices()}
-    assert names == {"id_idx", "vector_p4"}
+    assert names == {"id_idx", "text_idx", "vector_p4"}  # and the full-text index of the embedded text
     hits = 0
     matrix = np.asarray(vectors)
     for probe in range(0, 900, 45):

@@ -183,8 +183,18 @@ def clean_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- model and dimension recorded with the index -----------------------------------------------
+# What the records hold besides the vector; a change (2: the text for keywords, chunked messages
+# with their chat's title) makes a process refuse an index of the older layout until `reindex`.
+LAYOUT = "2"
+
+
 def index_identity(embeddings: Any, store: VectorStore) -> dict[str, str]:
-    return {"model": embeddings.model_id, "dimension": str(embeddings.dimension), "store": store.describe()}
+    return {
+        "model": embeddings.model_id,
+        "dimension": str(embeddings.dimension),
+        "store": store.describe(),
+        "layout": LAYOUT,
+    }
 
 
 def check_index(embeddings: Any, store: VectorStore, *, claim: bool = False) -> dict[str, str]:
@@ -211,12 +221,18 @@ def check_index(embeddings: Any, store: VectorStore, *, claim: bool = False) -> 
         if claim:
             client.hset(keys.vector_index_meta(), mapping=wanted)
         return wanted
-    for name in ("model", "dimension", "store"):
+    for name in ("model", "dimension", "store", "layout"):
         if recorded.get(name) != wanted[name]:
             raise IndexMismatch(
                 f"The vector index was built with {recorded.get('model')} ({recorded.get('dimension')} dimensions) "
                 f"in {recorded.get('store')}; this process uses {wanted['model']} ({wanted['dimension']} dimensions) "
-                f"in {wanted['store']}. Run `manage.py reindex` to rebuild the index for the new settings."
+                f"in {wanted['store']}"
+                + (
+                    ""
+                    if recorded.get("layout") == LAYOUT
+                    else f" (record layout {recorded.get('layout', '1')}, now {LAYOUT})"
+                )
+                + ". Run `manage.py reindex` to rebuild the index for the new settings."
             )
     return recorded
 

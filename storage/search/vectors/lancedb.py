@@ -26,10 +26,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import pyarrow as pa
 from django.conf import settings
 
 from mookti.backends import BackendRejected, BackendUnavailable, PerProcess
+from storage.search.hybrid import edits_allowed, fuse, keyword_weight, query_terms
 from storage.search.vectors import Match, VectorRecord, VectorStore
 from storage.search.vectors.filters import LIST_OPS, Combine, Filter
 
@@ -50,6 +52,9 @@ COLUMNS = {
 }
 STRING_COLUMNS = ("user_id", "chat_id", "message_id", "document_id", "role", "kind", "title", "snippet")
 VECTOR_INDEX_PREFIX = "vector_p"
+TEXT_COLUMN = "text"  # the embedded text, under the full-text (BM25) index
+TEXT_INDEX = "text_idx"
+RESULT_COLUMNS = ["id", *STRING_COLUMNS, "chunk", "created_at", "extra"]
 ID_INDEX = "id_idx"
 DELETE_BATCH = 500
 
@@ -85,6 +90,7 @@ def schema(dimension: int) -> pa.Schema:
         [pa.field("id", pa.string(), nullable=False), pa.field("vector", pa.list_(pa.float32(), dimension))]
         + [pa.field(name, pa.string()) for name in STRING_COLUMNS]
         + [pa.field("chunk", pa.int32()), pa.field("created_at", pa.float64()), pa.field("extra", pa.string())]
+        + [pa.field(TEXT_COLUMN, pa.string())]
     )
 
 
@@ -196,6 +202,7 @@ class LanceDBVectorStore(VectorStore):
                 else:
                     columns[column].append(None if value is None else float(value))
             columns["extra"].append(json.dumps(metadata, ensure_ascii=False) if metadata else "")
+            columns[TEXT_COLUMN].append(record.text)
         return pa.table(columns, schema=schema(dimension))
 
     def upsert(self, namespace: str, records: Sequence[VectorRecord]) -> None:
@@ -209,6 +216,7 @@ class LanceDBVectorStore(VectorStore):
             try:
                 table = self._guard(lambda: self.db.create_table(name, data=data))
                 self._tables[name] = table
+                self._guard(lambda: self._create_text_index(table))
                 return
             except BackendRejected:
                 table = self._table(namespace)  # created meanwhile by another writer
@@ -249,27 +257,73 @@ class LanceDBVectorStore(VectorStore):
         table = self._table(namespace)
         if table is None:
             return []
-        where = to_sql(filter, COLUMNS)
-        partitions = self._partitions(table)
+        try:
+            return self._query(table, namespace, vector, top_k, filter, text)
+        except BackendUnavailable:
+            self._forget(namespace)  # the table may have been dropped and re-created: reopen once
+            table = self._table(namespace)
+            return self._query(table, namespace, vector, top_k, filter, text) if table is not None else []
 
-        def run() -> list[dict[str, Any]]:
-            search = table.search([float(x) for x in vector]).distance_type("cosine").limit(top_k)
-            search = search.select(["id", *STRING_COLUMNS, "chunk", "created_at", "extra", "_distance"])
+    def _query(
+        self, table: Any, namespace: str, vector: Sequence[float], top_k: int, filter: Filter | None, text: str | None
+    ) -> list[Match]:
+        where = to_sql(filter)
+        partitions = self._partitions(table)
+        query = [float(x) for x in vector]
+
+        def semantic() -> list[dict[str, Any]]:
+            search = table.search(query).distance_type("cosine").limit(top_k).select([*RESULT_COLUMNS, "_distance"])
             if partitions:
                 search = search.nprobes(self.nprobes(partitions)).ef(self.ef).refine_factor(self.refine_factor)
             if where:
                 search = search.where(where, prefilter=True)
             return search.to_list()
 
-        try:
-            rows = self._guard(run)
-        except BackendUnavailable:
-            self._forget(namespace)  # the table may have been dropped and re-created: reopen once
-            table = self._table(namespace)
-            if table is None:
-                return []
-            rows = self._guard(run)
-        return [Match(row["id"], 1.0 - float(row["_distance"]), self._metadata(row), namespace) for row in rows]
+        rows = self._guard(semantic)
+        scored = {row["id"]: (1.0 - float(row["_distance"]), 0.0, row) for row in rows}
+        words = query_terms(text or "")
+        if words and self._has_text_index(table):
+            keyword_rows = self._guard(lambda: self._keyword_search(table, words, top_k, where))
+            best = max((float(row["_score"]) for row in keyword_rows), default=0.0)
+            for row in keyword_rows:
+                cosine = scored[row["id"]][0] if row["id"] in scored else float(np.dot(query, row["vector"]))
+                scored[row["id"]] = (cosine, float(row["_score"]) / best if best > 0 else 0.0, row)
+        weight = keyword_weight()
+        matches = [
+            Match(vid, fuse(cosine, keyword, weight), self._metadata(row), namespace)
+            for vid, (cosine, keyword, row) in scored.items()
+        ]
+        matches.sort(key=lambda m: m.score, reverse=True)
+        return matches[:top_k]
+
+    @staticmethod
+    def _keyword_search(table: Any, words: list[str], top_k: int, where: str | None) -> list[dict[str, Any]]:
+        """BM25 over the embedded text: each term exactly, and with a few edits (typos) at half weight."""
+        from lancedb.query import BooleanQuery, MatchQuery, Occur
+
+        parts = []
+        for word in words:
+            parts.append((Occur.SHOULD, MatchQuery(word, TEXT_COLUMN)))
+            if edits_allowed(word):
+                fuzzy = MatchQuery(word, TEXT_COLUMN, fuzziness=edits_allowed(word), boost=0.5, prefix_length=1)
+                parts.append((Occur.SHOULD, fuzzy))
+        search = table.search(BooleanQuery(parts), query_type="fts").limit(top_k)
+        search = search.select([*RESULT_COLUMNS, "vector"])
+        if where:
+            search = search.where(where, prefilter=True)
+        return search.to_list()
+
+    @staticmethod
+    def _has_text_index(table: Any) -> bool:
+        return any(index.name == TEXT_INDEX for index in table.list_indices())
+
+    @staticmethod
+    def _create_text_index(table: Any) -> None:
+        """BM25 over the embedded text; no stemming, so a term's edits are counted on the word as written."""
+        from lancedb.index import FTS
+
+        config = FTS(stem=False, remove_stop_words=True, ascii_folding=True, lower_case=True)
+        table.create_index(TEXT_COLUMN, config=config, name=TEXT_INDEX, replace=True)
 
     @staticmethod
     def _metadata(row: dict[str, Any]) -> dict[str, Any]:
@@ -333,6 +387,8 @@ class LanceDBVectorStore(VectorStore):
 
         rows = table.count_rows()
         indices = {index.name for index in table.list_indices()}
+        if TEXT_INDEX not in indices:
+            self._create_text_index(table)
         if rows >= self.id_index_min_rows and ID_INDEX not in indices:
             table.create_index("id", config=BTree(), name=ID_INDEX)  # merge_insert and deletes by id
         current = self._partitions(table)
