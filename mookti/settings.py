@@ -239,6 +239,8 @@ MOOKTI_SEARCH = {
     "QUERY_CACHE_TTL": env.int("MOOKTI_SEARCH_QUERY_CACHE_TTL", default=7 * 24 * 3600),
     "CHUNK_CHARS": env.int("MOOKTI_SEARCH_CHUNK_CHARS", default=1000),
     "CHUNK_OVERLAP": env.int("MOOKTI_SEARCH_CHUNK_OVERLAP", default=150),
+    # Hybrid search: the largest keyword bonus added to a hit's cosine (storage/search/hybrid.py).
+    "KEYWORD_WEIGHT": env.float("MOOKTI_SEARCH_KEYWORD_WEIGHT", default=0.15),
     # Hits below this cosine similarity are not returned (unrelated text scores about 0 with MiniLM).
     "MIN_SCORE": env.float("MOOKTI_SEARCH_MIN_SCORE", default=0.0),
 }

@@ -409,10 +409,29 @@ def estimated_tokens(text: str) -> int:
     return math.ceil(len(text.encode()) / 4)
 
 
-class FakeOpenAI(FakeServer):
-    """``POST /v1/embeddings`` with the API's limits and both encodings."""
+# The fake multilingual model: words of other languages land where their English words do.
+TRANSLATIONS = {
+    "cellule": "cell", "célula": "cell", "zelle": "cell", "division": "division", "teilung": "division",
+    "marché": "market", "mercado": "market", "markt": "market", "actions": "stocks", "acciones": "stocks",
+    "aktien": "stocks", "obligations": "bonds", "bonos": "bonds", "anleihen": "bonds",
+}
 
-    MODELS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
+
+def multilingual_vector(text: str, dimension: int) -> list[float]:
+    words = (TRANSLATIONS.get(word, word) for word in re.findall(r"\w+", text.lower()))
+    return bag_of_words_vector(" ".join(words), dimension)
+
+
+class FakeOpenAI(FakeServer):
+    """``POST /v1/embeddings`` with the API's limits and both encodings; ``fake-multilingual-e5``
+    stands for a multilingual model served by any OpenAI-compatible server."""
+
+    MODELS = {
+        "text-embedding-3-small": 1536,
+        "text-embedding-3-large": 3072,
+        "text-embedding-ada-002": 1536,
+        "fake-multilingual-e5": 384,
+    }
 
     def __init__(self) -> None:
         super().__init__()
@@ -454,7 +473,7 @@ class FakeOpenAI(FakeServer):
             self.inputs_seen.append(list(inputs))
         data = []
         for index, text in enumerate(inputs):
-            vector = bag_of_words_vector(text, dimension)
+            vector = (multilingual_vector if "multilingual" in model else bag_of_words_vector)(text, dimension)
             if encoding == "base64":
                 embedding: Any = base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
             else:

@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 
 from mookti import outbox
-from mookti.redis import Write
+from mookti.backends import registry
+from mookti.redis import Write, get_redis
+from storage.search import keys as search_keys
 from storage.search import kinds
 from storage.search.kinds import Changes, IndexableKind, Subject, Visible
 from storage.search.vectors import get_vector_store, user_namespace
@@ -194,3 +196,29 @@ def test_a_registered_kind_is_indexed_from_the_outbox_and_searched(local, flashc
     assert [(g["type"], g["id"], g["title"]) for g in groups] == [("flashcard", "card1", "Capital of Australia")]
     assert search_api(user, "Canberra", kinds=["quiz"]).status_code == 400
     assert all(g["type"] == "chat" for g in search_api(user, "Canberra").json()["results"])  # not a default kind
+
+
+# --- a multilingual model through the OpenAI-compatible backend --------------------------------
+def test_a_multilingual_model_behind_an_openai_compatible_server(remote, settings, make_user, make_indexer):
+    """The documented configuration (MOOKTI_EMBEDDINGS=openai, OPENAI_BASE_URL, OPENAI_EMBEDDING_MODEL)
+    reaches the server, the model is recorded with the index, and other-language queries find English chats."""
+    settings.MOOKTI_EMBEDDINGS = "openai"
+    env = {
+        "OPENAI_API_KEY": "sk-test",
+        "OPENAI_BASE_URL": f"{remote['openai'].url}/v1",
+        "OPENAI_EMBEDDING_MODEL": "fake-multilingual-e5",
+        "OPENAI_EMBEDDING_DIMENSIONS": "64",
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        registry.reset()
+        user = make_user(name="Learner", user_type="pro")
+        new_chat(user, "Biology", ["How does a cell division work?"])
+        new_chat(user, "Finance", ["Should I buy stocks or bonds on the market?"])
+        assert make_indexer().drain()
+        assert get_redis().hget(search_keys.vector_index_meta(), "model") == "openai/fake-multilingual-e5@64"
+        assert titles(search_api(user, "la division de la cellule"))[0] == "Biology"
+        assert titles(search_api(user, "acciones y bonos"))[0] == "Finance"
+        assert titles(search_api(user, "Aktien oder Anleihen"))[0] == "Finance"
+    registry.reset()

@@ -268,7 +268,8 @@ class LanceDBVectorStore(VectorStore):
         self, table: Any, namespace: str, vector: Sequence[float], top_k: int, filter: Filter | None, text: str | None
     ) -> list[Match]:
         where = to_sql(filter)
-        partitions = self._partitions(table)
+        indices = self._guard(table.list_indices)
+        partitions = self._partitions(table, indices)
         query = [float(x) for x in vector]
 
         def semantic() -> list[dict[str, Any]]:
@@ -282,7 +283,7 @@ class LanceDBVectorStore(VectorStore):
         rows = self._guard(semantic)
         scored = {row["id"]: (1.0 - float(row["_distance"]), 0.0, row) for row in rows}
         words = query_terms(text or "")
-        if words and self._has_text_index(table):
+        if words and any(index.name == TEXT_INDEX for index in indices):
             keyword_rows = self._guard(lambda: self._keyword_search(table, words, top_k, where))
             best = max((float(row["_score"]) for row in keyword_rows), default=0.0)
             for row in keyword_rows:
@@ -312,10 +313,6 @@ class LanceDBVectorStore(VectorStore):
         if where:
             search = search.where(where, prefilter=True)
         return search.to_list()
-
-    @staticmethod
-    def _has_text_index(table: Any) -> bool:
-        return any(index.name == TEXT_INDEX for index in table.list_indices())
 
     @staticmethod
     def _create_text_index(table: Any) -> None:
@@ -368,9 +365,9 @@ class LanceDBVectorStore(VectorStore):
 
     # --- upkeep (the indexer) -----------------------------------------------------------------
     @staticmethod
-    def _partitions(table: Any) -> int:
+    def _partitions(table: Any, indices: Sequence[Any] | None = None) -> int:
         """Partitions of the table's ANN index (0 = none yet: exact search)."""
-        for index in table.list_indices():
+        for index in table.list_indices() if indices is None else indices:
             if index.name.startswith(VECTOR_INDEX_PREFIX):
                 return int(index.name[len(VECTOR_INDEX_PREFIX) :])
         return 0
