@@ -411,9 +411,20 @@ def estimated_tokens(text: str) -> int:
 
 # The fake multilingual model: words of other languages land where their English words do.
 TRANSLATIONS = {
-    "cellule": "cell", "célula": "cell", "zelle": "cell", "division": "division", "teilung": "division",
-    "marché": "market", "mercado": "market", "markt": "market", "actions": "stocks", "acciones": "stocks",
-    "aktien": "stocks", "obligations": "bonds", "bonos": "bonds", "anleihen": "bonds",
+    "cellule": "cell",
+    "célula": "cell",
+    "zelle": "cell",
+    "division": "division",
+    "teilung": "division",
+    "marché": "market",
+    "mercado": "market",
+    "markt": "market",
+    "actions": "stocks",
+    "acciones": "stocks",
+    "aktien": "stocks",
+    "obligations": "bonds",
+    "bonos": "bonds",
+    "anleihen": "bonds",
 }
 
 
