@@ -309,7 +309,7 @@ class LanceDBVectorStore(VectorStore):
                 fuzzy = MatchQuery(word, TEXT_COLUMN, fuzziness=edits_allowed(word), boost=0.5, prefix_length=1)
                 parts.append((Occur.SHOULD, fuzzy))
         search = table.search(BooleanQuery(parts), query_type="fts").limit(top_k)
-        search = search.select([*RESULT_COLUMNS, "vector"])
+        search = search.select([*RESULT_COLUMNS, "vector", "_score"])
         if where:
             search = search.where(where, prefilter=True)
         return search.to_list()
