@@ -1,8 +1,11 @@
 """Pluggable search backends (embeddings, vector stores): loading from settings, and their errors.
 
-Settings name a backend like Django's ``CACHES``: ``{"BACKEND": "dotted.path.Class", "OPTIONS": {...}}``.
-Each process builds one instance per setting, lazily (never at import or fork time), and drops it
-when the setting changes (tests override settings).
+Settings name a backend the Django way: an alias the backend family registers (``"lancedb"``,
+``"openai"``), a dotted path to any class of that family (``"myapp.vectors.QdrantStore"``), or the
+``CACHES``-like dict ``{"BACKEND": alias-or-path, "OPTIONS": {...}}``. A family (a base class)
+lists its aliases in ``aliases``; a backend's options default to its own environment variables, so
+adding one never touches the settings module. Each process builds one instance per setting, lazily
+(never at import or fork time), and drops it when the setting changes (tests override settings).
 
 Errors are split by what the caller should do about them:
 :class:`BackendUnavailable` is an outage (connection refused, timeout, 429, 5xx): retry later and
@@ -68,7 +71,7 @@ class BackendRegistry:
         self._instances: dict[str, tuple[int, Any]] = {}
         setting_changed.connect(self._on_setting_changed, weak=False)
 
-    def get(self, setting_name: str, base: type[T], default: Callable[[], dict[str, Any]] | None = None) -> T:
+    def get(self, setting_name: str, base: type[T], default: Callable[[], Any] | None = None) -> T:
         cached = self._instances.get(setting_name)
         if cached is not None and cached[0] == os.getpid():
             return cached[1]
@@ -91,20 +94,37 @@ class BackendRegistry:
             self.reset(setting)
 
 
-def build_backend(setting_name: str, base: type[T], default: Callable[[], dict[str, Any]] | None = None) -> T:
-    config = getattr(settings, setting_name, None) or (default() if default else None)
-    if not isinstance(config, dict) or "BACKEND" not in config:
-        raise ImproperlyConfigured(f'{setting_name} must be a dict with "BACKEND" (a dotted path) and "OPTIONS".')
+def backend_config(setting_name: str, value: Any, base: type) -> tuple[str, dict[str, Any]]:
+    """``(dotted path, options)`` of a setting: an alias, a dotted path, or ``{"BACKEND", "OPTIONS"}``."""
+    if isinstance(value, str):
+        value = {"BACKEND": value}
+    if not isinstance(value, dict) or not isinstance(value.get("BACKEND"), str) or not value["BACKEND"]:
+        raise ImproperlyConfigured(
+            f'{setting_name} must be an alias, a dotted path, or a dict with "BACKEND" and "OPTIONS".'
+        )
+    aliases: dict[str, str] = getattr(base, "aliases", {})
+    name = value["BACKEND"]
+    if name in aliases:
+        return aliases[name], dict(value.get("OPTIONS") or {})
+    if "." not in name:
+        known = ", ".join(sorted(aliases)) or "none"
+        raise ImproperlyConfigured(f"{setting_name}: unknown backend {name!r} (aliases: {known}; or a dotted path).")
+    return name, dict(value.get("OPTIONS") or {})
+
+
+def build_backend(setting_name: str, base: type[T], default: Callable[[], Any] | None = None) -> T:
+    value = getattr(settings, setting_name, None) or (default() if default else None)
+    path, options = backend_config(setting_name, value, base)
     try:
-        backend_class = import_string(config["BACKEND"])
+        backend_class = import_string(path)
     except ImportError as exc:
-        raise ImproperlyConfigured(f"{setting_name}: cannot import {config['BACKEND']!r}: {exc}") from exc
+        raise ImproperlyConfigured(f"{setting_name}: cannot import {path!r}: {exc}") from exc
     if not (isinstance(backend_class, type) and issubclass(backend_class, base)):
-        raise ImproperlyConfigured(f"{setting_name}: {config['BACKEND']} is not a {base.__name__}.")
+        raise ImproperlyConfigured(f"{setting_name}: {path} is not a {base.__name__}.")
     try:
-        return backend_class(**(config.get("OPTIONS") or {}))
+        return backend_class(**options)
     except TypeError as exc:
-        raise ImproperlyConfigured(f"{setting_name}: bad OPTIONS for {config['BACKEND']}: {exc}") from exc
+        raise ImproperlyConfigured(f"{setting_name}: bad OPTIONS for {path}: {exc}") from exc
 
 
 registry = BackendRegistry()

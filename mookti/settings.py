@@ -272,41 +272,26 @@ MOOKTI_GAMIFICATION = {
 # The raw key browser may delete keys only when this is set (off by default, as in dj-redis-panel).
 MOOKTI_ADMIN_ALLOW_KEY_DELETE = env.bool("MOOKTI_ADMIN_ALLOW_KEY_DELETE", default=False)
 
-# --- Semantic search (README "Semantic search") ----------------------------------------------
-# Backends are chosen like CACHES: a dotted path and its OPTIONS. Defaults follow the environment:
-# OPENAI_API_KEY -> OpenAI embeddings (OPENAI_BASE_URL for any compatible server), PINECONE_API_KEY
-# + PINECONE_INDEX_HOST -> Pinecone; otherwise the embedded local model and LanceDB under DATA_DIR.
-# MOOKTI_EMBEDDINGS_BACKEND=local|openai and MOOKTI_VECTOR_BACKEND=lancedb|pinecone force a choice.
-_embeddings_choice = env.str(
-    "MOOKTI_EMBEDDINGS_BACKEND", default="openai" if env.str("OPENAI_API_KEY", default="") else "local"
-)
-if _embeddings_choice == "openai":
-    MOOKTI_EMBEDDINGS = {
-        "BACKEND": "storage.search.embeddings.openai.OpenAIEmbeddings",
-        "OPTIONS": {
-            "model": env.str("OPENAI_EMBEDDING_MODEL", default="text-embedding-3-small"),
-            "dimensions": env.int("OPENAI_EMBEDDING_DIMENSIONS", default=0) or None,
-            "encoding_format": env.str("OPENAI_EMBEDDING_ENCODING", default="float"),
-        },
-    }
-else:
-    MOOKTI_EMBEDDINGS = {"BACKEND": "storage.search.embeddings.local.SentenceTransformerEmbeddings", "OPTIONS": {}}
-_vector_choice = env.str(
-    "MOOKTI_VECTOR_BACKEND",
-    default="pinecone"
-    if env.str("PINECONE_API_KEY", default="") and env.str("PINECONE_INDEX_HOST", default="")
-    else "lancedb",
-)
-if _vector_choice == "pinecone":
-    MOOKTI_VECTOR_STORE = {
-        "BACKEND": "storage.search.vectors.pinecone.PineconeVectorStore",
-        "OPTIONS": {"host": env.str("PINECONE_INDEX_HOST", default="")},
-    }
-else:
-    MOOKTI_VECTOR_STORE = {
-        "BACKEND": "storage.search.vectors.lancedb.LanceDBVectorStore",
-        "OPTIONS": {"path": env.str("MOOKTI_LANCEDB_PATH", default=str(DATA_DIR / "lancedb"))},
-    }
+# --- Semantic search (docs/search.md) ---------------------------------------------------------
+# Backends are chosen the Django way: an alias or a dotted path, MOOKTI_EMBEDDINGS=local|openai|path.Class
+# and MOOKTI_VECTOR_STORE=lancedb|pinecone|path.Class (the older MOOKTI_EMBEDDINGS_BACKEND and
+# MOOKTI_VECTOR_BACKEND are read too). Each backend reads its own options from the environment
+# (OPENAI_*, PINECONE_*, MOOKTI_LANCEDB_PATH); MOOKTI_*_OPTIONS (JSON) override them. Defaults follow
+# the environment: OPENAI_API_KEY -> openai, PINECONE_API_KEY + PINECONE_INDEX_HOST -> pinecone;
+# otherwise the embedded local model and LanceDB under DATA_DIR.
+_embeddings_default = "openai" if env.str("OPENAI_API_KEY", default="") else "local"
+_pinecone_configured = env.str("PINECONE_API_KEY", default="") and env.str("PINECONE_INDEX_HOST", default="")
+MOOKTI_EMBEDDINGS = {
+    "BACKEND": env.str("MOOKTI_EMBEDDINGS", default=env.str("MOOKTI_EMBEDDINGS_BACKEND", default=_embeddings_default)),
+    "OPTIONS": env.json("MOOKTI_EMBEDDINGS_OPTIONS", default={}),
+}
+MOOKTI_VECTOR_STORE = {
+    "BACKEND": env.str(
+        "MOOKTI_VECTOR_STORE",
+        default=env.str("MOOKTI_VECTOR_BACKEND", default="pinecone" if _pinecone_configured else "lancedb"),
+    ),
+    "OPTIONS": env.json("MOOKTI_VECTOR_STORE_OPTIONS", default={}),
+}
 MOOKTI_SEARCH = {
     # Pinecone namespace (LanceDB table) of a user's records.
     "USER_NAMESPACE": env.str("MOOKTI_SEARCH_USER_NAMESPACE", default="user-{userId}"),
@@ -315,6 +300,8 @@ MOOKTI_SEARCH = {
     "QUERY_CACHE_TTL": env.int("MOOKTI_SEARCH_QUERY_CACHE_TTL", default=7 * 24 * 3600),
     "CHUNK_CHARS": env.int("MOOKTI_SEARCH_CHUNK_CHARS", default=1000),
     "CHUNK_OVERLAP": env.int("MOOKTI_SEARCH_CHUNK_OVERLAP", default=150),
+    # Hybrid search: the largest keyword bonus added to a hit's cosine (storage/search/hybrid.py).
+    "KEYWORD_WEIGHT": env.float("MOOKTI_SEARCH_KEYWORD_WEIGHT", default=0.15),
     # Hits below this cosine similarity are not returned (unrelated text scores about 0 with MiniLM).
     "MIN_SCORE": env.float("MOOKTI_SEARCH_MIN_SCORE", default=0.0),
 }

@@ -119,11 +119,14 @@ class ChatManager:
         fields = {name: changes[name] for name in ("title", "visibility") if name in changes}
         if not fields:
             return chat
+        retitled = "title" in fields and fields["title"] != chat["title"]
         chat.update(fields)
         write = Write()
         write.step(lambda p: p.hset(keys.chat(chat_id), mapping=fields))
         touch_chat(write, chat_id, "chat")
         touch_user(write, actor_id, "chats")
+        if retitled:  # messages are embedded with their chat's title
+            outbox.stage(write, "upsert", kind="chat", userId=actor_id, chatId=chat_id)
         public = chat["visibility"] == "public" or changes.get("visibility") == "private"
         events.stage(write, actor_id, "chat.updated", public_summary(chat), chat_id=chat_id, public=public)
         write.execute()

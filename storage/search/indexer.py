@@ -42,7 +42,9 @@ from mookti import keys as mookti_keys
 from mookti.backends import BackendError, BackendUnavailable, IndexMismatch
 from mookti.ids import now_us
 from mookti.redis import Write, get_redis, pipeline, register_script
+from storage.managers import snapshots
 from storage.search import keys as search_keys
+from storage.search import kinds
 from storage.search.embeddings import Embeddings, get_embeddings
 from storage.search.indexing import Subject, subjects_of_entry, sync, user_subjects
 from storage.search.vectors import VectorStore, check_index, get_vector_store, learning_namespaces, user_namespace
@@ -599,7 +601,7 @@ def rebuild_user(
     store: VectorStore | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Re-embed all of a user's messages and documents from Redis (under the user's lease)."""
+    """Re-embed all of a user's searchable items from Redis (under the user's lease)."""
     embeddings = embeddings or get_embeddings()
     store = store or get_vector_store()
     owner = f"reindex-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -614,13 +616,17 @@ def rebuild_user(
                 REFRESH_LEASE(keys=[search_keys.index_lease(user_id)], args=[owner, lease_ms])
                 part = group[start : start + batch_size]
                 sync(embeddings, store, {user_id: part})
-                items = sum(1 for subject in part if subject.kind in ("message", "document"))
+                items = sum(1 for subject in part if kinds.is_item(subject))
                 done += items
                 if progress:
                     progress(items)
     finally:
         RELEASE_LEASE(keys=[search_keys.index_lease(user_id)], args=[owner])
     return done
+
+
+def all_user_ids() -> list[str]:
+    return snapshots.all_user_ids()
 
 
 def clear_store(store: VectorStore) -> int:

@@ -29,3 +29,13 @@ def outbox_attempts() -> str:
 def index_lease(user_id: str) -> str:
     """STRING consumer name holding the right to index this user's data now (PX lease)."""
     return key(f"user:{{{user_id}}}:index-lease")
+
+
+def vector_chunks(user_id: str) -> str:
+    """HASH ``{chatId}#{messageId}`` -> how many records a long message has in the store (only > 1)."""
+    return key(f"user:{{{user_id}}}:vector-chunks")
+
+
+def learning_items(namespace: str) -> str:
+    """HASH item id -> JSON {hash, title, source, chunks} of the learning content loaded into ``namespace``."""
+    return key(f"learning:{{{namespace}}}:items")

@@ -1,14 +1,16 @@
-"""Semantic search over a user's conversations and documents (and shared learning content).
+"""Hybrid search over a user's conversations and documents (and shared learning content).
 
 Used by ``POST /api/storage/search`` and the admin's semantic search page. Steps: embed the query
-(cached in Redis), query the user's namespace with the metadata filter (and the learning
-namespaces when asked), then check every hit against Redis in one pipeline: hits of chats or
-documents that are gone, or not the user's, are dropped (the index may lag a deletion by a
-moment), and titles come from Redis as they are now, not as they were when indexed. Hits are
-grouped by conversation, document or learning item, best group first.
+(cached in Redis), query the user's namespace with the metadata filter and the query's words
+(the store fuses meaning and keywords, see :mod:`storage.search.hybrid`), and the learning
+namespaces when asked; then each registered kind (:mod:`storage.search.kinds`) checks its hits
+against its owner's data in one round trip: hits of things that are gone, or not the user's, are
+dropped (the index may lag a deletion by a moment), and titles are as they are now, not as they
+were when indexed. Chunks of one message or document chunk fold into one hit; hits are grouped by
+conversation, document or learning item, best group first.
 
-Round trips: the embedding cache GET, then one pipeline (hit checks, titles, cache write), plus
-the vector store query (and the model or embedding API call on a cache miss).
+Round trips: the embedding cache GET, one per kind with hits, the cache write on a miss, plus the
+vector store query (and the model or embedding API call on a cache miss).
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from redis import RedisError
+
 from mookti.backends import BackendError
 from mookti.errors import Invalid, Unavailable
 from mookti.ids import is_valid_id
-from mookti.redis import pipeline
-from storage import keys
+from mookti.redis import get_redis
+from storage.search import kinds as registry
 from storage.search.embeddings import Embeddings, get_embeddings, query_vector
 from storage.search.vectors import (
     Match,
@@ -35,7 +39,6 @@ from storage.search.vectors import (
 )
 from storage.search.vectors import filters as f
 
-KINDS = ("message", "document", "learning")
 ROLES = ("user", "assistant", "system")
 MAX_QUERY_CHARS = 2000
 MAX_TOP_K = 100
@@ -55,8 +58,13 @@ class SearchRequest:
     top_k: int
 
 
+def own_kinds(request: SearchRequest) -> list[str]:
+    """The requested kinds that live in the user's namespace."""
+    return [k for k in request.kinds if not registry.get(k).shared]  # type: ignore[union-attr]
+
+
 def user_filter(request: SearchRequest) -> f.Filter | None:
-    own = [k for k in request.kinds if k in ("message", "document")]
+    own = own_kinds(request)
     created: dict[str, float] = {}
     if request.from_ is not None:
         created["$gte"] = request.from_ / 1_000_000
@@ -97,7 +105,8 @@ def search(
 ) -> dict[str, Any]:
     """``{"query", "results": [group, ...]}``; raises ``Invalid`` (400) or ``Unavailable`` (503).
 
-    ``kinds`` of message, document, learning (default the first two); ``from_``/``to`` in
+    ``kinds`` of the registered kinds (message, document, learning, ...; default those searched by
+    default, message and document); ``from_``/``to`` in
     microseconds; ``top_k`` hits in all (1-100). The API serializer checks the same things.
     """
     text = query.strip() if isinstance(query, str) else ""
@@ -105,9 +114,9 @@ def search(
         raise Invalid("Give a query.", {"query": ["This field may not be blank."]})
     if len(text) > MAX_QUERY_CHARS:
         raise Invalid("The query is too long.", {"query": [f"At most {MAX_QUERY_CHARS} characters."]})
-    chosen = list(kinds) if kinds else ["message", "document"]
-    if any(k not in KINDS for k in chosen):
-        raise Invalid("Unknown kind.", {"kinds": [f"Use {', '.join(KINDS)}."]})
+    chosen = list(kinds) if kinds else registry.default_names()
+    if any(registry.get(k) is None for k in chosen):
+        raise Invalid("Unknown kind.", {"kinds": [f"Use {', '.join(registry.names())}."]})
     if include_learning and "learning" not in chosen:
         chosen.append("learning")
     if chat_id is not None and not is_valid_id(chat_id):
@@ -127,67 +136,62 @@ def search(
         matches = _query(store, request, vector.values)
     except BackendError as exc:
         raise Unavailable(f"Search is unavailable right now: {exc}") from exc
-    hits = _check_and_title(request, matches, vector.queue_cache_write)
+    if not vector.cached:
+        _write_cache(vector)
+    hits = fold_chunks(_check_and_title(request, matches))
     return {"query": request.query, "results": group_hits(hits[: request.top_k])}
 
 
+def _write_cache(vector: Any) -> None:
+    """A Redis hiccup only skips the cache write."""
+    try:
+        pipe = get_redis().pipeline(transaction=False)
+        vector.queue_cache_write(pipe)
+        pipe.execute()
+    except RedisError:
+        pass
+
+
 def _query(store: VectorStore, request: SearchRequest, vector: list[float]) -> list[Match]:
-    # ask for more than top_k: hits of just-deleted items are dropped afterwards
-    fetch = min(MAX_TOP_K * 2, request.top_k * 2)
+    # ask for more than top_k: hits of just-deleted items are dropped, chunks of one message folded
+    fetch = min(MAX_TOP_K * 3, request.top_k * 3)
     matches: list[Match] = []
-    if any(k in request.kinds for k in ("message", "document")):
-        matches += store.query(user_namespace(request.user_id), vector, top_k=fetch, filter=user_filter(request))
-    if "learning" in request.kinds and not (request.chat_id or request.role):
+    text = request.query
+    if own_kinds(request):
+        matches += store.query(
+            user_namespace(request.user_id), vector, top_k=fetch, filter=user_filter(request), text=text
+        )
+    if any(registry.get(k).shared for k in request.kinds) and not (request.chat_id or request.role):  # type: ignore[union-attr]
         for namespace in learning_namespaces():
-            matches += store.query(namespace, vector, top_k=fetch)
+            matches += store.query(namespace, vector, top_k=fetch, text=text)
     floor = search_settings().get("MIN_SCORE")
     if floor is not None:
         matches = [m for m in matches if m.score >= floor]
     return sorted(matches, key=lambda m: m.score, reverse=True)
 
 
-def _check_and_title(request: SearchRequest, matches: list[Match], queue_extra: Any) -> list[dict[str, Any]]:
-    """Drop hits of things that are gone or not the user's; titles as they are now. One pipeline."""
+def _check_and_title(request: SearchRequest, matches: list[Match]) -> list[dict[str, Any]]:
+    """Drop hits of things that are gone or not the user's; titles as they are now (each kind checks its own)."""
     user_ns = user_namespace(request.user_id)
-    own = [m for m in matches if m.namespace == user_ns]
-    chats = list(dict.fromkeys(m.metadata.get("chatId", "") for m in own if m.metadata.get("kind") == "message"))
-    documents = list(
-        dict.fromkeys(m.metadata.get("documentId", "") for m in own if m.metadata.get("kind") == "document")
-    )
-    messages = [m for m in own if m.metadata.get("kind") == "message"]
-    pipe = pipeline()
-    for chat_id in chats:
-        pipe.hmget(keys.chat(chat_id), "userId", "title")
-    for document_id in documents:
-        pipe.hmget(keys.document(document_id), "userId", "title")
-    for match in messages:
-        pipe.exists(keys.chat_message(match.metadata.get("chatId", ""), match.metadata.get("messageId", "")))
-    queue_extra(pipe)
-    replies = pipe.execute()
-    titles: dict[tuple[str, str], str] = {}
-    for kind, ids, offset in (("message", chats, 0), ("document", documents, len(chats))):
-        for index, item_id in enumerate(ids):
-            owner, title = replies[offset + index]
-            if owner == request.user_id:
-                titles[(kind, item_id)] = title or ""
-    message_exists = dict(zip((m.id for m in messages), replies[len(chats) + len(documents) :], strict=False))
-
+    by_kind: dict[str, list[Match]] = {}
+    for match in matches:
+        name = "learning" if match.namespace != user_ns else str(match.metadata.get("kind", ""))
+        by_kind.setdefault(name, []).append(match)
+    visible: dict[tuple[str, str], Any] = {}
+    for name, own in by_kind.items():
+        kind = registry.get(name)
+        if kind is None or kind.shared != (name == "learning"):
+            continue
+        for match_id, seen in kind.visible(request.user_id, own).items():
+            visible[(name, match_id)] = (kind.group, seen)
     hits = []
     for match in matches:
-        meta = match.metadata
-        if match.namespace != user_ns:
-            hits.append(_hit(match, "learning", _learning_group(match), meta.get("title") or match.namespace))
-            continue
-        kind = meta.get("kind")
-        parent = meta.get("chatId") if kind == "message" else meta.get("documentId")
-        if (kind, parent) not in titles or (kind == "message" and not message_exists.get(match.id)):
-            continue
-        hits.append(_hit(match, "chat" if kind == "message" else "document", parent, titles[(kind, parent)]))
+        name = "learning" if match.namespace != user_ns else str(match.metadata.get("kind", ""))
+        found = visible.get((name, match.id))
+        if found is not None:
+            group, seen = found
+            hits.append(_hit(match, group, seen.group_id, seen.title))
     return hits
-
-
-def _learning_group(match: Match) -> str:
-    return str(match.metadata.get("documentId") or match.id.partition("#")[0])
 
 
 def _hit(match: Match, group_type: str, group_id: str, title: str) -> dict[str, Any]:
@@ -205,10 +209,25 @@ def _hit(match: Match, group_type: str, group_id: str, title: str) -> dict[str, 
         "role": meta.get("role"),
         "messageId": meta.get("messageId"),
         "chunk": int(meta["chunk"]) if isinstance(meta.get("chunk"), int | float) else None,
+        "source": meta.get("source") or None,
     }
     if isinstance(hit["snippet"], str) and len(hit["snippet"]) > 500:
         hit["snippet"] = hit["snippet"][:499] + "…"
     return hit
+
+
+def fold_chunks(hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One hit per message: a long message's chunks fold into their best one (hits are best first)."""
+    seen: set[tuple[str, str, str]] = set()
+    folded = []
+    for hit in hits:
+        if hit["messageId"]:
+            key = (hit["namespace"], hit["groupId"], hit["messageId"])
+            if key in seen:
+                continue
+            seen.add(key)
+        folded.append(hit)
+    return folded
 
 
 def group_hits(hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -224,6 +243,7 @@ def group_hits(hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "chatId": hit["groupId"] if hit["groupType"] == "chat" else None,
                 "documentId": hit["groupId"] if hit["groupType"] == "document" else None,
                 "namespace": hit["namespace"] if hit["groupType"] == "learning" else None,
+                "source": hit["source"] if hit["groupType"] == "learning" else None,
                 "title": hit["title"],
                 "score": hit["score"],
                 "snippet": hit["snippet"],

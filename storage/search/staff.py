@@ -18,6 +18,7 @@ from mookti.errors import DomainError, Unavailable
 from mookti.redis import get_redis
 from storage.managers import inspection, users
 from storage.search import keys
+from storage.search import kinds as searchable
 from storage.search.indexer import dead_letters, index_metrics, rebuild_user, retry_dead_letters
 from storage.search.vectors import get_vector_store, learning_namespaces, user_namespace
 from storage.staff import registry
@@ -35,7 +36,6 @@ from storage.staff.views.common import (
     when,
 )
 
-SEARCH_KINDS = ("message", "document", "learning")
 MAX_QUERY = 500
 # Without a user, the search runs over the namespaces of at most this many of the newest users.
 ALL_USERS_NAMESPACES = 50
@@ -50,7 +50,7 @@ REINDEX_CONSEQUENCES = [
 # --- the semantic search page ---------------------------------------------------------------------
 def offered_kinds() -> list[str]:
     """The kinds the search form offers: learning content only where shared namespaces are configured."""
-    return [k for k in SEARCH_KINDS if k != "learning" or learning_namespaces()]
+    return [k for k in searchable.names() if k != "learning" or learning_namespaces()]
 
 
 def run_search(query: str, *, kinds: list[str], user_id: str | None, limit: int) -> dict[str, Any]:
@@ -151,9 +151,9 @@ def semantic_search(request: HttpRequest, site) -> HttpResponse:
     if len(query) > MAX_QUERY:
         raise BadInput(f"q: at most {MAX_QUERY} characters.")
     chosen = request.GET.getlist("kind")
-    unknown = [k for k in chosen if k not in SEARCH_KINDS]
+    unknown = [k for k in chosen if k not in searchable.names()]
     if unknown:
-        raise BadInput(f"kind: “{unknown[0][:40]}” is not one of {', '.join(SEARCH_KINDS)}.")
+        raise BadInput(f"kind: “{unknown[0][:40]}” is not one of {', '.join(searchable.names())}.")
     offered = offered_kinds()
     kinds = chosen or offered
     user_field = request.GET.get("user", "")

@@ -1,4 +1,4 @@
-"""``POST /api/storage/search``: semantic search over the calling user's data (thin view over storage.search.query)."""
+"""``POST /api/storage/search``: search over the calling user's data (thin view over storage.search.query)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from mookti.api.fields import IdField, StrictSerializer, TimestampField
 from mookti.api.inputs import validated
 from storage.api.permissions import IsMooktiUser, actor_id
+from storage.search import kinds
 from storage.search import query as search_service
 
 
@@ -29,9 +30,7 @@ class SearchIn(StrictSerializer):
     """A semantic search: the query text and optional filters (unknown fields are rejected)."""
 
     query = QueryText(max_length=search_service.MAX_QUERY_CHARS)
-    kinds = serializers.ListField(
-        child=serializers.ChoiceField(search_service.KINDS), required=False, allow_empty=False, max_length=3
-    )
+    kinds = serializers.ListField(child=serializers.CharField(), required=False, allow_empty=False, max_length=20)
     chatId = IdField(required=False)
     role = serializers.ChoiceField(search_service.ROLES, required=False)
     to = TimestampField(required=False)
@@ -42,6 +41,13 @@ class SearchIn(StrictSerializer):
         fields = super().get_fields()
         fields["from"] = TimestampField(required=False)  # a Python keyword, so not a class attribute
         return fields
+
+    def validate_kinds(self, value: list[str]) -> list[str]:
+        known = kinds.names()  # registered by the apps, so read at request time
+        unknown = [k for k in value if k not in known]
+        if unknown:
+            raise serializers.ValidationError(f"Unknown kind {unknown[0]!r}; use {', '.join(known)}.")
+        return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "from" in attrs and "to" in attrs and attrs["from"] > attrs["to"]:
@@ -55,16 +61,17 @@ class SearchHitOut(serializers.Serializer):
     chunk = serializers.IntegerField(allow_null=True)
     role = serializers.CharField(allow_null=True)
     snippet = serializers.CharField()
-    score = serializers.FloatField(help_text="Cosine similarity, higher is closer.")
+    score = serializers.FloatField(help_text="Cosine similarity plus a bounded keyword bonus; higher is closer.")
     createdAt = TimestampField(allow_null=True)
 
 
 class SearchGroupOut(serializers.Serializer):
-    type = serializers.ChoiceField(("chat", "document", "learning"))
+    type = serializers.CharField(help_text="chat, document, learning, or another registered kind's group.")
     id = serializers.CharField()
     chatId = serializers.CharField(allow_null=True)
     documentId = serializers.CharField(allow_null=True)
     namespace = serializers.CharField(allow_null=True)
+    source = serializers.CharField(allow_null=True, help_text="Learning content: the file or id it was loaded from.")
     title = serializers.CharField(allow_blank=True)
     score = serializers.FloatField()
     snippet = serializers.CharField()

@@ -201,19 +201,44 @@ def matches_filter(metadata: dict[str, Any], spec: dict[str, Any]) -> bool:
     return True
 
 
-class FakePinecone(FakeServer):
-    """One serverless index: namespaces of ``id -> (values, metadata)``, cosine metric."""
+def sparse_error(sparse: Any) -> str | None:
+    """What Pinecone would refuse in sparse values (indices uint32, same length as values, <= 1000)."""
+    if not isinstance(sparse, dict) or set(sparse) != {"indices", "values"}:
+        return "Sparse values take exactly indices and values"
+    indices, values = sparse["indices"], sparse["values"]
+    if len(indices) != len(values) or not indices:
+        return "Sparse vector indices and values must have the same non-zero length"
+    if len(indices) > 1000:
+        return "Sparse vector has more than 1000 non-zero values"
+    if any(not isinstance(i, int) or not 0 <= i < 2**32 for i in indices) or len(set(indices)) != len(indices):
+        return "Sparse vector indices must be distinct unsigned 32-bit integers"
+    return None
 
-    def __init__(self, dimension: int) -> None:
+
+def sparse_dot(a: dict[str, list[Any]] | None, b: dict[str, list[Any]] | None) -> float:
+    if not a or not b:
+        return 0.0
+    weights = dict(zip(a["indices"], a["values"], strict=True))
+    return float(sum(weights.get(i, 0.0) * v for i, v in zip(b["indices"], b["values"], strict=True)))
+
+
+class FakePinecone(FakeServer):
+    """One serverless index: namespaces of ``id -> (values, metadata)`` plus sparse values; metric
+    ``dotproduct`` (sparse-dense) by default: score = dense dot product + sparse dot product."""
+
+    def __init__(self, dimension: int, metric: str = "dotproduct") -> None:
         super().__init__()
         self.dimension = dimension
+        self.metric = metric
         self.namespaces: dict[str, dict[str, tuple[list[float], dict[str, Any]]]] = {}
+        self.sparse: dict[str, dict[str, dict[str, list[Any]]]] = {}  # namespace -> id -> sparse values
         self.upserts: Counter[str] = Counter()  # successful upserts per "namespace/id"
         self.upsert_requests: list[tuple[int, int]] = []  # (records, body bytes)
 
     def reset(self) -> None:
         with self.lock:
             self.namespaces.clear()
+            self.sparse.clear()
             self.upserts.clear()
             self.upsert_requests.clear()
             self.failures.clear()
@@ -251,7 +276,7 @@ class FakePinecone(FakeServer):
                     "dimension": self.dimension,
                     "indexFullness": 0.0,
                     "totalVectorCount": sum(len(v) for v in self.namespaces.values()),
-                    "metric": "cosine",
+                    "metric": self.metric,
                     "vectorType": "dense",
                 }
         return _error(404, f"no route {method} {path}")
@@ -270,10 +295,21 @@ class FakePinecone(FakeServer):
                 return _error(400, "Metadata values must be string, number, boolean or list of strings; got null")
             if len(json.dumps(metadata).encode()) > 40 * 1024:
                 return _error(400, "Metadata size exceeds the limit of 40960 bytes per vector")
+            if "sparseValues" in vector:
+                if self.metric != "dotproduct":
+                    return _error(400, "Sparse values are only supported for indexes using the dotproduct metric")
+                problem = sparse_error(vector["sparseValues"])
+                if problem:
+                    return _error(400, problem)
         namespace = body.get("namespace", "")
         target = self.namespaces.setdefault(namespace, {})
+        sparse = self.sparse.setdefault(namespace, {})
         for vector in vectors:
             target[vector["id"]] = (vector["values"], vector.get("metadata") or {})
+            if "sparseValues" in vector:
+                sparse[vector["id"]] = vector["sparseValues"]
+            else:
+                sparse.pop(vector["id"], None)
             self.upserts[f"{namespace}/{vector['id']}"] += 1
         self.upsert_requests.append((len(vectors), size))
         return 200, {"upsertedCount": len(vectors)}
@@ -285,13 +321,24 @@ class FakePinecone(FakeServer):
         if len(query) != self.dimension:
             return _error(400, "Query vector dimension does not match the index")
         spec = body.get("filter")
+        query_sparse = body.get("sparseVector")
+        if query_sparse is not None:
+            problem = "Sparse queries need the dotproduct metric" if self.metric != "dotproduct" else None
+            problem = problem or sparse_error(query_sparse)
+            if problem:
+                return _error(400, problem)
+        sparse = self.sparse.get(namespace, {})
         scored = []
         for vector_id, (values, metadata) in self.namespaces.get(namespace, {}).items():
             if spec and not matches_filter(metadata, spec):
                 continue
             values_array = np.asarray(values, dtype="float64")
-            denominator = float(np.linalg.norm(values_array) * np.linalg.norm(query)) or 1.0
-            scored.append((float(values_array @ query) / denominator, vector_id, metadata))
+            if self.metric == "dotproduct":
+                score = float(values_array @ query) + sparse_dot(query_sparse, sparse.get(vector_id))
+            else:
+                denominator = float(np.linalg.norm(values_array) * np.linalg.norm(query)) or 1.0
+                score = float(values_array @ query) / denominator
+            scored.append((score, vector_id, metadata))
         scored.sort(key=lambda item: -item[0])
         matches = []
         for score, vector_id, metadata in scored[:top_k]:
@@ -307,16 +354,20 @@ class FakePinecone(FakeServer):
             if namespace not in self.namespaces:
                 return _error(404, f"Namespace not found: {namespace}")
             del self.namespaces[namespace]
+            self.sparse.pop(namespace, None)
             return 200, {}
         target = self.namespaces.get(namespace, {})
+        sparse = self.sparse.get(namespace, {})
         if "ids" in body:
             if len(body["ids"]) > 1000:
                 return _error(400, "delete takes at most 1000 ids")
             for vector_id in body["ids"]:
                 target.pop(vector_id, None)
+                sparse.pop(vector_id, None)
         elif body.get("filter"):
             for vector_id in [i for i, (_, m) in target.items() if matches_filter(m, body["filter"])]:
                 del target[vector_id]
+                sparse.pop(vector_id, None)
         return 200, {}
 
     def _list(self, query: dict[str, list[str]]) -> tuple[int, Any]:
@@ -358,10 +409,40 @@ def estimated_tokens(text: str) -> int:
     return math.ceil(len(text.encode()) / 4)
 
 
-class FakeOpenAI(FakeServer):
-    """``POST /v1/embeddings`` with the API's limits and both encodings."""
+# The fake multilingual model: words of other languages land where their English words do.
+TRANSLATIONS = {
+    "cellule": "cell",
+    "célula": "cell",
+    "zelle": "cell",
+    "division": "division",
+    "teilung": "division",
+    "marché": "market",
+    "mercado": "market",
+    "markt": "market",
+    "actions": "stocks",
+    "acciones": "stocks",
+    "aktien": "stocks",
+    "obligations": "bonds",
+    "bonos": "bonds",
+    "anleihen": "bonds",
+}
 
-    MODELS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
+
+def multilingual_vector(text: str, dimension: int) -> list[float]:
+    words = (TRANSLATIONS.get(word, word) for word in re.findall(r"\w+", text.lower()))
+    return bag_of_words_vector(" ".join(words), dimension)
+
+
+class FakeOpenAI(FakeServer):
+    """``POST /v1/embeddings`` with the API's limits and both encodings; ``fake-multilingual-e5``
+    stands for a multilingual model served by any OpenAI-compatible server."""
+
+    MODELS = {
+        "text-embedding-3-small": 1536,
+        "text-embedding-3-large": 3072,
+        "text-embedding-ada-002": 1536,
+        "fake-multilingual-e5": 384,
+    }
 
     def __init__(self) -> None:
         super().__init__()
@@ -403,7 +484,7 @@ class FakeOpenAI(FakeServer):
             self.inputs_seen.append(list(inputs))
         data = []
         for index, text in enumerate(inputs):
-            vector = bag_of_words_vector(text, dimension)
+            vector = (multilingual_vector if "multilingual" in model else bag_of_words_vector)(text, dimension)
             if encoding == "base64":
                 embedding: Any = base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
             else:

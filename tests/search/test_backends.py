@@ -11,10 +11,10 @@ from mookti.backends import BackendRejected, BackendUnavailable
 from storage.search.chunking import chunk_text
 from storage.search.embeddings import get_embeddings
 from storage.search.embeddings.openai import OpenAIEmbeddings
-from storage.search.vectors import VectorRecord, get_vector_store
+from storage.search.vectors import VectorRecord, chat_prefix, document_prefix, get_vector_store
 from storage.search.vectors import filters as f
-from storage.search.vectors.lancedb import LanceDBVectorStore
-from storage.search.vectors.pinecone import PineconeVectorStore
+from storage.search.vectors.lancedb import LanceDBVectorStore, to_sql
+from storage.search.vectors.pinecone import PineconeVectorStore, to_pinecone
 from tests.search.conftest import DIMENSION, openai_settings, pinecone_settings
 from tests.search.fakes import bag_of_words_vector
 
@@ -26,11 +26,11 @@ def unit(vector: np.ndarray) -> list[float]:
 
 
 # --- filters ------------------------------------------------------------------------------------
-def test_filter_is_checked_and_translated_once():
+def test_filter_is_checked_once_and_translated_by_each_backend():
     node = f.parse(
         {"$and": [{"chatId": {"$in": ["c1", "c'2"]}}, {"createdAt": {"$gte": 10, "$lte": 20}}], "role": "user"}
     )
-    assert f.to_pinecone(node) == {
+    assert to_pinecone(node) == {
         "$and": [
             {
                 "$and": [
@@ -41,7 +41,7 @@ def test_filter_is_checked_and_translated_once():
             {"role": {"$eq": "user"}},
         ]
     }
-    sql = f.to_sql(node, {"chatId": "chat_id", "createdAt": "created_at", "role": "role"})
+    sql = to_sql(node, {"chatId": "chat_id", "createdAt": "created_at", "role": "role"})
     assert sql == "((chat_id IN ('c1', 'c''2') AND (created_at >= 10.0 AND created_at <= 20.0)) AND role = 'user')"
 
 
@@ -231,8 +231,8 @@ def test_store_contract(store):
     assert store.query(ns, a[0].values, top_k=1)[0].metadata["title"] == "Renamed"
     store.delete(ns, [a[1].id, a[2].id, "msg:a#missing"])
     assert len(store.list_ids(ns, "msg:a#")) == 28
-    store.delete_chat(ns, "b")
-    store.delete_document(ns, "d1")
+    store.delete_prefix(ns, chat_prefix("b"))
+    store.delete_prefix(ns, document_prefix("d1"))
     assert store.list_ids(ns, "msg:b#") == [] and store.list_ids(ns, "doc:") == []
     stats = store.stats()
     assert stats["dimension"] == DIMENSION and stats["namespaces"]["user-u2"] == 2
@@ -294,7 +294,7 @@ def test_lancedb_builds_and_refreshes_an_ann_index(tmp_path):
     store.maintain([ns])
     assert store._partitions(table) == 4  # grew past twice the trained size: rebuilt with more partitions
     names = {index.name for index in table.list_indices()}
-    assert names == {"id_idx", "vector_p4"}
+    assert names == {"id_idx", "text_idx", "vector_p4"}  # and the full-text index of the embedded text
     hits = 0
     matrix = np.asarray(vectors)
     for probe in range(0, 900, 45):

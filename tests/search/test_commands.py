@@ -105,15 +105,32 @@ ENVIRONMENTS = [
         "local.SentenceTransformerEmbeddings",
         "lancedb.LanceDBVectorStore",
     ),
+    (
+        {"OPENAI_API_KEY": "sk", "MOOKTI_EMBEDDINGS": "local", "MOOKTI_VECTOR_STORE": "pinecone"},
+        "local.SentenceTransformerEmbeddings",
+        "pinecone.PineconeVectorStore",
+    ),
+    (
+        {"MOOKTI_EMBEDDINGS": "storage.search.embeddings.openai.OpenAIEmbeddings"},
+        "openai.OpenAIEmbeddings",
+        "lancedb.LanceDBVectorStore",
+    ),
 ]
 # Reads the settings module once per environment in one fresh process (no Django setup needed).
 CHOOSE = """
 import importlib, json, os, sys
+from mookti.backends import backend_config
+from storage.search.embeddings import Embeddings
+from storage.search.vectors import VectorStore
 base = dict(os.environ)
 for extra in json.loads(sys.argv[1]):
     os.environ.clear(); os.environ.update(base); os.environ.update(extra)
     module = importlib.reload(importlib.import_module("mookti.settings"))
-    print(json.dumps([module.MOOKTI_EMBEDDINGS["BACKEND"], module.MOOKTI_VECTOR_STORE["BACKEND"]]))
+    chosen = [
+        backend_config("MOOKTI_EMBEDDINGS", module.MOOKTI_EMBEDDINGS, Embeddings)[0],
+        backend_config("MOOKTI_VECTOR_STORE", module.MOOKTI_VECTOR_STORE, VectorStore)[0],
+    ]
+    print(json.dumps(chosen))
 """
 
 

@@ -31,6 +31,11 @@ DEFAULT_QUERY_CACHE_TTL = 7 * 24 * 3600
 class Embeddings(ABC):
     """Turns texts into L2-normalised vectors of one model."""
 
+    #: the names ``MOOKTI_EMBEDDINGS`` accepts besides a dotted path
+    aliases = {
+        "local": "storage.search.embeddings.local.SentenceTransformerEmbeddings",
+        "openai": "storage.search.embeddings.openai.OpenAIEmbeddings",
+    }
     #: how many texts one call to the model handles well (the indexer batches by it)
     batch_size: int = 64
 

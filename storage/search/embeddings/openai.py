@@ -6,6 +6,10 @@ request exceeds them. Without a tokenizer download (none is reachable here) the 
 length is used as the token count: a BPE token (cl100k/o200k) is at least one byte, so it is an
 upper bound and never lets a request through that the API would reject for length.
 
+Options not given come from the environment: ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``,
+``OPENAI_EMBEDDING_MODEL`` (default ``text-embedding-3-small``), ``OPENAI_EMBEDDING_DIMENSIONS``,
+``OPENAI_EMBEDDING_ENCODING``.
+
 ``encoding_format`` is sent as ``"float"`` by default: several compatible servers (older vLLM,
 some gateways) do not implement ``"base64"``. With ``"base64"`` the vectors come back as
 little-endian float32 and are decoded here; ``None`` leaves the choice to the SDK.
@@ -27,6 +31,7 @@ KNOWN_DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 30
 MAX_INPUTS = 2048
 MAX_REQUEST_TOKENS = 300_000
 MAX_INPUT_TOKENS = 8191
+FROM_ENVIRONMENT = object()  # an option not given: read its environment variable
 
 
 def truncate_utf8(text: str, max_bytes: int) -> str:
@@ -54,11 +59,11 @@ def request_batches(texts: Sequence[str], max_inputs: int, max_tokens: int) -> I
 class OpenAIEmbeddings(Embeddings):
     def __init__(
         self,
-        model: str = "text-embedding-3-small",
+        model: str | None = None,
         dimensions: int | None = None,
         api_key: str | None = None,
         base_url: str | None = None,
-        encoding_format: str | None = "float",
+        encoding_format: str | object | None = FROM_ENVIRONMENT,
         max_retries: int = 2,
         timeout: float = 30.0,
         max_inputs: int = MAX_INPUTS,
@@ -67,10 +72,13 @@ class OpenAIEmbeddings(Embeddings):
         batch_size: int = 256,
         dimension: int | None = None,
     ) -> None:
+        if encoding_format is FROM_ENVIRONMENT:
+            encoding_format = os.environ.get("OPENAI_EMBEDDING_ENCODING") or "float"
         if encoding_format not in ("float", "base64", None):
             raise ValueError('encoding_format must be "float", "base64" or None.')
+        model = model or os.environ.get("OPENAI_EMBEDDING_MODEL") or "text-embedding-3-small"
         self.model = model
-        self.dimensions = dimensions
+        self.dimensions = dimensions or int(os.environ.get("OPENAI_EMBEDDING_DIMENSIONS") or 0) or None
         self.api_key = api_key or os.environ.get("OPENAI_API_KEY") or ""
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         self.encoding_format = encoding_format
@@ -80,7 +88,7 @@ class OpenAIEmbeddings(Embeddings):
         self.max_request_tokens = max_request_tokens
         self.max_input_tokens = max_input_tokens
         self.batch_size = batch_size
-        self._dimension = dimension or dimensions or KNOWN_DIMENSIONS.get(model)
+        self._dimension = dimension or self.dimensions or KNOWN_DIMENSIONS.get(model)
         self._client = PerProcess(self._connect)
 
     @property

@@ -36,6 +36,8 @@ class VectorRecord:
     id: str
     values: list[float]
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: the embedded text, for the store's keyword side (LanceDB's full-text index, Pinecone's sparse values)
+    text: str = ""
 
 
 @dataclass
@@ -47,7 +49,16 @@ class Match:
 
 
 class VectorStore(ABC):
-    """Upsert, query with a metadata filter, delete (ids, chat, document, namespace), stats."""
+    """Upsert, query with a metadata filter, delete (ids, chat, document, namespace), stats.
+
+    Each backend translates the checked filter tree (:mod:`.filters`) into its own language.
+    """
+
+    #: the names ``MOOKTI_VECTOR_STORE`` accepts besides a dotted path
+    aliases = {
+        "lancedb": "storage.search.vectors.lancedb.LanceDBVectorStore",
+        "pinecone": "storage.search.vectors.pinecone.PineconeVectorStore",
+    }
 
     #: records per write request
     max_batch: int = 1000
@@ -61,9 +72,17 @@ class VectorStore(ABC):
 
     @abstractmethod
     def query(
-        self, namespace: str, vector: Sequence[float], *, top_k: int = 10, filter: Filter | None = None
+        self,
+        namespace: str,
+        vector: Sequence[float],
+        *,
+        top_k: int = 10,
+        filter: Filter | None = None,
+        text: str | None = None,
     ) -> list[Match]:
-        """Best matches first; ``score`` is cosine similarity (higher is closer)."""
+        """Best matches first. Without ``text``, ``score`` is cosine similarity; with it, the store's
+        hybrid score: cosine plus a bounded keyword bonus (rare exact terms rank first, paraphrases
+        keep their order), see :mod:`storage.search.hybrid`."""
 
     @abstractmethod
     def delete(self, namespace: str, ids: Sequence[str]) -> None: ...
@@ -72,11 +91,9 @@ class VectorStore(ABC):
     def list_ids(self, namespace: str, prefix: str) -> list[str]:
         """Every record id in ``namespace`` that starts with ``prefix``."""
 
-    def delete_chat(self, namespace: str, chat_id: str) -> None:
-        self.delete(namespace, self.list_ids(namespace, chat_prefix(chat_id)))
-
-    def delete_document(self, namespace: str, document_id: str) -> None:
-        self.delete(namespace, self.list_ids(namespace, document_prefix(document_id)))
+    def delete_prefix(self, namespace: str, prefix: str) -> None:
+        """Every record whose id starts with ``prefix`` (a chat's, a document's)."""
+        self.delete(namespace, self.list_ids(namespace, prefix))
 
     @abstractmethod
     def delete_namespace(self, namespace: str) -> None: ...
@@ -111,6 +128,18 @@ def document_vector_id(document_id: str, chunk: int) -> str:
     return f"doc:{document_id}#{chunk}"
 
 
+def message_chunk_id(chat_id: str, message_id: str, chunk: int) -> str:
+    """A message's first record is ``msg:{chatId}#{messageId}``, a long message's next ones ``…:{n}``."""
+    base = message_vector_id(chat_id, message_id)
+    return base if chunk == 0 else f"{base}:{chunk}"
+
+
+def record_base(vector_id: str) -> str:
+    """The first record's id of a message chunk's id (ids never contain ':' after the '#')."""
+    head, _, item = vector_id.partition("#")
+    return f"{head}#{item.partition(':')[0]}" if item else vector_id
+
+
 def chat_prefix(chat_id: str) -> str:
     return f"msg:{chat_id}#"
 
@@ -121,7 +150,7 @@ def document_prefix(document_id: str) -> str:
 
 def parse_vector_id(vector_id: str) -> tuple[str, str, str]:
     """``(kind, parent id, item)``: ("message", chatId, messageId) or ("document", documentId, chunk)."""
-    head, _, item = vector_id.partition("#")
+    head, _, item = record_base(vector_id).partition("#")
     kind, _, parent = head.partition(":")
     return {"msg": "message", "doc": "document"}.get(kind, kind), parent, item
 
@@ -154,8 +183,18 @@ def clean_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- model and dimension recorded with the index -----------------------------------------------
+# What the records hold besides the vector; a change (2: the text for keywords, chunked messages
+# with their chat's title) makes a process refuse an index of the older layout until `reindex`.
+LAYOUT = "2"
+
+
 def index_identity(embeddings: Any, store: VectorStore) -> dict[str, str]:
-    return {"model": embeddings.model_id, "dimension": str(embeddings.dimension), "store": store.describe()}
+    return {
+        "model": embeddings.model_id,
+        "dimension": str(embeddings.dimension),
+        "store": store.describe(),
+        "layout": LAYOUT,
+    }
 
 
 def check_index(embeddings: Any, store: VectorStore, *, claim: bool = False) -> dict[str, str]:
@@ -182,12 +221,18 @@ def check_index(embeddings: Any, store: VectorStore, *, claim: bool = False) -> 
         if claim:
             client.hset(keys.vector_index_meta(), mapping=wanted)
         return wanted
-    for name in ("model", "dimension", "store"):
+    for name in ("model", "dimension", "store", "layout"):
         if recorded.get(name) != wanted[name]:
             raise IndexMismatch(
                 f"The vector index was built with {recorded.get('model')} ({recorded.get('dimension')} dimensions) "
                 f"in {recorded.get('store')}; this process uses {wanted['model']} ({wanted['dimension']} dimensions) "
-                f"in {wanted['store']}. Run `manage.py reindex` to rebuild the index for the new settings."
+                f"in {wanted['store']}"
+                + (
+                    ""
+                    if recorded.get("layout") == LAYOUT
+                    else f" (record layout {recorded.get('layout', '1')}, now {LAYOUT})"
+                )
+                + ". Run `manage.py reindex` to rebuild the index for the new settings."
             )
     return recorded
 

@@ -1,9 +1,10 @@
-"""Metadata filters: Pinecone's filter language, checked once and translated for each backend.
+"""Metadata filters: Pinecone's filter language, checked once into a tree each backend translates.
 
 The accepted subset: ``$eq $ne $in $nin`` on the string fields, ``$eq $gt $gte $lt $lte`` on
 ``createdAt`` (epoch seconds), ``$and``/``$or`` lists, and the shorthand ``{"field": value}``
 for ``$eq``. Several keys in one object are ANDed, as in Pinecone. :func:`parse` rejects anything
-else with :class:`FilterError`, so a backend never sees a filter it would read differently.
+else with :class:`FilterError`, so a backend never sees a filter it would read differently. Each
+backend module translates the tree (:class:`Compare`, :class:`Combine`) into its own language.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ NUMBER_OPS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte")
 LIST_OPS = ("$in", "$nin")
 MAX_VALUES = 1000
 MAX_STRING = 512
-SQL_OPS = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 
 
 class FilterError(ValueError):
@@ -99,33 +99,3 @@ def all_of(*filters: Filter | None) -> Filter | None:
     if not present:
         return None
     return present[0] if len(present) == 1 else Combine("$and", present)
-
-
-def to_pinecone(node: Filter | None) -> dict[str, Any] | None:
-    """The canonical Pinecone JSON of a checked filter."""
-    if node is None:
-        return None
-    if isinstance(node, Combine):
-        return {node.op: [to_pinecone(part) for part in node.parts]}
-    value = list(node.value) if isinstance(node.value, tuple) else node.value
-    return {node.field: {node.op: value}}
-
-
-def _sql_literal(value: Any) -> str:
-    if isinstance(value, float):
-        return repr(value)
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def to_sql(node: Filter | None, columns: dict[str, str]) -> str | None:
-    """A SQL predicate (LanceDB/DataFusion) of a checked filter; ``columns`` maps field -> column."""
-    if node is None:
-        return None
-    if isinstance(node, Combine):
-        joiner = " AND " if node.op == "$and" else " OR "
-        return "(" + joiner.join(to_sql(part, columns) for part in node.parts) + ")"  # type: ignore[misc]
-    column = columns[node.field]
-    if node.op in LIST_OPS:
-        values = ", ".join(_sql_literal(v) for v in node.value)
-        return f"{column} {'IN' if node.op == '$in' else 'NOT IN'} ({values})"
-    return f"{column} {SQL_OPS[node.op]} {_sql_literal(node.value)}"

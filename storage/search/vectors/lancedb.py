@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -25,12 +26,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import pyarrow as pa
 from django.conf import settings
 
 from mookti.backends import BackendRejected, BackendUnavailable, PerProcess
-from storage.search.vectors import Match, VectorRecord, VectorStore, chat_prefix, document_prefix
-from storage.search.vectors.filters import Filter, to_sql
+from storage.search.hybrid import edits_allowed, fuse, keyword_weight, query_terms
+from storage.search.vectors import Match, VectorRecord, VectorStore
+from storage.search.vectors.filters import LIST_OPS, Combine, Filter
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -49,8 +52,32 @@ COLUMNS = {
 }
 STRING_COLUMNS = ("user_id", "chat_id", "message_id", "document_id", "role", "kind", "title", "snippet")
 VECTOR_INDEX_PREFIX = "vector_p"
+TEXT_COLUMN = "text"  # the embedded text, under the full-text (BM25) index
+TEXT_INDEX = "text_idx"
+RESULT_COLUMNS = ["id", *STRING_COLUMNS, "chunk", "created_at", "extra"]
 ID_INDEX = "id_idx"
 DELETE_BATCH = 500
+
+
+SQL_OPS = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+
+
+def _sql_literal(value: Any) -> str:
+    return repr(value) if isinstance(value, float) else _quote(str(value))
+
+
+def to_sql(node: Filter | None, columns: dict[str, str] = COLUMNS) -> str | None:
+    """A SQL predicate (DataFusion) of a checked filter; ``columns`` maps field -> column."""
+    if node is None:
+        return None
+    if isinstance(node, Combine):
+        joiner = " AND " if node.op == "$and" else " OR "
+        return "(" + joiner.join(to_sql(part, columns) for part in node.parts) + ")"  # type: ignore[misc]
+    column = columns[node.field]
+    if node.op in LIST_OPS:
+        values = ", ".join(_sql_literal(v) for v in node.value)
+        return f"{column} {'IN' if node.op == '$in' else 'NOT IN'} ({values})"
+    return f"{column} {SQL_OPS[node.op]} {_sql_literal(node.value)}"
 
 
 def table_name(namespace: str) -> str:
@@ -63,6 +90,7 @@ def schema(dimension: int) -> pa.Schema:
         [pa.field("id", pa.string(), nullable=False), pa.field("vector", pa.list_(pa.float32(), dimension))]
         + [pa.field(name, pa.string()) for name in STRING_COLUMNS]
         + [pa.field("chunk", pa.int32()), pa.field("created_at", pa.float64()), pa.field("extra", pa.string())]
+        + [pa.field(TEXT_COLUMN, pa.string())]
     )
 
 
@@ -86,6 +114,7 @@ class LanceDBVectorStore(VectorStore):
         keep_versions_seconds: float = 600.0,
         maintenance_retries: int = 5,
     ) -> None:
+        path = path or os.environ.get("MOOKTI_LANCEDB_PATH")
         self.path = Path(path) if path else Path(settings.DATA_DIR) / "lancedb"
         self.read_consistency = timedelta(seconds=read_consistency_seconds)
         self.ann_min_rows = ann_min_rows
@@ -173,6 +202,7 @@ class LanceDBVectorStore(VectorStore):
                 else:
                     columns[column].append(None if value is None else float(value))
             columns["extra"].append(json.dumps(metadata, ensure_ascii=False) if metadata else "")
+            columns[TEXT_COLUMN].append(record.text)
         return pa.table(columns, schema=schema(dimension))
 
     def upsert(self, namespace: str, records: Sequence[VectorRecord]) -> None:
@@ -186,6 +216,7 @@ class LanceDBVectorStore(VectorStore):
             try:
                 table = self._guard(lambda: self.db.create_table(name, data=data))
                 self._tables[name] = table
+                self._guard(lambda: self._create_text_index(table))
                 return
             except BackendRejected:
                 table = self._table(namespace)  # created meanwhile by another writer
@@ -204,16 +235,10 @@ class LanceDBVectorStore(VectorStore):
             batch = ", ".join(_quote(i) for i in ids[start : start + DELETE_BATCH])
             self._guard(lambda b=batch: table.delete(f"id IN ({b})"))
 
-    def delete_chat(self, namespace: str, chat_id: str) -> None:
-        self._delete_where(namespace, f"starts_with(id, {_quote(chat_prefix(chat_id))})")
-
-    def delete_document(self, namespace: str, document_id: str) -> None:
-        self._delete_where(namespace, f"starts_with(id, {_quote(document_prefix(document_id))})")
-
-    def _delete_where(self, namespace: str, predicate: str) -> None:
+    def delete_prefix(self, namespace: str, prefix: str) -> None:
         table = self._table(namespace)
         if table is not None:
-            self._guard(lambda: table.delete(predicate))
+            self._guard(lambda: table.delete(f"starts_with(id, {_quote(prefix)})"))
 
     def delete_namespace(self, namespace: str) -> None:
         self._guard(lambda: self.db.drop_table(table_name(namespace), ignore_missing=True))
@@ -221,32 +246,81 @@ class LanceDBVectorStore(VectorStore):
 
     # --- reads (web processes) ----------------------------------------------------------------
     def query(
-        self, namespace: str, vector: Sequence[float], *, top_k: int = 10, filter: Filter | None = None
+        self,
+        namespace: str,
+        vector: Sequence[float],
+        *,
+        top_k: int = 10,
+        filter: Filter | None = None,
+        text: str | None = None,
     ) -> list[Match]:
         table = self._table(namespace)
         if table is None:
             return []
-        where = to_sql(filter, COLUMNS)
-        partitions = self._partitions(table)
+        try:
+            return self._query(table, namespace, vector, top_k, filter, text)
+        except BackendUnavailable:
+            self._forget(namespace)  # the table may have been dropped and re-created: reopen once
+            table = self._table(namespace)
+            return self._query(table, namespace, vector, top_k, filter, text) if table is not None else []
 
-        def run() -> list[dict[str, Any]]:
-            search = table.search([float(x) for x in vector]).distance_type("cosine").limit(top_k)
-            search = search.select(["id", *STRING_COLUMNS, "chunk", "created_at", "extra", "_distance"])
+    def _query(
+        self, table: Any, namespace: str, vector: Sequence[float], top_k: int, filter: Filter | None, text: str | None
+    ) -> list[Match]:
+        where = to_sql(filter)
+        indices = self._guard(table.list_indices)
+        partitions = self._partitions(table, indices)
+        query = [float(x) for x in vector]
+
+        def semantic() -> list[dict[str, Any]]:
+            search = table.search(query).distance_type("cosine").limit(top_k).select([*RESULT_COLUMNS, "_distance"])
             if partitions:
                 search = search.nprobes(self.nprobes(partitions)).ef(self.ef).refine_factor(self.refine_factor)
             if where:
                 search = search.where(where, prefilter=True)
             return search.to_list()
 
-        try:
-            rows = self._guard(run)
-        except BackendUnavailable:
-            self._forget(namespace)  # the table may have been dropped and re-created: reopen once
-            table = self._table(namespace)
-            if table is None:
-                return []
-            rows = self._guard(run)
-        return [Match(row["id"], 1.0 - float(row["_distance"]), self._metadata(row), namespace) for row in rows]
+        rows = self._guard(semantic)
+        scored = {row["id"]: (1.0 - float(row["_distance"]), 0.0, row) for row in rows}
+        words = query_terms(text or "")
+        if words and any(index.name == TEXT_INDEX for index in indices):
+            keyword_rows = self._guard(lambda: self._keyword_search(table, words, top_k, where))
+            best = max((float(row["_score"]) for row in keyword_rows), default=0.0)
+            for row in keyword_rows:
+                cosine = scored[row["id"]][0] if row["id"] in scored else float(np.dot(query, row["vector"]))
+                scored[row["id"]] = (cosine, float(row["_score"]) / best if best > 0 else 0.0, row)
+        weight = keyword_weight()
+        matches = [
+            Match(vid, fuse(cosine, keyword, weight), self._metadata(row), namespace)
+            for vid, (cosine, keyword, row) in scored.items()
+        ]
+        matches.sort(key=lambda m: m.score, reverse=True)
+        return matches[:top_k]
+
+    @staticmethod
+    def _keyword_search(table: Any, words: list[str], top_k: int, where: str | None) -> list[dict[str, Any]]:
+        """BM25 over the embedded text: each term exactly, and with a few edits (typos) at half weight."""
+        from lancedb.query import BooleanQuery, MatchQuery, Occur
+
+        parts = []
+        for word in words:
+            parts.append((Occur.SHOULD, MatchQuery(word, TEXT_COLUMN)))
+            if edits_allowed(word):
+                fuzzy = MatchQuery(word, TEXT_COLUMN, fuzziness=edits_allowed(word), boost=0.5, prefix_length=1)
+                parts.append((Occur.SHOULD, fuzzy))
+        search = table.search(BooleanQuery(parts), query_type="fts").limit(top_k)
+        search = search.select([*RESULT_COLUMNS, "vector", "_score"])
+        if where:
+            search = search.where(where, prefilter=True)
+        return search.to_list()
+
+    @staticmethod
+    def _create_text_index(table: Any) -> None:
+        """BM25 over the embedded text; no stemming, so a term's edits are counted on the word as written."""
+        from lancedb.index import FTS
+
+        config = FTS(stem=False, remove_stop_words=True, ascii_folding=True, lower_case=True)
+        table.create_index(TEXT_COLUMN, config=config, name=TEXT_INDEX, replace=True)
 
     @staticmethod
     def _metadata(row: dict[str, Any]) -> dict[str, Any]:
@@ -291,9 +365,9 @@ class LanceDBVectorStore(VectorStore):
 
     # --- upkeep (the indexer) -----------------------------------------------------------------
     @staticmethod
-    def _partitions(table: Any) -> int:
+    def _partitions(table: Any, indices: Sequence[Any] | None = None) -> int:
         """Partitions of the table's ANN index (0 = none yet: exact search)."""
-        for index in table.list_indices():
+        for index in table.list_indices() if indices is None else indices:
             if index.name.startswith(VECTOR_INDEX_PREFIX):
                 return int(index.name[len(VECTOR_INDEX_PREFIX) :])
         return 0
@@ -310,6 +384,8 @@ class LanceDBVectorStore(VectorStore):
 
         rows = table.count_rows()
         indices = {index.name for index in table.list_indices()}
+        if TEXT_INDEX not in indices:
+            self._create_text_index(table)
         if rows >= self.id_index_min_rows and ID_INDEX not in indices:
             table.create_index("id", config=BTree(), name=ID_INDEX)  # merge_insert and deletes by id
         current = self._partitions(table)

@@ -1,8 +1,12 @@
 """Pinecone through the official SDK (v10), classic vector endpoints of an existing index.
 
 The index is created outside the app (console or IaC, with the embedding model's dimension and
-the cosine metric); the app only speaks the data plane at ``host``: upsert, query, list, delete,
-describe_index_stats. One namespace per user; learning-content namespaces are read-only here.
+the ``dotproduct`` metric, which sparse-dense records need; the dense vectors are unit length, so
+their dot product is the cosine). Records carry sparse values of their text from the local encoder
+(:mod:`storage.search.hybrid`) and a query sends its own, scaled by the keyword weight, so
+Pinecone's score is the fused hybrid score. ``hybrid=False`` (``PINECONE_HYBRID=false``) keeps a
+dense-only index of the cosine metric working. The app only speaks the data plane at ``host``:
+upsert, query, list, delete, describe_index_stats. One namespace per user plus the learning ones.
 
 Retries: the v10 SDK's REST transport retries data-plane calls itself, with a fixed policy
 (``RetryConfig()`` defaults; ``Pinecone(retry_config=...)`` only reaches the control plane and gRPC):
@@ -23,8 +27,9 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from mookti.backends import BackendRejected, BackendUnavailable, PerProcess
+from storage.search.hybrid import keyword_weight, sparse_vector
 from storage.search.vectors import Match, VectorRecord, VectorStore
-from storage.search.vectors.filters import Filter, to_pinecone
+from storage.search.vectors.filters import Combine, Filter
 
 T = TypeVar("T")
 MAX_RECORDS = 1000
@@ -33,19 +38,34 @@ REQUEST_BYTES_MARGIN = 64 * 1024
 DEFAULT_NAMESPACE = "__default__"
 
 
-def record_json(record: VectorRecord) -> dict[str, Any]:
+def to_pinecone(node: Filter | None) -> dict[str, Any] | None:
+    """Pinecone's filter JSON of a checked filter (its own language: the tree maps one to one)."""
+    if node is None:
+        return None
+    if isinstance(node, Combine):
+        return {node.op: [to_pinecone(part) for part in node.parts]}
+    value = list(node.value) if isinstance(node.value, tuple) else node.value
+    return {node.field: {node.op: value}}
+
+
+def record_json(record: VectorRecord, hybrid: bool = True) -> dict[str, Any]:
     body: dict[str, Any] = {"id": record.id, "values": [float(x) for x in record.values]}
+    sparse = sparse_vector(record.text) if hybrid and record.text else None
+    if sparse:
+        body["sparse_values"] = sparse
     if record.metadata:
         body["metadata"] = record.metadata
     return body
 
 
-def upsert_batches(records: Sequence[VectorRecord], max_records: int, max_bytes: int) -> Iterator[list[dict]]:
+def upsert_batches(
+    records: Sequence[VectorRecord], max_records: int, max_bytes: int, hybrid: bool = True
+) -> Iterator[list[dict]]:
     """Groups of records within the record count and (JSON) request size limits."""
     batch: list[dict[str, Any]] = []
     size = 0
     for record in records:
-        body = record_json(record)
+        body = record_json(record, hybrid)
         cost = len(json.dumps(body, separators=(",", ":")).encode()) + 1
         if batch and (len(batch) >= max_records or size + cost > max_bytes):
             yield batch
@@ -65,6 +85,7 @@ class PineconeVectorStore(VectorStore):
         max_records: int = MAX_RECORDS,
         max_request_bytes: int = MAX_REQUEST_BYTES - REQUEST_BYTES_MARGIN,
         additional_headers: dict[str, str] | None = None,
+        hybrid: bool | None = None,
     ) -> None:
         self.api_key = api_key or os.environ.get("PINECONE_API_KEY") or ""
         self.host = host or os.environ.get("PINECONE_INDEX_HOST") or ""
@@ -74,10 +95,13 @@ class PineconeVectorStore(VectorStore):
         self.max_batch = max_records
         self.max_request_bytes = max_request_bytes
         self.additional_headers = additional_headers
+        if hybrid is None:
+            hybrid = os.environ.get("PINECONE_HYBRID", "true").lower() not in ("0", "false", "no", "off")
+        self.hybrid = hybrid
         self._index = PerProcess(self._connect)
 
     def describe(self) -> str:
-        return f"pinecone:{self.host}"
+        return f"pinecone:{self.host}" + ("" if self.hybrid else "#dense")
 
     @property
     def index(self) -> Any:
@@ -118,16 +142,27 @@ class PineconeVectorStore(VectorStore):
             raise BackendUnavailable(f"Pinecone failed: {exc}") from exc
 
     def upsert(self, namespace: str, records: Sequence[VectorRecord]) -> None:
-        for batch in upsert_batches(records, self.max_batch, self.max_request_bytes):
+        for batch in upsert_batches(records, self.max_batch, self.max_request_bytes, self.hybrid):
             self._call(lambda b=batch: self.index.upsert(vectors=b, namespace=namespace, show_progress=False))
 
     def query(
-        self, namespace: str, vector: Sequence[float], *, top_k: int = 10, filter: Filter | None = None
+        self,
+        namespace: str,
+        vector: Sequence[float],
+        *,
+        top_k: int = 10,
+        filter: Filter | None = None,
+        text: str | None = None,
     ) -> list[Match]:
+        sparse = sparse_vector(text, query=True) if self.hybrid and text else None
+        if sparse:  # Pinecone's score is then dense·dense + sparse·sparse: the fused score
+            weight = keyword_weight()
+            sparse["values"] = [weight * value for value in sparse["values"]]
         response = self._call(
             lambda: self.index.query(
                 top_k=top_k,
                 vector=[float(x) for x in vector],
+                sparse_vector=sparse,
                 namespace=namespace,
                 filter=to_pinecone(filter),
                 include_metadata=True,
