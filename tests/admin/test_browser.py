@@ -204,6 +204,9 @@ def production_server(tmp_path_factory) -> Iterator[str]:
         "DJANGO_DEBUG": "0",
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(48),
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        # plain HTTP on loopback: no TLS proxy in front, so no HTTPS redirect or HTTPS-only cookies
+        "DJANGO_SECURE_SSL_REDIRECT": "0",
+        "DJANGO_SECURE_COOKIES": "0",
         "MOOKTI_DATA_DIR": str(data_dir),
         "REDIS_URL": settings.REDIS_URL,
         "MOOKTI_REDIS_PREFIX": settings.MOOKTI_REDIS_PREFIX,
