@@ -1,8 +1,8 @@
 """Search in the staff admin: the semantic search page, reindex, the indexer and vector-store panels.
 
 Registered with :mod:`storage.staff.registry` (imported by the admin's autodiscovery of ``staff``
-modules), so the admin does not import search. This is search's own maintenance module: it may
-read search's keys (the index's recorded model); chat data comes through the storage managers.
+modules), so the admin does not import search. It reads through search's own functions (the
+index's recorded model, the indexer's metrics) and the storage managers, never the Redis client.
 """
 
 from __future__ import annotations
@@ -15,12 +15,10 @@ from django.urls import reverse
 
 from mookti.backends import BackendError
 from mookti.errors import DomainError, Unavailable
-from mookti.redis import get_redis
 from storage.managers import inspection, users
-from storage.search import keys
 from storage.search import kinds as searchable
 from storage.search.indexer import dead_letters, index_metrics, rebuild_user, retry_dead_letters
-from storage.search.vectors import get_vector_store, learning_namespaces, user_namespace
+from storage.search.vectors import get_vector_store, learning_namespaces, recorded_index, user_namespace
 from storage.staff import registry
 from storage.staff.audit import audit
 from storage.staff.views.common import (
@@ -108,7 +106,7 @@ def backends() -> dict[str, Any]:
     """What search runs on, without loading the model: the configured classes and the index's record."""
     configured = settings.MOOKTI_EMBEDDINGS
     model = configured.get("OPTIONS", {}).get("model") or configured.get("OPTIONS", {}).get("model_name") or ""
-    meta = get_redis().hgetall(keys.vector_index_meta())
+    meta = recorded_index()
     embeddings = f"{configured['BACKEND'].rsplit('.', 1)[-1]}{f' ({model})' if model else ''}"
     if meta:
         embeddings += f"; index built with {meta.get('model')}, {meta.get('dimension')} dimensions"

@@ -240,3 +240,8 @@ def check_index(embeddings: Any, store: VectorStore, *, claim: bool = False) -> 
 def record_index(embeddings: Any, store: VectorStore) -> None:
     """Record this process's model as the index's (``reindex`` after rebuilding)."""
     get_redis().hset(keys.vector_index_meta(), mapping=index_identity(embeddings, store))
+
+
+def recorded_index() -> dict[str, str]:
+    """The model and dimension the index was built with (empty before the first build)."""
+    return get_redis().hgetall(keys.vector_index_meta())
