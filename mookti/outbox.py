@@ -17,3 +17,8 @@ from mookti.redis import Write
 def stage(write: Write, op: str, **fields: Any) -> None:
     entry = {"op": op, **{name: str(value) for name, value in fields.items() if value is not None}}
     write.step(lambda p: p.xadd(keys.outbox(), entry))
+
+
+def stream() -> str:
+    """The outbox stream's name, for its consumers (the search indexer's consumer group)."""
+    return keys.outbox()

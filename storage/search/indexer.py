@@ -38,7 +38,7 @@ from typing import Any
 import redis
 from django.conf import settings
 
-from mookti import keys as mookti_keys
+from mookti import outbox
 from mookti.backends import BackendError, BackendUnavailable, IndexMismatch
 from mookti.ids import now_us
 from mookti.redis import Write, get_redis, pipeline, register_script
@@ -125,7 +125,7 @@ class Indexer:
         self.client = get_redis()
         # the blocking reads wait up to BLOCK_MS, longer than the usual client's reply timeout
         self.reader = get_redis(read_timeout=self.options["BLOCK_MS"] / 1000 + 10)
-        self.stream = mookti_keys.outbox()
+        self.stream = outbox.stream()
         self._retry: dict[str, Entry] = {}
         self._outage_until = 0.0
         self._outage_delay = 0.0
@@ -479,7 +479,7 @@ class Indexer:
 def ensure_group(client: Any = None) -> None:
     client = client or get_redis()
     try:
-        client.xgroup_create(mookti_keys.outbox(), GROUP, id="0", mkstream=True)
+        client.xgroup_create(outbox.stream(), GROUP, id="0", mkstream=True)
     except redis.ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
@@ -487,7 +487,7 @@ def ensure_group(client: Any = None) -> None:
 
 def _group_info(client: Any) -> dict[str, Any] | None:
     try:
-        groups = client.xinfo_groups(mookti_keys.outbox())
+        groups = client.xinfo_groups(outbox.stream())
     except redis.ResponseError:  # no stream yet
         return None
     return next((g for g in groups if g.get("name") == GROUP), None)
@@ -497,7 +497,7 @@ def index_metrics() -> dict[str, Any]:
     """Lag (entries not yet read by any indexer), pending (read, not acked), dead letters, consumers."""
     client = get_redis()
     pipe = pipeline()
-    pipe.xlen(mookti_keys.outbox())
+    pipe.xlen(outbox.stream())
     pipe.xlen(search_keys.outbox_dead())
     length, dead = pipe.execute()
     group = _group_info(client)
@@ -505,10 +505,10 @@ def index_metrics() -> dict[str, Any]:
         return {"lag": length, "pending": 0, "dead": dead, "consumers": 0, "oldestPendingSeconds": 0}
     lag = group.get("lag")
     if lag is None:  # Redis cannot tell after some deletions: count what follows the last delivered id
-        lag = len(client.xrange(mookti_keys.outbox(), f"({group['last-delivered-id']}", "+", count=100_000))
+        lag = len(client.xrange(outbox.stream(), f"({group['last-delivered-id']}", "+", count=100_000))
     oldest = 0.0
     if group.get("pending"):
-        summary = client.xpending(mookti_keys.outbox(), GROUP)
+        summary = client.xpending(outbox.stream(), GROUP)
         first = summary.get("min")
         if first:
             oldest = max(0.0, time.time() - int(first.split("-")[0]) / 1000)
@@ -524,7 +524,7 @@ def index_metrics() -> dict[str, Any]:
 def _live_consumers(client: Any) -> int:
     """Consumers that read within ``CLAIM_IDLE_MS`` (a stopped indexer's name lingers in the group)."""
     idle_limit = indexer_options()["CLAIM_IDLE_MS"]
-    consumers = client.xinfo_consumers(mookti_keys.outbox(), GROUP)
+    consumers = client.xinfo_consumers(outbox.stream(), GROUP)
     return sum(1 for consumer in consumers if int(consumer.get("idle", 0)) < idle_limit)
 
 
@@ -536,11 +536,11 @@ def trim_outbox(client: Any = None) -> None:
         return
     floor = group["last-delivered-id"]
     if group.get("pending"):
-        first = client.xpending(mookti_keys.outbox(), GROUP).get("min")
+        first = client.xpending(outbox.stream(), GROUP).get("min")
         if first and _id_key(first) < _id_key(floor):
             floor = first
     if floor and floor != "0-0":
-        client.xtrim(mookti_keys.outbox(), minid=floor, approximate=True)
+        client.xtrim(outbox.stream(), minid=floor, approximate=True)
 
 
 def _id_key(entry_id: str) -> tuple[int, int]:
@@ -565,7 +565,7 @@ def retry_dead_letters(ids: list[str] | None = None) -> int:
     for dead_id, fields in items:
         original = {k: v for k, v in fields.items() if k not in ("entryId", "error", "attempts", "failedAt")}
         write = Write()
-        write.step(lambda p, o=original: p.xadd(mookti_keys.outbox(), o))
+        write.step(lambda p, o=original: p.xadd(outbox.stream(), o))
         write.step(lambda p, d=dead_id: p.xdel(search_keys.outbox_dead(), d))
         write.execute()
         retried += 1
