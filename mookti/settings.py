@@ -149,7 +149,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["storage.api.permissions.IsMooktiUser"],
     "DEFAULT_RENDERER_CLASSES": [
-        "rest_framework.renderers.JSONRenderer",
+        "mookti.api.parsers.FastJSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "DEFAULT_PARSER_CLASSES": ["mookti.api.parsers.StrictJSONParser", "rest_framework.parsers.MultiPartParser"],
@@ -195,6 +195,10 @@ SECURE_HSTS_PRELOAD = env.bool("DJANGO_HSTS_PRELOAD", default=False)
 _proxy_ssl_header = env.str("DJANGO_PROXY_SSL_HEADER", default="")
 if _proxy_ssl_header:
     SECURE_PROXY_SSL_HEADER = ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https")
+
+# Threads that run the (synchronous) API views in each web process (mookti/wsgi_bridge.py). They
+# overlap Redis waits; Python code itself runs one thread at a time, so more add little.
+MOOKTI_WEB_THREADS = env.int("MOOKTI_WEB_THREADS", default=4)
 
 # --- Live updates --------------------------------------------------------------------------
 MOOKTI_EVENTS_MAXLEN = env.int("MOOKTI_EVENTS_MAXLEN", default=1000)
