@@ -49,13 +49,15 @@ INSTALLED_APPS = [
     "gamification",
 ]
 
+# Sessions, CSRF, auth and messages run for the admin and browsers, not for token API requests
+# (mookti/middleware.py).
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "mookti.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "mookti.middleware.CsrfViewMiddleware",
+    "mookti.middleware.AuthenticationMiddleware",
+    "mookti.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
