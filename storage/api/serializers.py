@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
-from mookti.api.fields import IdField, StrictSerializer, TimestampField, known_timezones
+from mookti.api.fields import IdField, OutputSerializer, StrictSerializer, TimestampField, known_timezones
 from mookti.errors import PayloadTooLarge
 from storage.managers.chats import VISIBILITIES
 from storage.managers.documents import KINDS
@@ -82,7 +82,7 @@ class TokenOut(serializers.Serializer):
 
 
 # --- chats -------------------------------------------------------------------------------------
-class ChatOut(serializers.Serializer):
+class ChatOut(OutputSerializer):
     id = serializers.CharField()
     userId = serializers.CharField()
     title = serializers.CharField()
@@ -132,7 +132,7 @@ class StreamOut(serializers.Serializer):
 
 
 # --- messages ----------------------------------------------------------------------------------
-class MessageOut(serializers.Serializer):
+class MessageOut(OutputSerializer):
     id = serializers.CharField()
     chatId = serializers.CharField()
     role = serializers.CharField()
