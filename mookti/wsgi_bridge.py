@@ -37,8 +37,7 @@ class WSGIBridge:
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="http")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = tempfile.SpooledTemporaryFile(max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE, mode="w+b")
-        try:
+        with tempfile.SpooledTemporaryFile(max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE, mode="w+b") as body:
             while True:
                 message = await receive()
                 if message["type"] == "http.disconnect":
@@ -49,8 +48,6 @@ class WSGIBridge:
             body.seek(0)
             loop = asyncio.get_running_loop()
             status, headers, content = await loop.run_in_executor(self.executor, self.run, environ(scope, body))
-        finally:
-            body.close()
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 

@@ -10,6 +10,7 @@ from typing import Any
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.fields import _UnvalidatedField  # the child of a ListField/DictField without one
 
 from mookti.ids import ID_PATTERN, iso, to_us
 
@@ -83,7 +84,7 @@ class OutputSerializer(serializers.Serializer):
             plain = all(
                 f.source in (None, name) and not isinstance(f, serializers.SerializerMethodField) for name, f in fields
             )
-            cls._plan = tuple((name, f.to_representation) for name, f in fields) if plain else None
+            cls._plan = tuple((name, _renderer(f)) for name, f in fields) if plain else None
         return cls._plan
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
@@ -96,5 +97,15 @@ class OutputSerializer(serializers.Serializer):
                 value = instance[name]
             except KeyError:
                 return super().to_representation(instance)
-            out[name] = None if value is None else render(value)
+            out[name] = value if value is None or render is None else render(value)
         return out
+
+
+def _renderer(field: serializers.Field) -> Any:
+    """``field.to_representation``, or None where it would only copy a value decoded from JSON
+    (a list or dict field without a child type) or return the same string."""
+    if isinstance(field, serializers.ListField | serializers.DictField) and isinstance(field.child, _UnvalidatedField):
+        return None
+    if type(field) is serializers.CharField:
+        return str
+    return field.to_representation

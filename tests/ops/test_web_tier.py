@@ -46,7 +46,9 @@ def test_the_bridge_answers_413_for_a_big_body(server, alice, settings):
 
 
 def test_token_requests_get_no_session_or_csrf_cookie_and_the_admin_still_does(server, alice):
-    request = urllib.request.Request(server.base + "/api/storage/chat", headers={"Authorization": f"Bearer {alice['token']}"})
+    request = urllib.request.Request(
+        server.base + "/api/storage/chat", headers={"Authorization": f"Bearer {alice['token']}"}
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.headers.get("Set-Cookie") is None
     with urllib.request.urlopen(server.base + "/admin/login/", timeout=10) as response:
@@ -64,8 +66,16 @@ def test_iso_matches_datetime_formatting():
 
 def test_output_serializers_answer_as_drf_does():
     chat = {"id": "c1", "userId": "u1", "title": "T", "visibility": "private", "createdAt": 1, "lastMessageAt": None}
-    message = {"id": "m", "chatId": "c", "role": "user", "parts": [{"type": "text"}], "attachments": [],
-               "content": "x", "createdAt": 1_764_633_600_123_000, "extra": "not shown"}
+    message = {
+        "id": "m",
+        "chatId": "c",
+        "role": "user",
+        "parts": [{"type": "text"}],
+        "attachments": [],
+        "content": "x",
+        "createdAt": 1_764_633_600_123_000,
+        "extra": "not shown",
+    }
     for cls, item in ((ChatOut, chat), (MessageOut, message)):
         plain = type("Plain", (serializers.Serializer,), dict(cls._declared_fields))
         assert cls([item, item], many=True).data == plain([item, item], many=True).data
