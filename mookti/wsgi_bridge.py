@@ -15,10 +15,12 @@ the worker thread and sent whole (no view streams).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import queue
 import sys
 import tempfile
+import threading
 from collections.abc import Awaitable, Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from django.conf import settings
@@ -34,7 +36,22 @@ class WSGIBridge:
 
     def __init__(self, app: WSGIApp, threads: int = 4) -> None:
         self.app = app
-        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="http")
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        for number in range(threads):
+            threading.Thread(target=self.work, name=f"http-{number + 1}", daemon=True).start()
+
+    def work(self) -> None:
+        """A worker thread: run requests and hand each result to its event loop (no executor
+        futures to chain: that chaining was the largest single cost left in the hand-off)."""
+        while True:
+            loop, future, env = self.jobs.get()
+            result, error = None, None
+            try:
+                result = self.run(env)
+            except BaseException as exc:  # handed to the awaiting request
+                error = exc
+            with contextlib.suppress(RuntimeError):  # the event loop closed meanwhile
+                loop.call_soon_threadsafe(_settle, future, result, error)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         with tempfile.SpooledTemporaryFile(max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE, mode="w+b") as body:
@@ -47,7 +64,9 @@ class WSGIBridge:
                     break
             body.seek(0)
             loop = asyncio.get_running_loop()
-            status, headers, content = await loop.run_in_executor(self.executor, self.run, environ(scope, body))
+            future = loop.create_future()
+            self.jobs.put((loop, future, environ(scope, body)))
+            status, headers, content = await future
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 
@@ -67,6 +86,15 @@ class WSGIBridge:
             if close is not None:
                 close()
         return started[0], started[1], content
+
+
+def _settle(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
+    if future.done():  # the request was cancelled (server shutting down)
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
 
 
 def _no_write(data: bytes) -> None:
