@@ -160,6 +160,7 @@ class Server:
             **os.environ,
             "DJANGO_SETTINGS_MODULE": settings_module,
             "DJANGO_DEBUG": "false",
+            "DJANGO_SECURE_SSL_REDIRECT": "false",  # plain HTTP on the loopback (production: behind TLS)
             "DJANGO_SECRET_KEY": secrets.token_urlsafe(48),
             "DJANGO_ALLOWED_HOSTS": f"{HOST},localhost",
             "REDIS_URL": redis_url,

@@ -8,11 +8,14 @@ API and sent back (e.g. "delete versions after") names exactly the same instant.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 # UUIDs, ULIDs, nanoids and similar short tokens: no braces, colons, whitespace or control chars.
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
@@ -61,16 +64,29 @@ def from_us(value: int | str) -> datetime:
     return datetime.fromtimestamp(value // 1_000_000, tz=UTC).replace(microsecond=value % 1_000_000)
 
 
+@functools.lru_cache(maxsize=4096)
+def _day(days: int) -> str:
+    """``YYYY-MM-DD`` of a day number since the epoch (a page of items spans few days: cached)."""
+    return date.fromordinal(_EPOCH_ORDINAL + days).isoformat()
+
+
 def iso(value: int | str | None) -> str | None:
-    """ISO-8601 UTC with millisecond precision and a Z, as JavaScript's Date.toISOString()."""
-    if value in (None, ""):
+    """ISO-8601 UTC with millisecond precision and a Z, as JavaScript's Date.toISOString().
+
+    Computed with integer arithmetic and a cached date: a page of 50 messages renders about 100
+    of these, and ``datetime.strftime`` was a tenth of the request (issue 16)."""
+    if value is None or value == "":
         return None
-    return rfc3339(value, digits=3)
+    seconds, micros = divmod(int(value), 1_000_000)
+    days, seconds = divmod(seconds, 86_400)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    return f"{_day(days)}T{hours:02d}:{minutes:02d}:{seconds:02d}.{micros // 1000:03d}Z"
 
 
 def rfc3339(value: int | str, digits: int = 6) -> str:
     """RFC 3339 UTC (always a four-digit year, unlike strftime's %Y before 1000) with ``digits``
-    fraction digits: 3 for the API (as JavaScript), 6 (exact) for exports."""
+    fraction digits: 6 (exact) for exports; the API renders with the faster :func:`iso`."""
     moment = from_us(value)
     fraction = f"{moment.microsecond:06d}"[:digits]
     return f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}.{fraction}Z"

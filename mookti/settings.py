@@ -50,14 +50,16 @@ INSTALLED_APPS = [
     "gamification",
 ]
 
+# Sessions, CSRF, auth and messages run for the admin and browsers, not for token API requests
+# (mookti/middleware.py).
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",  # /static/ (admin, API docs) in every mode
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "mookti.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "mookti.middleware.CsrfViewMiddleware",
+    "mookti.middleware.AuthenticationMiddleware",
+    "mookti.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -151,7 +153,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["storage.api.permissions.IsMooktiUser"],
     "DEFAULT_RENDERER_CLASSES": [
-        "rest_framework.renderers.JSONRenderer",
+        "mookti.api.parsers.FastJSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "DEFAULT_PARSER_CLASSES": ["mookti.api.parsers.StrictJSONParser", "rest_framework.parsers.MultiPartParser"],
@@ -212,6 +214,10 @@ SECURE_HSTS_PRELOAD = env.bool("DJANGO_HSTS_PRELOAD", default=False)
 _proxy_ssl_header = env.str("DJANGO_PROXY_SSL_HEADER", default="")
 if _proxy_ssl_header:
     SECURE_PROXY_SSL_HEADER = ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https")
+
+# Threads that run the (synchronous) API views in each web process (mookti/wsgi_bridge.py). They
+# overlap Redis waits; Python code itself runs one thread at a time, so more add little.
+MOOKTI_WEB_THREADS = env.int("MOOKTI_WEB_THREADS", default=4)
 
 # --- Live updates --------------------------------------------------------------------------
 MOOKTI_EVENTS_MAXLEN = env.int("MOOKTI_EVENTS_MAXLEN", default=1000)

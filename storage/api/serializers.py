@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
-from mookti.api.fields import IdField, StrictSerializer, TimestampField, known_timezones
+from mookti.api.fields import IdField, OutputSerializer, StrictSerializer, TimestampField, known_timezones
 from mookti.errors import PayloadTooLarge
 from storage.entities import Chat, Document, Message, Stream, Suggestion, User, Vote
 from storage.entities.base import Entity
@@ -41,7 +41,7 @@ def entity_out(name: str, entity: type[Entity]) -> type[serializers.Serializer]:
     """The output serializer of a stored entity: its public fields, in its order, timestamps
     (``...At``) as ISO-8601, so the field list lives in one place (``storage.entities``)."""
     fields = {field: _output_field(field, kind) for field, kind in entity.kinds() if field not in entity.PRIVATE}
-    return type(name, (serializers.Serializer,), {"__module__": __name__, **fields})
+    return type(name, (OutputSerializer,), {"__module__": __name__, **fields})
 
 
 # --- users -------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import uuid
 
 import pytest
 
@@ -66,13 +67,14 @@ def test_votes_and_streams_of_a_public_chat_are_owner_only(alice, bob, anon):
         api.post("/api/storage/vote", {"chatId": chat["id"], "messageId": message["id"], "type": "up"}).status_code
         == 200
     )
-    assert api.post(f"/api/storage/chat/{chat['id']}/streams", {"streamId": "s-1"}).status_code == 201
+    stream_id = f"s-{uuid.uuid4()}"  # stream ids are global: one per resumable response
+    assert api.post(f"/api/storage/chat/{chat['id']}/streams", {"streamId": stream_id}).status_code == 201
     for reader in (bob["api"], anon):
         assert reader.get(f"/api/storage/message?chatId={chat['id']}").status_code == 200  # messages stay public
         assert reader.get(f"/api/storage/vote?chatId={chat['id']}").status_code == 404
         assert reader.get(f"/api/storage/chat/{chat['id']}/streams").status_code == 404
     assert len(api.get(f"/api/storage/vote?chatId={chat['id']}").json()) == 1
-    assert [s["id"] for s in api.get(f"/api/storage/chat/{chat['id']}/streams").json()] == ["s-1"]
+    assert [s["id"] for s in api.get(f"/api/storage/chat/{chat['id']}/streams").json()] == [stream_id]
 
 
 # --- 5: numbers are not strings ----------------------------------------------------------------------
