@@ -7,10 +7,12 @@ import re
 from datetime import UTC, date, datetime
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from gamification.days import day_end_us, week_start
 from mookti.api.fields import IdField, StrictSerializer, TimestampField, known_timezones
+from mookti.api.schema import TIMESTAMP_IN
 from mookti.ids import to_us
 
 MAX_TITLE = 200
@@ -26,6 +28,12 @@ LATEST_DUE = datetime(2200, 1, 1, tzinfo=UTC)
 EARLIEST_DAY = date(2000, 1, 1)
 
 
+@extend_schema_field(
+    {
+        "description": "A plain date (the end of that day in the user's time zone), or a timestamp; before 2200.",
+        "anyOf": [{"type": "string", "format": "date"}, *TIMESTAMP_IN["anyOf"]],
+    }
+)
 class DueDateField(TimestampField):
     """A timestamp, or a plain date (``2025-03-01``): the end of that day in the user's timezone."""
 

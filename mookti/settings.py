@@ -49,6 +49,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "mookti.api.exceptions.JsonErrorsMiddleware",  # outermost: sees every /api/ error response
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -141,12 +142,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["storage.api.permissions.IsMooktiUser"],
-    "DEFAULT_RENDERER_CLASSES": [
-        "rest_framework.renderers.JSONRenderer",
-        "rest_framework.renderers.BrowsableAPIRenderer",
-    ],
-    "DEFAULT_PARSER_CLASSES": ["mookti.api.parsers.StrictJSONParser", "rest_framework.parsers.MultiPartParser"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # JSON only, whatever Accept says (no browsable API); multipart only where a view takes files.
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "mookti.api.schema.JSONFallbackNegotiation",
+    "DEFAULT_PARSER_CLASSES": ["mookti.api.parsers.StrictJSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "mookti.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "mookti.api.exceptions.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
@@ -159,7 +159,14 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "UserTypeEnum": "storage.managers.users.USER_TYPES",
         "VoteTypeEnum": ["up", "down"],
+        "VisibilityEnum": "storage.managers.chats.VISIBILITIES",
+        "RoleEnum": "storage.managers.messages.ROLES",
+        "DocumentKindEnum": "storage.managers.documents.KINDS",
     },
+    "ENUM_GENERATE_CHOICE_DESCRIPTION": False,
+    # Session cookies cannot act for a Mookti user: the API's only scheme is the bearer one.
+    "AUTHENTICATION_WHITELIST": ["storage.api.auth.BearerAuthentication"],
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "mookti.api.schema.postprocess"],
 }
 
 LANGUAGE_CODE = "en-us"

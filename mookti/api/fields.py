@@ -7,8 +7,6 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from mookti.ids import ID_PATTERN, iso, to_us
@@ -21,7 +19,6 @@ def known_timezones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())
 
 
-@extend_schema_field(OpenApiTypes.DATETIME)
 class TimestampField(serializers.Field):
     """Microseconds since the epoch inside, ISO-8601 UTC (``...Z``) outside.
 

@@ -6,10 +6,12 @@ import json
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from mookti.api.fields import IdField, StrictSerializer, TimestampField, known_timezones
 from mookti.errors import PayloadTooLarge
+from storage.api.schema import ATTACHMENT_SCHEMA, MESSAGE_PART_SCHEMA
 from storage.entities import Chat, Document, Message, Stream, Suggestion, User, Vote
 from storage.entities.base import Entity
 from storage.managers.chats import VISIBILITIES
@@ -37,15 +39,38 @@ def _output_field(name: str, kind: str) -> serializers.Field:
     return serializers.CharField(allow_null=optional)
 
 
-def entity_out(name: str, entity: type[Entity]) -> type[serializers.Serializer]:
+def entity_out(name: str, entity: type[Entity], **typed: serializers.Field) -> type[serializers.Serializer]:
     """The output serializer of a stored entity: its public fields, in its order, timestamps
-    (``...At``) as ISO-8601, so the field list lives in one place (``storage.entities``)."""
-    fields = {field: _output_field(field, kind) for field, kind in entity.kinds() if field not in entity.PRIVATE}
+    (``...At``) as ISO-8601, so the field list lives in one place (``storage.entities``);
+    ``typed`` gives the fields whose values are narrower than their Python type (enums, parts)."""
+    fields = {
+        field: typed.get(field) or _output_field(field, kind)
+        for field, kind in entity.kinds()
+        if field not in entity.PRIVATE
+    }
     return type(name, (serializers.Serializer,), {"__module__": __name__, **fields})
 
 
+@extend_schema_field(MESSAGE_PART_SCHEMA)
+class MessagePartField(serializers.DictField):
+    """One UI message part: any object with a string ``type`` (ai-chatbot's, or another kind)."""
+
+    default_error_messages = {"type": "A part is an object with a string 'type'."}
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        value = super().to_internal_value(data)
+        if not isinstance(value.get("type"), str):
+            self.fail("type")
+        return value
+
+
+@extend_schema_field(ATTACHMENT_SCHEMA)
+class AttachmentField(serializers.DictField):
+    """An attachment: free-form JSON, stored as sent."""
+
+
 # --- users -------------------------------------------------------------------------------------
-UserOut = entity_out("UserOut", User)
+UserOut = entity_out("UserOut", User, type=serializers.ChoiceField(USER_TYPES))
 
 
 class UserUpdateIn(StrictSerializer):
@@ -95,7 +120,7 @@ class TokenOut(serializers.Serializer):
 
 
 # --- chats -------------------------------------------------------------------------------------
-ChatOut = entity_out("ChatOut", Chat)
+ChatOut = entity_out("ChatOut", Chat, visibility=serializers.ChoiceField(VISIBILITIES))
 
 
 class ChatUpdateIn(StrictSerializer):
@@ -136,7 +161,13 @@ StreamOut = entity_out("StreamOut", Stream)
 
 
 # --- messages ----------------------------------------------------------------------------------
-MessageOut = entity_out("MessageOut", Message)
+MessageOut = entity_out(
+    "MessageOut",
+    Message,
+    role=serializers.ChoiceField(ROLES),
+    parts=serializers.ListField(child=MessagePartField()),
+    attachments=serializers.ListField(child=AttachmentField()),
+)
 
 
 def _check_message_size(attrs: dict[str, Any]) -> None:
@@ -150,8 +181,8 @@ def _check_message_size(attrs: dict[str, Any]) -> None:
 
 
 class MessageUpdateIn(StrictSerializer):
-    parts = serializers.ListField(child=serializers.DictField(), max_length=1000, required=False)
-    attachments = serializers.ListField(child=serializers.DictField(), max_length=100, required=False)
+    parts = serializers.ListField(child=MessagePartField(), max_length=1000, required=False)
+    attachments = serializers.ListField(child=AttachmentField(), max_length=100, required=False)
     content = serializers.CharField(allow_blank=True, required=False, trim_whitespace=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -218,13 +249,13 @@ class ChatIdQuery(StrictSerializer):
 
 
 # --- documents ---------------------------------------------------------------------------------
-DocumentOut = entity_out("DocumentOut", Document)
+DocumentOut = entity_out("DocumentOut", Document, kind=serializers.ChoiceField(KINDS))
 
 
 class DocumentSummaryOut(serializers.Serializer):
     id = serializers.CharField()
     title = serializers.CharField()
-    kind = serializers.CharField()
+    kind = serializers.ChoiceField(KINDS)
     createdAt = TimestampField()
     updatedAt = TimestampField()
 
@@ -251,6 +282,12 @@ class DocumentIn(StrictSerializer):
         return attrs
 
 
+class DocumentJsonIn(DocumentIn):
+    """saveDocument's JSON body: a file comes as multipart only (schema only; views validate DocumentIn)."""
+
+    file = None
+
+
 class DocumentPageOut(serializers.Serializer):
     documents = DocumentSummaryOut(many=True)
     hasMore = serializers.BooleanField()
@@ -258,6 +295,19 @@ class DocumentPageOut(serializers.Serializer):
 
 class TimestampQuery(StrictSerializer):
     timestamp = TimestampField(required=False)
+
+
+class DeletedCountOut(serializers.Serializer):
+    deletedCount = serializers.IntegerField(min_value=0)
+
+
+class DeletedMessagesOut(DeletedCountOut):
+    deletedIds = serializers.ListField(child=serializers.CharField())
+
+
+class MessageCountOut(serializers.Serializer):
+    count = serializers.IntegerField(min_value=0, help_text="The user's messages (role user) in the last `hours`.")
+    hours = serializers.IntegerField(min_value=1)
 
 
 class SuggestionIn(StrictSerializer):

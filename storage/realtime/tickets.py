@@ -134,6 +134,7 @@ class TicketView(APIView):
             )
         },
         summary="Ticket for /ws/events/?ticket=... (single use, expires within 60 s)",
+        operation_id="createRealtimeTicket",
     )
     def post(self, request: Request) -> Response:
         return Response(issue_ticket(request.user), status=status.HTTP_200_OK)

@@ -1,0 +1,178 @@
+"""The OpenAPI contract's shared pieces: the one error body, the statuses every operation can
+answer, strict objects, JSON-first schema and content negotiation.
+
+drf-spectacular infers most of the schema from the serializers; what it cannot infer (or gets
+wrong for hand-written ``ViewSet`` lists) is fixed here, once, instead of in every view:
+
+- :class:`AutoSchema`: a response is a list only when its serializer says ``many=True`` (list
+  views answer page objects such as ``{"chats": [...], "hasMore": ...}``), and a permission
+  with ``anonymous_methods`` adds the anonymous alternative ``{}`` to ``security``;
+- :func:`errors`: error responses a view declares on top of the common ones (409, 429 ...);
+- :func:`postprocess`: the error responses every operation can answer, ``Retry-After`` on 429,
+  ``additionalProperties: false`` on every serializer object (the API refuses unknown fields).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import Http404
+from drf_spectacular import openapi
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.plumbing import is_list_serializer
+from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiYamlRenderer
+from drf_spectacular.utils import OpenApiResponse, extend_schema_field, inline_serializer
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework import exceptions, permissions, serializers
+from rest_framework.negotiation import DefaultContentNegotiation
+
+ERROR_REF = {"$ref": "#/components/schemas/Error"}
+ERROR_DESCRIPTIONS = {
+    400: "Bad input: `fields` names each bad field (unknown fields and parameters are refused too).",
+    401: "No, bad, expired or revoked credentials, or `X-Mookti-User` names no user.",
+    403: "The credentials may not do this (e.g. a user token on a service-key endpoint).",
+    404: "Not found, including someone else's private data and unknown cursors.",
+    409: "The id (or email) is taken, or the record kept changing: retry.",
+    413: "The body (or a message or document) is too large.",
+    415: "The body is not JSON (or multipart where a file is accepted).",
+    429: "Rate limited: retry after `Retry-After` seconds.",
+    503: "Redis (or the vector store) is unavailable: retry.",
+}
+RETRY_AFTER = {
+    "Retry-After": {"schema": {"type": "integer", "minimum": 0}, "description": "Seconds until a retry can pass."}
+}
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "description": "The bad input fields, each with its messages (nested for list items).",
+        "additionalProperties": True,
+    }
+)
+class ErrorFieldsField(serializers.DictField):
+    pass
+
+
+ErrorOut = inline_serializer(
+    "Error",
+    {
+        "error": inline_serializer(
+            "ErrorDetail",
+            {
+                "code": serializers.CharField(help_text="`type:surface`, e.g. `not_found:chat`, `rate_limit:chat`."),
+                "message": serializers.CharField(),
+                "fields": ErrorFieldsField(required=False),
+            },
+        )
+    },
+)
+
+
+def errors(*statuses: int) -> dict[int, OpenApiResponse]:
+    """Error responses a view adds to the common ones (e.g. ``**errors(409, 429)``)."""
+    return {status: OpenApiResponse(ErrorOut, description=ERROR_DESCRIPTIONS[status]) for status in statuses}
+
+
+class AutoSchema(openapi.AutoSchema):
+    """drf-spectacular's AutoSchema, told what the views really answer."""
+
+    def _is_list_view(self, serializer: Any = None) -> bool:
+        # A ViewSet's ``list`` answers a page object here; a list is only what says ``many=True``.
+        if serializer is None:
+            serializer = self.get_response_serializers()
+        if isinstance(serializer, dict) and serializer:
+            serializer = {str(code): s for code, s in serializer.items()}
+            serializer = serializer[min(serializer)]
+        return is_list_serializer(serializer)
+
+    def get_auth(self) -> list[dict[str, list]]:
+        auths = super().get_auth()
+        anonymous = any(
+            self.method in getattr(permission, "anonymous_methods", ()) for permission in self.view.get_permissions()
+        )
+        if anonymous and {} not in auths:
+            auths.append({})
+        return auths
+
+
+def _is_authenticated(operation: dict[str, Any]) -> bool:
+    return any(requirement for requirement in operation.get("security", [{}]))
+
+
+def _common_statuses(operation: dict[str, Any]) -> list[int]:
+    """What any operation can answer: bad input, credentials, not found, body limits, Redis down."""
+    statuses = [503]
+    has_body = "requestBody" in operation
+    if operation.get("parameters") or has_body:
+        statuses.append(400)
+    if _is_authenticated(operation):
+        statuses += [401, 403, 404]
+    if has_body:
+        statuses += [413, 415]
+    return statuses
+
+
+def _strict_objects(components: dict[str, Any]) -> None:
+    """Serializer objects have exactly their properties: the API refuses unknown input fields
+    and answers no undeclared output fields."""
+    for component in components.values():
+        if component.get("type") == "object" and "properties" in component:
+            component.setdefault("additionalProperties", False)
+
+
+def postprocess(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: error responses everywhere, strict objects."""
+    for path_item in result.get("paths", {}).values():
+        for operation in path_item.values():
+            responses = operation.setdefault("responses", {})
+            for status in _common_statuses(operation):
+                responses.setdefault(
+                    str(status),
+                    {
+                        "description": ERROR_DESCRIPTIONS[status],
+                        "content": {"application/json": {"schema": ERROR_REF}},
+                    },
+                )
+            if "429" in responses:
+                responses["429"].setdefault("headers", RETRY_AFTER)
+    _strict_objects(result.get("components", {}).get("schemas", {}))
+    return result
+
+
+class JSONFallbackNegotiation(DefaultContentNegotiation):
+    """The view's first renderer when the client's ``Accept`` names none of them: an API answers
+    JSON (and errors in the one JSON body) whatever ``Accept`` says, never a 406 or an HTML page."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        try:
+            return super().select_renderer(request, renderers, format_suffix)
+        except (exceptions.NotAcceptable, Http404):
+            return renderers[0], renderers[0].media_type
+
+
+class SchemaView(SpectacularAPIView):
+    """``/api/schema/``: JSON unless YAML is asked for (``?format=yaml`` or ``Accept``)."""
+
+    renderer_classes = [OpenApiJsonRenderer, OpenApiYamlRenderer]
+    permission_classes = [permissions.AllowAny]
+    authentication_classes: list = []
+
+
+TIMESTAMP_OUT = {"type": "string", "format": "date-time", "example": "2025-03-01T12:00:00.000Z"}
+TIMESTAMP_IN = {
+    "description": "An RFC 3339 timestamp (no offset means UTC) or epoch milliseconds, from year 1684 to 2255.",
+    "anyOf": [
+        {"type": "string", "format": "date-time", "maxLength": 40},
+        {"type": "integer", "minimum": 0, "maximum": 2**53 // 1000},
+    ],
+}
+
+
+class TimestampFieldExtension(OpenApiSerializerFieldExtension):
+    """Timestamps: RFC 3339 UTC out; RFC 3339 or epoch milliseconds in."""
+
+    target_class = "mookti.api.fields.TimestampField"
+
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
+        return dict(TIMESTAMP_OUT if direction == "response" else TIMESTAMP_IN)
