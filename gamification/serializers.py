@@ -171,6 +171,7 @@ class GoalOut(serializers.Serializer):
 
 
 class GoalUpdateIn(StrictSerializer):
+    schema_extra = {"minProperties": 1}
     title = serializers.CharField(min_length=1, max_length=MAX_TITLE, required=False)
     description = serializers.CharField(max_length=MAX_DESCRIPTION, allow_blank=True, required=False)
     target = serializers.IntegerField(min_value=1, max_value=MAX_COUNT, allow_null=True, required=False)
@@ -205,6 +206,7 @@ class GoalListOut(serializers.Serializer):
 
 # --- learning progress --------------------------------------------------------------------------
 class ModuleProgressIn(StrictSerializer):
+    schema_extra = {"x-max-items-by": {"completedNodes": "totalNodes"}}  # at most totalNodes completed
     moduleId = IdField()
     completedNodes = serializers.ListField(child=IdField(), max_length=MAX_NODES_PER_MODULE, default=list)
     totalNodes = serializers.IntegerField(min_value=0, max_value=MAX_NODES_PER_MODULE, allow_null=True, required=False)
@@ -220,6 +222,7 @@ class ModuleProgressIn(StrictSerializer):
 
 
 class ProgressIn(StrictSerializer):
+    schema_extra = {"x-unique-by": {"modules": "moduleId"}}
     currentModule = IdField(allow_null=True, required=False)
     currentNode = IdField(allow_null=True, required=False)
     modules = ModuleProgressIn(many=True, max_length=MAX_MODULES, required=False)

@@ -26,6 +26,8 @@ from drf_spectacular.views import SpectacularAPIView
 from rest_framework import exceptions, permissions, serializers
 from rest_framework.negotiation import DefaultContentNegotiation
 
+from mookti.ids import ID_PATTERN
+
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 ERROR_DESCRIPTIONS = {
     400: "Bad input: `fields` names each bad field (unknown fields and parameters are refused too).",
@@ -69,6 +71,12 @@ ErrorOut = inline_serializer(
 )
 
 
+# Python's str.strip() whitespace (a wider set than a regex's \\s), and NUL.
+_SPACE = "\\t-\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+NO_NUL = "^[^\\x00]*$"
+NOT_BLANK = f"^[^\\x00]*[^\\x00{_SPACE}][^\\x00]*$"
+
+
 def errors(*statuses: int) -> dict[int, OpenApiResponse]:
     """Error responses a view adds to the common ones (e.g. ``**errors(409, 429)``)."""
     return {status: OpenApiResponse(ErrorOut, description=ERROR_DESCRIPTIONS[status]) for status in statuses}
@@ -85,6 +93,42 @@ class AutoSchema(openapi.AutoSchema):
             serializer = {str(code): s for code, s in serializer.items()}
             serializer = serializer[min(serializer)]
         return is_list_serializer(serializer)
+
+    def _map_serializer(self, serializer: Any, direction: str, bypass_extensions: bool = False) -> dict[str, Any]:
+        # What a serializer's ``validate`` checks across fields (``schema_extra``: anyOf, minProperties).
+        result = super()._map_serializer(serializer, direction, bypass_extensions)
+        if direction == "request":
+            result.update(getattr(serializer, "schema_extra", {}))
+        return result
+
+    def _map_serializer_field(self, field: Any, direction: str, bypass_extensions: bool = False) -> dict[str, Any]:
+        result = super()._map_serializer_field(field, direction, bypass_extensions)
+        if direction == "request" and isinstance(field, serializers.CharField) and result.get("type") == "string":
+            # DRF refuses NUL characters and, after trimming, blank text where blank is not allowed.
+            blank = field.allow_blank or not field.trim_whitespace
+            result.setdefault("pattern", NO_NUL if blank else NOT_BLANK)
+        return result
+
+    def _resolve_path_parameters(self, variables: list[str]) -> list[dict[str, Any]]:
+        # Every path id goes through ``path_id``: the id pattern, not the router's ``[^/]+``.
+        parameters = super()._resolve_path_parameters(variables)
+        for parameter in parameters:
+            parameter["schema"] = {"type": "string", "pattern": ID_PATTERN.pattern, "maxLength": 100}
+        return parameters
+
+    def get_operation(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+        operation = super().get_operation(*args, **kwargs)
+        exclusive = [
+            list(group) for query in self.get_override_parameters() for group in getattr(query, "mutually_exclusive", ())
+        ]
+        if operation is not None and exclusive:
+            operation["x-mutually-exclusive"] = exclusive  # query parameters: at most one of each group
+            for parameter in operation.get("parameters", []):
+                group = next((g for g in exclusive if parameter["name"] in g), None)
+                if group:
+                    others = ", ".join(name for name in group if name != parameter["name"])
+                    parameter["description"] = f"Not together with {others} (a 400)."
+        return operation
 
     def get_auth(self) -> list[dict[str, list]]:
         auths = super().get_auth()

@@ -102,6 +102,7 @@ class UserCreateIn(UserUpdateIn):
 
 
 class TokenIn(StrictSerializer):
+    schema_extra = {"anyOf": [{"required": ["email", "password"]}, {"required": ["userId"]}]}
     email = serializers.EmailField(required=False)
     password = serializers.CharField(required=False, max_length=128)
     userId = IdField(required=False)
@@ -134,6 +135,9 @@ class ChatCreateIn(ChatUpdateIn):
 
 
 class PageQuery(StrictSerializer):
+    """A keyset page; ``startingAfter`` and ``endingBefore`` exclude each other."""
+
+    mutually_exclusive = (("startingAfter", "endingBefore"),)
     limit = serializers.IntegerField(min_value=1, max_value=100, default=20)
     startingAfter = IdField(required=False)
     endingBefore = IdField(required=False)
@@ -181,6 +185,7 @@ def _check_message_size(attrs: dict[str, Any]) -> None:
 
 
 class MessageUpdateIn(StrictSerializer):
+    schema_extra = {"minProperties": 1}
     parts = serializers.ListField(child=MessagePartField(), max_length=1000, required=False)
     attachments = serializers.ListField(child=AttachmentField(), max_length=100, required=False)
     content = serializers.CharField(allow_blank=True, required=False, trim_whitespace=False)
@@ -193,6 +198,7 @@ class MessageUpdateIn(StrictSerializer):
 
 
 class MessageIn(MessageUpdateIn):
+    schema_extra = {"anyOf": [{"required": ["parts"]}, {"required": ["content"]}]}
     id = IdField(required=False)
     chatId = IdField()
     role = serializers.ChoiceField(ROLES)
@@ -207,6 +213,7 @@ class MessageIn(MessageUpdateIn):
 
 
 class MessagesIn(StrictSerializer):
+    schema_extra = {"x-unique-by": {"messages": "id"}}  # ids are unique within a batch
     messages = MessageIn(many=True, allow_empty=False, max_length=MAX_BATCH)
 
     def validate_messages(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:

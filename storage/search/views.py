@@ -28,6 +28,8 @@ class QueryText(serializers.CharField):
 class SearchIn(StrictSerializer):
     """A semantic search: the query text and optional filters (unknown fields are rejected)."""
 
+    schema_extra = {"x-ordered": ["from", "to"]}  # from is not after to
+
     query = QueryText(max_length=search_service.MAX_QUERY_CHARS)
     kinds = serializers.ListField(
         child=serializers.ChoiceField(search_service.KINDS), required=False, allow_empty=False, max_length=3
