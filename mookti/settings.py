@@ -144,7 +144,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["storage.api.permissions.IsMooktiUser"],
     # JSON only, whatever Accept says (no browsable API); multipart only where a view takes files.
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "mookti.api.schema.JSONFallbackNegotiation",
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "mookti.api.negotiation.JSONFallbackNegotiation",
     "DEFAULT_PARSER_CLASSES": ["mookti.api.parsers.StrictJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "mookti.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "mookti.api.exceptions.exception_handler",

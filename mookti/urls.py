@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularSwaggerView
 
-from mookti.api.schema import SchemaView
+from mookti.api.schema_view import SchemaView
 from mookti.health import health
 from storage.realtime.tickets import TicketView
 

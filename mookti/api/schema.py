@@ -16,15 +16,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import Http404
+from django.core.validators import RegexValidator
 from drf_spectacular import openapi
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.plumbing import is_list_serializer
-from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiYamlRenderer
 from drf_spectacular.utils import OpenApiResponse, extend_schema_field, inline_serializer
-from drf_spectacular.views import SpectacularAPIView
-from rest_framework import exceptions, permissions, serializers
-from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework import serializers
 
 from mookti.ids import ID_PATTERN
 
@@ -97,13 +94,20 @@ class AutoSchema(openapi.AutoSchema):
     def _map_serializer(self, serializer: Any, direction: str, bypass_extensions: bool = False) -> dict[str, Any]:
         # What a serializer's ``validate`` checks across fields (``schema_extra``: anyOf, minProperties).
         result = super()._map_serializer(serializer, direction, bypass_extensions)
+        if type(serializer).__doc__ is None:
+            result.pop("description", None)  # not the docstring of a base class (StrictSerializer)
         if direction == "request":
             result.update(getattr(serializer, "schema_extra", {}))
         return result
 
     def _map_serializer_field(self, field: Any, direction: str, bypass_extensions: bool = False) -> dict[str, Any]:
         result = super()._map_serializer_field(field, direction, bypass_extensions)
-        if direction == "request" and isinstance(field, serializers.CharField) and result.get("type") == "string":
+        if direction != "request" or not isinstance(field, serializers.CharField):
+            return result
+        regex = next((v.regex for v in field.validators if isinstance(v, RegexValidator)), None)
+        if regex is not None:
+            result["pattern"] = regex.pattern
+        elif result.get("type") == "string":
             # DRF refuses NUL characters and, after trimming, blank text where blank is not allowed.
             blank = field.allow_blank or not field.trim_whitespace
             result.setdefault("pattern", NO_NUL if blank else NOT_BLANK)
@@ -119,7 +123,9 @@ class AutoSchema(openapi.AutoSchema):
     def get_operation(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
         operation = super().get_operation(*args, **kwargs)
         exclusive = [
-            list(group) for query in self.get_override_parameters() for group in getattr(query, "mutually_exclusive", ())
+            list(group)
+            for query in self.get_override_parameters()
+            for group in getattr(query, "mutually_exclusive", ())
         ]
         if operation is not None and exclusive:
             operation["x-mutually-exclusive"] = exclusive  # query parameters: at most one of each group
@@ -157,12 +163,20 @@ def _common_statuses(operation: dict[str, Any]) -> list[int]:
     return statuses
 
 
+_BLANK = {"type": "string", "maxLength": 0}
+
+
 def _strict_objects(components: dict[str, Any]) -> None:
     """Serializer objects have exactly their properties: the API refuses unknown input fields
-    and answers no undeclared output fields."""
+    and answers no undeclared output fields. A text that may be blank is one string schema
+    (drf-spectacular's ``oneOf: [text, ""]`` is invalid for ``""``, which matches both)."""
     for component in components.values():
         if component.get("type") == "object" and "properties" in component:
             component.setdefault("additionalProperties", False)
+            for name, prop in component["properties"].items():
+                if _BLANK in prop.get("oneOf", []):
+                    (text,) = [branch for branch in prop.pop("oneOf") if branch != _BLANK]
+                    component["properties"][name] = {**text, **prop}
 
 
 def postprocess(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
@@ -180,27 +194,9 @@ def postprocess(result: dict[str, Any], generator: Any, request: Any, public: bo
                 )
             if "429" in responses:
                 responses["429"].setdefault("headers", RETRY_AFTER)
+            operation["responses"] = dict(sorted(responses.items()))
     _strict_objects(result.get("components", {}).get("schemas", {}))
     return result
-
-
-class JSONFallbackNegotiation(DefaultContentNegotiation):
-    """The view's first renderer when the client's ``Accept`` names none of them: an API answers
-    JSON (and errors in the one JSON body) whatever ``Accept`` says, never a 406 or an HTML page."""
-
-    def select_renderer(self, request, renderers, format_suffix=None):
-        try:
-            return super().select_renderer(request, renderers, format_suffix)
-        except (exceptions.NotAcceptable, Http404):
-            return renderers[0], renderers[0].media_type
-
-
-class SchemaView(SpectacularAPIView):
-    """``/api/schema/``: JSON unless YAML is asked for (``?format=yaml`` or ``Accept``)."""
-
-    renderer_classes = [OpenApiJsonRenderer, OpenApiYamlRenderer]
-    permission_classes = [permissions.AllowAny]
-    authentication_classes: list = []
 
 
 TIMESTAMP_OUT = {"type": "string", "format": "date-time", "example": "2025-03-01T12:00:00.000Z"}

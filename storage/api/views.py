@@ -177,7 +177,7 @@ class ChatViewSet(viewsets.ViewSet):
     def destroy(self, request: Request, pk: str) -> Response:
         return Response(s.ChatOut(chats.delete(actor_id(request), path_id(pk))).data)
 
-    @extend_schema(request=None, responses=s.DeletedCountOut, operation_id="deleteAllChatsByUserId")
+    @extend_schema(request=None, responses={200: s.DeletedCountOut}, operation_id="deleteAllChatsByUserId")
     @action(detail=False, methods=["delete"], url_path="all")
     def destroy_all(self, request: Request) -> Response:
         return Response({"deletedCount": chats.delete_all_for_user(actor_id(request))})
@@ -240,7 +240,7 @@ class MessageViewSet(viewsets.ViewSet):
 
     @extend_schema(
         parameters=[s.DeleteAfterQuery],
-        responses=s.DeletedMessagesOut,
+        responses={200: s.DeletedMessagesOut},
         operation_id="deleteMessagesByChatIdAfterTimestamp",
     )
     @action(detail=False, methods=["delete"], url_path="after")
@@ -282,7 +282,9 @@ class DocumentViewSet(viewsets.ViewSet):
 
     def get_parsers(self) -> list:
         """JSON everywhere; multipart too for saveDocument (a file upload)."""
-        if self.action_map.get(self.request.method.lower()) == "create":
+        request = getattr(self, "request", None)  # None while the schema is generated (action is set then)
+        action = self.action_map.get(request.method.lower()) if request is not None else self.action
+        if action == "create":
             return [StrictJSONParser(), MultiPartParser()]
         return super().get_parsers()
 
@@ -325,7 +327,7 @@ class DocumentViewSet(viewsets.ViewSet):
 
     @extend_schema(
         parameters=[s.TimestampQuery],
-        responses=s.DeletedCountOut,
+        responses={200: s.DeletedCountOut},
         operation_id="deleteDocumentsByIdAfterTimestamp",
         summary="Delete the versions after timestamp (all without it)",
     )

@@ -23,10 +23,51 @@ _LOCAL = st.from_regex(r"\A[a-z0-9][a-z0-9._+-]{0,30}\Z")
 schemathesis.openapi.format("email", st.builds("{}@{}.example.com".format, _LOCAL, st.from_regex(r"\A[a-z]{1,20}\Z")))
 
 
+def _apply_constraints(schema: dict, value: object) -> None:
+    """Make schema-valid data meet the documented cross-field rules (``x-unique-by``,
+    ``x-max-items-by``, ``x-ordered``) that JSON Schema cannot state."""
+    if not isinstance(value, dict):
+        return
+    for array, key in schema.get("x-unique-by", {}).items():
+        seen: set = set()
+        items = value.get(array)
+        if isinstance(items, list):
+            value[array] = [
+                i for i in items if not (isinstance(i, dict) and key in i and (i[key] in seen or seen.add(i[key])))
+            ]
+    for array, limit in schema.get("x-max-items-by", {}).items():
+        if isinstance(value.get(limit), int) and isinstance(value.get(array), list):
+            value[array] = value[array][: value[limit]]
+    ordered = schema.get("x-ordered", [])
+    if ordered and all(name in value for name in ordered):
+        value.pop(ordered[0])  # generated bounds come in any order: keep the upper one
+    for name, child in schema.get("properties", {}).items():
+        child = _resolve(child)
+        items = value.get(name)
+        if child.get("type") == "array" and isinstance(items, list):
+            for item in items:
+                _apply_constraints(_resolve(child.get("items", {})), item)
+
+
+_COMPONENTS: dict = {}
+
+
+def _resolve(schema: dict) -> dict:
+    ref = schema.get("$ref", "")
+    return _COMPONENTS.get(ref.rsplit("/", 1)[-1], schema) if ref else schema
+
+
 @schemathesis.hook
-def map_query(ctx, query):
-    if isinstance(query, dict) and "startingAfter" in query and "endingBefore" in query:
-        exclusive = ctx.operation.definition.raw.get("x-mutually-exclusive", [])
-        if ["startingAfter", "endingBefore"] in exclusive:
-            query.pop("endingBefore")
-    return query
+def map_case(ctx, case):
+    if case.meta is None or not case.meta.generation.mode.is_positive:
+        return case
+    raw = case.operation.definition.raw
+    _COMPONENTS.update(case.operation.schema.raw_schema.get("components", {}).get("schemas", {}))
+    for group in raw.get("x-mutually-exclusive", []):
+        present = [name for name in group if isinstance(case.query, dict) and name in case.query]
+        for name in present[1:]:
+            case.query.pop(name)
+    content = raw.get("requestBody", {}).get("content", {})
+    body_schema = _resolve(next(iter(content.values()), {}).get("schema", {})) if content else {}
+    _apply_constraints(body_schema, case.body)
+    return case
