@@ -7,6 +7,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from mookti.ids import ID_PATTERN, iso, to_us
@@ -86,3 +87,23 @@ class StrictSerializer(serializers.Serializer):
             if not_text:
                 raise serializers.ValidationError({name: ["Not a valid string."] for name in not_text})
         return super().to_internal_value(data)
+
+
+@extend_schema_field(
+    {"type": "string", "format": "iana-time-zone", "maxLength": 64, "example": "Europe/Berlin",
+     "description": "An IANA time zone name (tz database), e.g. Europe/Berlin or UTC."}
+)  # fmt: skip
+class TimezoneField(serializers.CharField):
+    """An IANA time zone name the server knows (``zoneinfo``)."""
+
+    default_error_messages = {"zone": "Unknown IANA time zone."}
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", 64)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        if value not in known_timezones():
+            self.fail("zone")
+        return value

@@ -102,6 +102,11 @@ class AutoSchema(openapi.AutoSchema):
 
     def _map_serializer_field(self, field: Any, direction: str, bypass_extensions: bool = False) -> dict[str, Any]:
         result = super()._map_serializer_field(field, direction, bypass_extensions)
+        if direction == "request" and isinstance(field, serializers.ListSerializer | serializers.ListField):
+            if not field.allow_empty:
+                result.setdefault("minItems", max(1, getattr(field, "min_length", None) or 1))
+            if field.max_length is not None:
+                result.setdefault("maxItems", field.max_length)
         if direction != "request" or not isinstance(field, serializers.CharField):
             return result
         regex = next((v.regex for v in field.validators if isinstance(v, RegexValidator)), None)

@@ -9,7 +9,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from mookti.api.fields import IdField, StrictSerializer, TimestampField, known_timezones
+from mookti.api.fields import IdField, StrictSerializer, TimestampField, TimezoneField
 from mookti.errors import PayloadTooLarge
 from storage.api.schema import ATTACHMENT_SCHEMA, MESSAGE_PART_SCHEMA
 from storage.entities import Chat, Document, Message, Stream, Suggestion, User, Vote
@@ -76,14 +76,9 @@ UserOut = entity_out("UserOut", User, type=serializers.ChoiceField(USER_TYPES))
 class UserUpdateIn(StrictSerializer):
     name = serializers.CharField(max_length=200, allow_blank=True, required=False)
     type = serializers.ChoiceField(USER_TYPES, required=False)
-    timezone = serializers.CharField(max_length=64, required=False)
+    timezone = TimezoneField(required=False)
     preferences = serializers.DictField(required=False)
     password = serializers.CharField(min_length=8, max_length=128, required=False, write_only=True)
-
-    def validate_timezone(self, value: str) -> str:
-        if value not in known_timezones():
-            raise serializers.ValidationError("Unknown IANA time zone.")
-        return value
 
     def validate_preferences(self, value: dict) -> dict:
         if _json_size(value) > 16 * 1024:

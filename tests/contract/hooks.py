@@ -5,6 +5,7 @@ but JSON Schema cannot, taught to the data generator.
   exactly), dates (stats, due dates) from 2000 to 2199: generated inside those ranges.
 - Emails are ``format: email``; Django's validator is stricter than RFC 5322 (no quoted local
   parts, no IP literals): generated as plain addresses.
+- Time zones are ``format: iana-time-zone``: drawn from the tz database.
 - ``startingAfter`` and ``endingBefore`` exclude each other (the operations say so in
   ``x-mutually-exclusive``): a generated pair keeps one.
 """
@@ -12,6 +13,8 @@ but JSON Schema cannot, taught to the data generator.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+
+import zoneinfo
 
 import schemathesis
 from hypothesis import strategies as st
@@ -55,6 +58,9 @@ _COMPONENTS: dict = {}
 def _resolve(schema: dict) -> dict:
     ref = schema.get("$ref", "")
     return _COMPONENTS.get(ref.rsplit("/", 1)[-1], schema) if ref else schema
+
+
+schemathesis.openapi.format("iana-time-zone", st.sampled_from(sorted(zoneinfo.available_timezones())))
 
 
 @schemathesis.hook
