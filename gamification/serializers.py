@@ -31,8 +31,14 @@ EARLIEST_DAY = date(2000, 1, 1)
 
 @extend_schema_field(
     {
-        "description": "A plain date (the end of that day in the user's time zone), or a timestamp; before 2200.",
-        "anyOf": [{"type": "string", "format": "date"}, *TIMESTAMP_IN["anyOf"]],
+        "description": "A plain date (the end of that day in the user's time zone), or a timestamp; after the current "
+        "time and before 2200.",
+        "x-time-window": "future",
+        "anyOf": [
+            {"type": "string", "format": "date"},
+            TIMESTAMP_IN["anyOf"][0],
+            {**TIMESTAMP_IN["anyOf"][1], "maximum": to_us(LATEST_DUE) // 1000 - 1},
+        ],
     }
 )
 class DueDateField(TimestampField):
@@ -123,7 +129,7 @@ class AchievementOut(serializers.Serializer):
 
 class ActivityIn(StrictSerializer):
     type = serializers.ChoiceField(EXPLICIT_ACTIVITY_TYPES)
-    occurredAt = TimestampField(required=False)
+    occurredAt = TimestampField(required=False, window="recent")
     minutes = serializers.IntegerField(min_value=0, max_value=24 * 60, default=0)
     id = IdField(required=False)
     timezone = TimezoneField(required=False)
@@ -218,7 +224,7 @@ class ProgressIn(StrictSerializer):
     currentModule = IdField(allow_null=True, required=False)
     currentNode = IdField(allow_null=True, required=False)
     modules = ModuleProgressIn(many=True, max_length=MAX_MODULES, required=False)
-    updatedAt = TimestampField(required=False)
+    updatedAt = TimestampField(required=False, window="past")
 
     def validate_modules(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
         ids = [m["moduleId"] for m in value]

@@ -32,6 +32,13 @@ class TimestampField(serializers.Field):
         "range": "Timestamps go from 1684 to 2255 (exact in a sorted-set score).",
     }
 
+    def __init__(self, *, window: str | None = None, **kwargs: Any) -> None:
+        """``window``: what the server also checks against the current time, for the schema
+        (``x-time-window``): ``past`` (not in the future), ``recent`` (the last days; the
+        backfill window), ``future``."""
+        self.window = window
+        super().__init__(**kwargs)
+
     def to_representation(self, value: int | None) -> str | None:
         return iso(value)
 

@@ -184,6 +184,18 @@ def _strict_objects(components: dict[str, Any]) -> None:
                     component["properties"][name] = {**text, **prop}
 
 
+def _require_needed_bodies(operation: dict[str, Any], result: dict[str, Any]) -> None:
+    """A body whose schema needs some property (``required``, ``minProperties``, ``anyOf``) must be sent."""
+    body = operation.get("requestBody")
+    if not body:
+        return
+    for media in body.get("content", {}).values():
+        ref = media.get("schema", {}).get("$ref", "")
+        schema = result["components"]["schemas"].get(ref.rsplit("/", 1)[-1], {})
+        if schema.get("required") or schema.get("minProperties") or schema.get("anyOf"):
+            body["required"] = True
+
+
 def postprocess(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
     """drf-spectacular postprocessing hook: error responses everywhere, strict objects."""
     for path_item in result.get("paths", {}).values():
@@ -200,6 +212,7 @@ def postprocess(result: dict[str, Any], generator: Any, request: Any, public: bo
             if "429" in responses:
                 responses["429"].setdefault("headers", RETRY_AFTER)
             operation["responses"] = dict(sorted(responses.items()))
+            _require_needed_bodies(operation, result)
     _strict_objects(result.get("components", {}).get("schemas", {}))
     return result
 
@@ -214,10 +227,23 @@ TIMESTAMP_IN = {
 }
 
 
+TIME_WINDOWS = {
+    "past": "Not in the future.",
+    "recent": "Not in the future, nor older than the backfill window (MOOKTI_GAMIFICATION BACKFILL_DAYS, 7 days).",
+    "future": "After the current time.",
+}
+
+
 class TimestampFieldExtension(OpenApiSerializerFieldExtension):
     """Timestamps: RFC 3339 UTC out; RFC 3339 or epoch milliseconds in."""
 
     target_class = "mookti.api.fields.TimestampField"
 
     def map_serializer_field(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
-        return dict(TIMESTAMP_OUT if direction == "response" else TIMESTAMP_IN)
+        if direction == "response":
+            return dict(TIMESTAMP_OUT)
+        window = getattr(self.target, "window", None)
+        if window is None:
+            return dict(TIMESTAMP_IN)
+        return {**TIMESTAMP_IN, "description": f"{TIMESTAMP_IN['description']} {TIME_WINDOWS[window]}",
+                "x-time-window": window}  # fmt: skip

@@ -12,9 +12,8 @@ but JSON Schema cannot, taught to the data generator.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
-
 import zoneinfo
+from datetime import UTC, date, datetime, timedelta
 
 import schemathesis
 from hypothesis import strategies as st
@@ -24,6 +23,13 @@ schemathesis.openapi.format("date-time", _TIMESTAMPS.map(lambda value: value.iso
 schemathesis.openapi.format("date", st.dates(date(2000, 1, 1), date(2199, 12, 31)).map(date.isoformat))
 _LOCAL = st.from_regex(r"\A[a-z0-9][a-z0-9._+-]{0,30}\Z")
 schemathesis.openapi.format("email", st.builds("{}@{}.example.com".format, _LOCAL, st.from_regex(r"\A[a-z]{1,20}\Z")))
+
+
+def _in_window(window: str) -> str:
+    """A timestamp the server takes for ``x-time-window`` (checked against its clock)."""
+    now = datetime.now(UTC)
+    moment = {"past": now - timedelta(days=400), "recent": now - timedelta(days=2), "future": now + timedelta(days=30)}
+    return moment[window].isoformat().replace("+00:00", "Z")
 
 
 def _apply_constraints(schema: dict, value: object) -> None:
@@ -41,6 +47,10 @@ def _apply_constraints(schema: dict, value: object) -> None:
     for array, limit in schema.get("x-max-items-by", {}).items():
         if isinstance(value.get(limit), int) and isinstance(value.get(array), list):
             value[array] = value[array][: value[limit]]
+    for name, child in schema.get("properties", {}).items():
+        window = child.get("x-time-window")
+        if window and value.get(name) is not None:
+            value[name] = _in_window(window)
     ordered = schema.get("x-ordered", [])
     if ordered and all(name in value for name in ordered):
         value.pop(ordered[0])  # generated bounds come in any order: keep the upper one
