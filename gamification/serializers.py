@@ -169,7 +169,7 @@ class GoalOut(serializers.Serializer):
 
 
 class GoalUpdateIn(StrictSerializer):
-    schema_extra = {"minProperties": 1}
+    schema_extra = {"minProperties": 1, "x-excludes": {"target": ["progress"]}}  # progress follows a target
     title = serializers.CharField(min_length=1, max_length=MAX_TITLE, required=False)
     description = serializers.CharField(max_length=MAX_DESCRIPTION, allow_blank=True, required=False)
     target = serializers.IntegerField(min_value=1, max_value=MAX_COUNT, allow_null=True, required=False)
@@ -185,8 +185,11 @@ class GoalUpdateIn(StrictSerializer):
 
 
 class GoalCreateIn(GoalUpdateIn):
+    # a new goal starts below 100%: progress, or current/target, under 100; progress follows a target
+    schema_extra = {"x-less-than": [["current", "target"]], "x-excludes": {"target": ["progress"]}}
     id = IdField(required=False)
     title = serializers.CharField(min_length=1, max_length=MAX_TITLE)
+    progress = serializers.IntegerField(min_value=0, max_value=99, required=False)
     status = None  # a new goal is active
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:

@@ -34,7 +34,8 @@ def _in_window(window: str) -> str:
 
 def _apply_constraints(schema: dict, value: object) -> None:
     """Make schema-valid data meet the documented cross-field rules (``x-unique-by``,
-    ``x-max-items-by``, ``x-ordered``) that JSON Schema cannot state."""
+    ``x-max-items-by``, ``x-ordered``, ``x-excludes``, ``x-less-than``, ``x-time-window``) that
+    JSON Schema cannot state."""
     if not isinstance(value, dict):
         return
     for array, key in schema.get("x-unique-by", {}).items():
@@ -51,6 +52,13 @@ def _apply_constraints(schema: dict, value: object) -> None:
         window = child.get("x-time-window")
         if window and value.get(name) is not None:
             value[name] = _in_window(window)
+    for name, excluded in schema.get("x-excludes", {}).items():
+        if value.get(name) is not None:
+            for other in excluded:
+                value.pop(other, None)
+    for low, high in schema.get("x-less-than", []):
+        if isinstance(value.get(low), int) and isinstance(value.get(high), int) and value[low] >= value[high]:
+            value[low] = value[high] - 1
     ordered = schema.get("x-ordered", [])
     if ordered and all(name in value for name in ordered):
         value.pop(ordered[0])  # generated bounds come in any order: keep the upper one
@@ -74,9 +82,20 @@ schemathesis.openapi.format("iana-time-zone", st.sampled_from(sorted(zoneinfo.av
 
 
 @schemathesis.hook
+def before_add_examples(ctx, examples):
+    for case in examples:
+        _fit(case)
+
+
+@schemathesis.hook
 def map_case(ctx, case):
-    if case.meta is None or not case.meta.generation.mode.is_positive:
-        return case
+    if case.meta is None or case.meta.generation.mode.is_positive:
+        _fit(case)
+    return case
+
+
+def _fit(case) -> None:
+    """A positive case, made to meet the rules the schema states in its ``x-`` extensions."""
     raw = case.operation.definition.raw
     _COMPONENTS.update(case.operation.schema.raw_schema.get("components", {}).get("schemas", {}))
     for group in raw.get("x-mutually-exclusive", []):
@@ -86,4 +105,3 @@ def map_case(ctx, case):
     content = raw.get("requestBody", {}).get("content", {})
     body_schema = _resolve(next(iter(content.values()), {}).get("schema", {})) if content else {}
     _apply_constraints(body_schema, case.body)
-    return case

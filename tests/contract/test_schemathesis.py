@@ -62,7 +62,7 @@ def fuzz(server: Server, tmp_path: Path, headers: dict[str, str], *, only: list[
         sys.executable, "-m", "schemathesis.cli", "run", f"{server.base}/api/schema/",
         "--url", server.base, "--checks", "all", "--max-examples", EXAMPLES, "--seed", "1",
         "--report", "junit", "--report-junit-path", str(report), "--no-color", "--generation-database", "none",
-        "--max-time", str(RUN_TIMEOUT - 30), "--workers", "2", "--request-timeout", "60",
+        "--max-time", str(RUN_TIMEOUT - 30), "--workers", "2", "--request-timeout", "60", "--max-response-time", "60",
     ]  # fmt: skip
     for name, value in headers.items():
         command += ["--header", f"{name}: {value}"]
