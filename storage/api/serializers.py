@@ -262,12 +262,24 @@ class DocumentSummaryOut(serializers.Serializer):
     updatedAt = TimestampField()
 
 
+@extend_schema_field(
+    {
+        "type": "string",
+        "format": "binary",
+        "description": "A PDF or a UTF-8 text file; its text becomes the version's content.",
+        "x-content-types": ["application/pdf", "text/plain; charset=utf-8"],
+    }
+)
+class UploadField(serializers.FileField):
+    """A document upload (multipart): a PDF or UTF-8 text."""
+
+
 class DocumentIn(StrictSerializer):
     id = IdField(required=False)
     title = serializers.CharField(max_length=MAX_TITLE)
     kind = serializers.ChoiceField(KINDS, default="text")
     content = serializers.CharField(allow_blank=True, allow_null=True, required=False, trim_whitespace=False)
-    file = serializers.FileField(required=False)
+    file = UploadField(required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         upload = attrs.pop("file", None)

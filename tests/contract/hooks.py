@@ -49,6 +49,8 @@ def _apply_constraints(schema: dict, value: object) -> None:
         if isinstance(value.get(limit), int) and isinstance(value.get(array), list):
             value[array] = value[array][: value[limit]]
     for name, child in schema.get("properties", {}).items():
+        if "text/plain; charset=utf-8" in child.get("x-content-types", []) and isinstance(value.get(name), bytes):
+            value[name] = value[name].decode("utf-8", "replace").encode()
         window = child.get("x-time-window")
         if window and value.get(name) is not None:
             value[name] = _in_window(window)
@@ -103,5 +105,6 @@ def _fit(case) -> None:
         for name in present[1:]:
             case.query.pop(name)
     content = raw.get("requestBody", {}).get("content", {})
-    body_schema = _resolve(next(iter(content.values()), {}).get("schema", {})) if content else {}
+    media = content.get(getattr(case, "media_type", None) or "") or next(iter(content.values()), {})
+    body_schema = _resolve(media.get("schema", {}))
     _apply_constraints(body_schema, case.body)
