@@ -105,6 +105,7 @@ class StatsOut(serializers.Serializer):
 
 
 class StatsQuery(StrictSerializer):
+    ordered = (("from", "to"),)  # from is not after to
     to = serializers.DateField(required=False)
 
     def get_fields(self) -> dict[str, Any]:

@@ -127,11 +127,11 @@ class AutoSchema(openapi.AutoSchema):
 
     def get_operation(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
         operation = super().get_operation(*args, **kwargs)
-        exclusive = [
-            list(group)
-            for query in self.get_override_parameters()
-            for group in getattr(query, "mutually_exclusive", ())
-        ]
+        queries = self.get_override_parameters()
+        exclusive = [list(group) for query in queries for group in getattr(query, "mutually_exclusive", ())]
+        ordered = [list(pair) for query in queries for pair in getattr(query, "ordered", ())]
+        if operation is not None and ordered:
+            operation["x-ordered"] = ordered  # query parameters: the first not after the second
         if operation is not None and exclusive:
             operation["x-mutually-exclusive"] = exclusive  # query parameters: at most one of each group
             for parameter in operation.get("parameters", []):

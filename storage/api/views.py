@@ -42,7 +42,7 @@ class UserViewSet(viewsets.ViewSet):
         return [IsServiceOrSelf()]
 
     @extend_schema(
-        parameters=[OpenApiParameter("email", str, required=True)],
+        parameters=[OpenApiParameter("email", {"type": "string", "minLength": 1}, required=True)],
         responses=s.UserOut(many=True),
         operation_id="getUser",
         summary="The user with this email (0 or 1)",

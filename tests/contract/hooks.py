@@ -49,8 +49,10 @@ def _apply_constraints(schema: dict, value: object) -> None:
         if isinstance(value.get(limit), int) and isinstance(value.get(array), list):
             value[array] = value[array][: value[limit]]
     for name, child in schema.get("properties", {}).items():
-        if "text/plain; charset=utf-8" in child.get("x-content-types", []) and isinstance(value.get(name), bytes):
-            value[name] = value[name].decode("utf-8", "replace").encode()
+        upload = getattr(value.get(name), "data", None)
+        if "text/plain; charset=utf-8" in child.get("x-content-types", []) and isinstance(upload, bytes):
+            text = upload.decode("utf-8", "replace").removeprefix("%PDF-")  # random bytes: as UTF-8 text
+            value[name] = type(value[name])(text.encode())
         window = child.get("x-time-window")
         if window and value.get(name) is not None:
             value[name] = _in_window(window)
@@ -100,10 +102,13 @@ def _fit(case) -> None:
     """A positive case, made to meet the rules the schema states in its ``x-`` extensions."""
     raw = case.operation.definition.raw
     _COMPONENTS.update(case.operation.schema.raw_schema.get("components", {}).get("schemas", {}))
-    for group in raw.get("x-mutually-exclusive", []):
-        present = [name for name in group if isinstance(case.query, dict) and name in case.query]
-        for name in present[1:]:
-            case.query.pop(name)
+    if isinstance(case.query, dict):
+        for group in raw.get("x-mutually-exclusive", []):
+            for name in [name for name in group if name in case.query][1:]:
+                case.query.pop(name)
+        for low, high in raw.get("x-ordered", []):
+            if low in case.query and high in case.query:
+                case.query.pop(low)
     content = raw.get("requestBody", {}).get("content", {})
     media = content.get(getattr(case, "media_type", None) or "") or next(iter(content.values()), {})
     body_schema = _resolve(media.get("schema", {}))
