@@ -38,8 +38,8 @@ PHASES = os.environ.get("MOOKTI_FUZZ_PHASES", "examples,fuzzing,stateful")
 LAST = ["deleteUser", "revokeToken"]
 # Seconds per run (schemathesis's --max-time: fuzzing and stateful testing repeat until it is
 # spent), so the three runs take about five minutes whatever the machine.
-BUDGET = int(os.environ.get("MOOKTI_FUZZ_SECONDS", "120"))
-SLACK = 120  # loading the schema, the examples phase, the report
+BUDGET = int(os.environ.get("MOOKTI_FUZZ_SECONDS", "90"))
+SLACK = 150  # loading the schema, the examples phase, the report
 
 
 @dataclass
