@@ -7,10 +7,12 @@ import re
 from datetime import UTC, date, datetime
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from gamification.days import day_end_us, week_start
-from mookti.api.fields import IdField, StrictSerializer, TimestampField, known_timezones
+from mookti.api.fields import IdField, StrictSerializer, TimestampField, TimezoneField
+from mookti.api.schema import TIMESTAMP_IN
 from mookti.ids import to_us
 
 MAX_TITLE = 200
@@ -22,10 +24,23 @@ MAX_NODES_PER_PATH = 5000
 EXPLICIT_ACTIVITY_TYPES = ("item", "practice")
 DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 WEEK = re.compile(r"^\d{4}-W\d{2}$")
+WEEK_IN = r"^(19|20|21)\d\d-W(0[1-9]|[1-4]\d|5[0-3])$"  # what the leaderboard takes (W53 where a year has one)
 LATEST_DUE = datetime(2200, 1, 1, tzinfo=UTC)
 EARLIEST_DAY = date(2000, 1, 1)
 
 
+@extend_schema_field(
+    {
+        "description": "A plain date (the end of that day in the user's time zone), or a timestamp; after the current "
+        "time and before 2200.",
+        "x-time-window": "future",
+        "anyOf": [
+            {"type": "string", "format": "date"},
+            TIMESTAMP_IN["anyOf"][0],
+            {**TIMESTAMP_IN["anyOf"][1], "maximum": to_us(LATEST_DUE) // 1000 - 1},
+        ],
+    }
+)
 class DueDateField(TimestampField):
     """A timestamp, or a plain date (``2025-03-01``): the end of that day in the user's timezone."""
 
@@ -44,12 +59,6 @@ class DueDateField(TimestampField):
         if value >= to_us(LATEST_DUE):
             self.fail("too_late")
         return value
-
-
-def check_timezone(value: str) -> str:
-    if value not in known_timezones():
-        raise serializers.ValidationError("Unknown IANA time zone.")
-    return value
 
 
 # --- streak, activity, stats, achievements ------------------------------------------------------
@@ -96,6 +105,7 @@ class StatsOut(serializers.Serializer):
 
 
 class StatsQuery(StrictSerializer):
+    ordered = (("from", "to"),)  # from is not after to
     to = serializers.DateField(required=False)
 
     def get_fields(self) -> dict[str, Any]:
@@ -120,13 +130,10 @@ class AchievementOut(serializers.Serializer):
 
 class ActivityIn(StrictSerializer):
     type = serializers.ChoiceField(EXPLICIT_ACTIVITY_TYPES)
-    occurredAt = TimestampField(required=False)
+    occurredAt = TimestampField(required=False, window="recent")
     minutes = serializers.IntegerField(min_value=0, max_value=24 * 60, default=0)
     id = IdField(required=False)
-    timezone = serializers.CharField(max_length=64, required=False)
-
-    def validate_timezone(self, value: str) -> str:
-        return check_timezone(value)
+    timezone = TimezoneField(required=False)
 
 
 class ActivityOut(serializers.Serializer):
@@ -163,6 +170,7 @@ class GoalOut(serializers.Serializer):
 
 
 class GoalUpdateIn(StrictSerializer):
+    schema_extra = {"minProperties": 1, "x-excludes": {"target": ["progress"]}}  # progress follows a target
     title = serializers.CharField(min_length=1, max_length=MAX_TITLE, required=False)
     description = serializers.CharField(max_length=MAX_DESCRIPTION, allow_blank=True, required=False)
     target = serializers.IntegerField(min_value=1, max_value=MAX_COUNT, allow_null=True, required=False)
@@ -178,8 +186,11 @@ class GoalUpdateIn(StrictSerializer):
 
 
 class GoalCreateIn(GoalUpdateIn):
+    # a new goal starts below 100%: progress, or current/target, under 100; progress follows a target
+    schema_extra = {"x-less-than": [["current", "target"]], "x-excludes": {"target": ["progress"]}}
     id = IdField(required=False)
     title = serializers.CharField(min_length=1, max_length=MAX_TITLE)
+    progress = serializers.IntegerField(min_value=0, max_value=99, required=False)
     status = None  # a new goal is active
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -197,6 +208,7 @@ class GoalListOut(serializers.Serializer):
 
 # --- learning progress --------------------------------------------------------------------------
 class ModuleProgressIn(StrictSerializer):
+    schema_extra = {"x-max-items-by": {"completedNodes": "totalNodes"}}  # at most totalNodes completed
     moduleId = IdField()
     completedNodes = serializers.ListField(child=IdField(), max_length=MAX_NODES_PER_MODULE, default=list)
     totalNodes = serializers.IntegerField(min_value=0, max_value=MAX_NODES_PER_MODULE, allow_null=True, required=False)
@@ -212,10 +224,11 @@ class ModuleProgressIn(StrictSerializer):
 
 
 class ProgressIn(StrictSerializer):
+    schema_extra = {"x-unique-by": {"modules": "moduleId"}}
     currentModule = IdField(allow_null=True, required=False)
     currentNode = IdField(allow_null=True, required=False)
     modules = ModuleProgressIn(many=True, max_length=MAX_MODULES, required=False)
-    updatedAt = TimestampField(required=False)
+    updatedAt = TimestampField(required=False, window="past")
 
     def validate_modules(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
         ids = [m["moduleId"] for m in value]
@@ -258,7 +271,7 @@ class ProgressListOut(serializers.Serializer):
 
 # --- leaderboard, summary -----------------------------------------------------------------------
 class LeaderboardQuery(StrictSerializer):
-    week = serializers.CharField(max_length=8, required=False)
+    week = serializers.RegexField(WEEK_IN, required=False)
     neighbours = serializers.IntegerField(min_value=0, max_value=10, default=2)
 
     def validate_week(self, value: str) -> str:

@@ -20,6 +20,7 @@ from gamification import serializers as s
 from gamification.managers import activity, engine, goals, leaderboard, progress, stats, streaks, summary
 from gamification.managers.summary import user_achievements
 from mookti.api.inputs import path_id, query, validated
+from mookti.api.schema import errors
 from mookti.errors import NotFound
 from storage.api.permissions import IsMooktiUser, actor_id
 from storage.managers import users
@@ -45,7 +46,9 @@ def counted_write(request: Request) -> Iterator[dict[str, Any]]:
 class StreakView(APIView):
     permission_classes = [IsMooktiUser]
 
-    @extend_schema(responses=s.StreakOut, summary="The learner's streak, and whether it is alive today")
+    @extend_schema(
+        responses=s.StreakOut, operation_id="getStreak", summary="The learner's streak, and whether it is alive today"
+    )
     def get(self, request: Request) -> Response:
         return Response(s.StreakOut(streaks.get(current_user(request))).data)
 
@@ -55,7 +58,8 @@ class ActivityView(APIView):
 
     @extend_schema(
         request=s.ActivityIn,
-        responses={201: s.ActivityOut, 200: s.ActivityOut},
+        responses={201: s.ActivityOut, 200: s.ActivityOut, **errors(429)},
+        operation_id="recordActivity",
         summary="Record a learning activity (200: a retry of an activity id already counted)",
     )
     def post(self, request: Request) -> Response:
@@ -77,7 +81,9 @@ class ActivityView(APIView):
 class StatsView(APIView):
     permission_classes = [IsMooktiUser]
 
-    @extend_schema(parameters=[s.StatsQuery], responses=s.StatsOut, summary="Daily stats of a date range")
+    @extend_schema(
+        parameters=[s.StatsQuery], responses=s.StatsOut, operation_id="getStats", summary="Daily stats of a date range"
+    )
     def get(self, request: Request) -> Response:
         params = query(request, s.StatsQuery)
         return Response(s.StatsOut(stats.range(current_user(request), params.get("from"), params.get("to"))).data)
@@ -86,7 +92,12 @@ class StatsView(APIView):
 class LeaderboardView(APIView):
     permission_classes = [IsMooktiUser]
 
-    @extend_schema(parameters=[s.LeaderboardQuery], responses=s.LeaderboardOut, summary="Weekly XP leaderboard")
+    @extend_schema(
+        parameters=[s.LeaderboardQuery],
+        responses=s.LeaderboardOut,
+        operation_id="getLeaderboard",
+        summary="Weekly XP leaderboard",
+    )
     def get(self, request: Request) -> Response:
         params = query(request, s.LeaderboardQuery)
         board = leaderboard.weekly(actor_id(request), params.get("week"), neighbours=params["neighbours"])
@@ -96,7 +107,11 @@ class LeaderboardView(APIView):
 class AchievementsView(APIView):
     permission_classes = [IsMooktiUser]
 
-    @extend_schema(responses=s.AchievementOut(many=True), summary="All achievements, with the learner's awards")
+    @extend_schema(
+        responses=s.AchievementOut(many=True),
+        operation_id="getAchievements",
+        summary="All achievements, with the learner's awards",
+    )
     def get(self, request: Request) -> Response:
         return Response(s.AchievementOut(user_achievements(actor_id(request)), many=True).data)
 
@@ -104,7 +119,12 @@ class AchievementsView(APIView):
 class SummaryView(APIView):
     permission_classes = [IsMooktiUser]
 
-    @extend_schema(parameters=[s.SummaryQuery], responses=s.SummaryOut, summary="Everything, for a dashboard")
+    @extend_schema(
+        parameters=[s.SummaryQuery],
+        responses=s.SummaryOut,
+        operation_id="getSummary",
+        summary="Everything, for a dashboard",
+    )
     def get(self, request: Request) -> Response:
         params = query(request, s.SummaryQuery)
         return Response(s.SummaryOut(summary(actor_id(request), params["days"])).data)
@@ -114,24 +134,24 @@ class GoalViewSet(viewsets.ViewSet):
     permission_classes = [IsMooktiUser]
     lookup_value_regex = "[^/]+"
 
-    @extend_schema(parameters=[s.GoalListQuery], responses=s.GoalListOut)
+    @extend_schema(parameters=[s.GoalListQuery], responses=s.GoalListOut, operation_id="getGoals")
     def list(self, request: Request) -> Response:
         params = query(request, s.GoalListQuery)
         found = goals.list(actor_id(request), params["status"], params["limit"])
         return Response({"goals": s.GoalOut(found, many=True).data})
 
-    @extend_schema(request=s.GoalCreateIn, responses={201: s.GoalOut})
+    @extend_schema(request=s.GoalCreateIn, responses={201: s.GoalOut, **errors(409, 429)}, operation_id="createGoal")
     def create(self, request: Request) -> Response:
         with counted_write(request) as user:
             data = validated(s.GoalCreateIn, request.data, timezone=user["timezone"])
             goal = goals.create(user, data)
         return Response(s.GoalOut(goal).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses=s.GoalOut)
+    @extend_schema(responses=s.GoalOut, operation_id="getGoal")
     def retrieve(self, request: Request, pk: str) -> Response:
         return Response(s.GoalOut(goals.get(actor_id(request), path_id(pk))).data)
 
-    @extend_schema(request=s.GoalUpdateIn, responses=s.GoalOut)
+    @extend_schema(request=s.GoalUpdateIn, responses={200: s.GoalOut, **errors(409, 429)}, operation_id="updateGoal")
     def partial_update(self, request: Request, pk: str) -> Response:
         goal_id = path_id(pk)
         with counted_write(request) as user:
@@ -139,7 +159,7 @@ class GoalViewSet(viewsets.ViewSet):
             goal = goals.update(user, goal_id, changes)
         return Response(s.GoalOut(goal).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None, **errors(409, 429)}, operation_id="deleteGoal")
     def destroy(self, request: Request, pk: str) -> Response:
         goal_id = path_id(pk)
         with counted_write(request) as user:
@@ -153,15 +173,20 @@ class ProgressViewSet(viewsets.ViewSet):
     permission_classes = [IsMooktiUser]
     lookup_value_regex = "[^/]+"
 
-    @extend_schema(responses=s.ProgressListOut)
+    @extend_schema(responses=s.ProgressListOut, operation_id="getProgressPaths")
     def list(self, request: Request) -> Response:
         return Response({"paths": s.ProgressSummaryOut(progress.list(actor_id(request)), many=True).data})
 
-    @extend_schema(responses=s.ProgressOut)
+    @extend_schema(responses=s.ProgressOut, operation_id="getProgress")
     def retrieve(self, request: Request, pk: str) -> Response:
         return Response(s.ProgressOut(progress.get(actor_id(request), path_id(pk, "pathId"))).data)
 
-    @extend_schema(request=s.ProgressIn, responses=s.ProgressOut, summary="Replace a path's progress")
+    @extend_schema(
+        request=s.ProgressIn,
+        responses={200: s.ProgressOut, **errors(409, 429)},
+        operation_id="putProgress",
+        summary="Replace a path's progress",
+    )
     def update(self, request: Request, pk: str) -> Response:
         path = path_id(pk, "pathId")
         data = validated(s.ProgressIn, request.data)
@@ -169,7 +194,12 @@ class ProgressViewSet(viewsets.ViewSet):
             saved = progress.put(user, path, data)
         return Response(s.ProgressOut(saved).data)
 
-    @extend_schema(request=s.ProgressIn, responses=s.ProgressOut, summary="Merge an offline client's progress")
+    @extend_schema(
+        request=s.ProgressIn,
+        responses={200: s.ProgressOut, **errors(409, 429)},
+        operation_id="syncProgress",
+        summary="Merge an offline client's progress",
+    )
     @action(detail=True, methods=["post"])
     def sync(self, request: Request, pk: str) -> Response:
         path = path_id(pk, "pathId")

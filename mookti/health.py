@@ -14,8 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.http import JsonResponse
-from django.views.decorators.http import require_GET
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.decorators import api_view, authentication_classes, permission_classes
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
 
 from mookti.redis import ping
 
@@ -32,15 +35,57 @@ def register(name: str, check: Callable[[], dict[str, Any]], *, critical: bool =
 register("redis", lambda: {"ok": ping()}, critical=True)
 
 
-@require_GET
-def live(request) -> JsonResponse:
+LIVE_SCHEMA = {
+    "type": "object",
+    "properties": {"status": {"type": "string", "enum": ["ok"]}},
+    "required": ["status"],
+    "additionalProperties": False,
+}
+HEALTH_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "status": {"type": "string", "enum": ["ok", "unavailable"]},
+        "checks": {
+            "type": "object",
+            "description": "Each dependency's state: `ok`, and what the check adds (latency, errors ...).",
+            "additionalProperties": {
+                "type": "object",
+                "properties": {"ok": {"type": "boolean"}, "error": {"type": "string"}},
+                "required": ["ok"],
+                "additionalProperties": True,
+            },
+        },
+    },
+    "required": ["status", "checks"],
+    "additionalProperties": False,
+}
+
+
+@extend_schema(
+    operation_id="getLiveness",
+    responses={200: OpenApiResponse(LIVE_SCHEMA, description="The process answers (no dependency is checked).")},
+    summary="Liveness: the process is up (no auth, no dependencies)",
+)
+@api_view(["GET"])
+@authentication_classes([])
+@permission_classes([AllowAny])
+def live(request: Request) -> Response:
     """The process is up and serving requests; nothing else is checked."""
-    return JsonResponse({"status": "ok"})
+    return Response({"status": "ok"})
 
 
-@require_GET
-def health(request) -> JsonResponse:
-    """Readiness: every registered check; 503 when a critical dependency is down."""
+@extend_schema(
+    operation_id="getHealth",
+    responses={
+        200: OpenApiResponse(HEALTH_SCHEMA, description="Redis (and every critical dependency) answers."),
+        503: OpenApiResponse(HEALTH_SCHEMA, description="A critical dependency (Redis) is down."),
+    },
+    summary="Health of Redis and the other dependencies (no auth)",
+)
+@api_view(["GET"])
+@authentication_classes([])
+@permission_classes([AllowAny])
+def health(request: Request) -> Response:
     report: dict[str, Any] = {}
     for name, check in CHECKS.items():
         try:
@@ -48,6 +93,4 @@ def health(request) -> JsonResponse:
         except Exception as exc:
             report[name] = {"ok": False, "error": type(exc).__name__}
     healthy = all(report[name].get("ok") for name in CRITICAL)
-    return JsonResponse(
-        {"status": "ok" if healthy else "unavailable", "checks": report}, status=200 if healthy else 503
-    )
+    return Response({"status": "ok" if healthy else "unavailable", "checks": report}, status=200 if healthy else 503)

@@ -53,6 +53,7 @@ INSTALLED_APPS = [
 # Sessions, CSRF, auth and messages run for the admin and browsers, not for token API requests
 # (mookti/middleware.py).
 MIDDLEWARE = [
+    "mookti.api.exceptions.JsonErrorsMiddleware",  # outermost: sees every /api/ error response
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",  # /static/ (admin, API docs) in every mode
     "mookti.middleware.SessionMiddleware",
@@ -152,12 +153,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["storage.api.permissions.IsMooktiUser"],
-    "DEFAULT_RENDERER_CLASSES": [
-        "mookti.api.parsers.FastJSONRenderer",
-        "rest_framework.renderers.BrowsableAPIRenderer",
-    ],
-    "DEFAULT_PARSER_CLASSES": ["mookti.api.parsers.StrictJSONParser", "rest_framework.parsers.MultiPartParser"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # JSON only, whatever Accept says (no browsable API); multipart only where a view takes files.
+    "DEFAULT_RENDERER_CLASSES": ["mookti.api.parsers.FastJSONRenderer"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "mookti.api.negotiation.JSONFallbackNegotiation",
+    "DEFAULT_PARSER_CLASSES": ["mookti.api.parsers.StrictJSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "mookti.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "mookti.api.exceptions.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
@@ -173,7 +173,14 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "UserTypeEnum": "storage.managers.users.USER_TYPES",
         "VoteTypeEnum": ["up", "down"],
+        "VisibilityEnum": "storage.managers.chats.VISIBILITIES",
+        "RoleEnum": "storage.managers.messages.ROLES",
+        "DocumentKindEnum": "storage.managers.documents.KINDS",
     },
+    "ENUM_GENERATE_CHOICE_DESCRIPTION": False,
+    # Session cookies cannot act for a Mookti user: the API's only scheme is the bearer one.
+    "AUTHENTICATION_WHITELIST": ["storage.api.auth.BearerAuthentication"],
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "mookti.api.schema.postprocess"],
 }
 
 LANGUAGE_CODE = "en-us"

@@ -1,7 +1,8 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerView
 
+from mookti.api.schema_view import SchemaView
 from mookti.health import health, live
 from storage.realtime.tickets import TicketView
 from storage.search.views import SearchView
@@ -16,7 +17,7 @@ urlpatterns = [
     path("api/storage/", include("storage.api.urls")),
     path("api/gamification/", include("gamification.urls")),
     path("api/realtime/ticket/", TicketView.as_view(), name="realtime-ticket"),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/schema/", SchemaView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
 ]

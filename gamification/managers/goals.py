@@ -89,7 +89,9 @@ def _measured(goal: dict[str, Any], changes: dict[str, Any]) -> None:
         goal["current"] = changes["current"]
     if goal["target"] is not None:
         if "progress" in changes:
-            raise Invalid(
+            # the request's own target: bad input; the goal's stored one: a conflict with its state
+            error = Invalid if changes.get("target") is not None else Conflict
+            raise error(
                 "With a target, progress is current/target.", {"progress": ["Set current (or clear target) instead."]}
             )
         goal["progress"] = min(100, goal["current"] * 100 // goal["target"])

@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
 
@@ -63,3 +64,31 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         detail = getattr(exc, "detail", "")
         response.data = _body(code, str(detail) if detail else response.status_text)
     return response
+
+
+_JSON_TYPES = ("application/json", "application/problem+json")
+_PLAIN_CODES = {**_DRF_CODES, 500: "server_error:api", 503: "unavailable:api"}
+
+
+class JsonErrorsMiddleware:
+    """Every error under ``/api/`` is the one JSON error body, even those DRF never sees: unknown
+    routes (Django's HTML 404), methods a plain view refuses, server errors, CSRF and host checks."""
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if (
+            response.status_code < 400
+            or not request.path.startswith("/api/")
+            or response.get("Content-Type", "").split(";")[0].strip() in _JSON_TYPES
+        ):
+            return response
+        status = response.status_code
+        text = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+        json_response = JsonResponse(_body(_PLAIN_CODES.get(status, "error:api"), text), status=status)
+        for header in ("Allow", "Retry-After", "WWW-Authenticate"):
+            if header in response:
+                json_response[header] = response[header]
+        return json_response

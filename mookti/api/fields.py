@@ -7,7 +7,6 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.fields import _UnvalidatedField  # the child of a ListField/DictField without one
@@ -22,7 +21,6 @@ def known_timezones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())
 
 
-@extend_schema_field(OpenApiTypes.DATETIME)
 class TimestampField(serializers.Field):
     """Microseconds since the epoch inside, ISO-8601 UTC (``...Z``) outside.
 
@@ -34,6 +32,13 @@ class TimestampField(serializers.Field):
         "invalid": "Use an ISO-8601 timestamp or epoch milliseconds.",
         "range": "Timestamps go from 1684 to 2255 (exact in a sorted-set score).",
     }
+
+    def __init__(self, *, window: str | None = None, **kwargs: Any) -> None:
+        """``window``: what the server also checks against the current time, for the schema
+        (``x-time-window``): ``past`` (not in the future), ``recent`` (the last days; the
+        backfill window), ``future``."""
+        self.window = window
+        super().__init__(**kwargs)
 
     def to_representation(self, value: int | None) -> str | None:
         return iso(value)
@@ -132,3 +137,23 @@ def _renderer(field: serializers.Field) -> Any:
     if type(field) is serializers.CharField:
         return str
     return field.to_representation
+
+
+@extend_schema_field(
+    {"type": "string", "format": "iana-time-zone", "maxLength": 64, "example": "Europe/Berlin",
+     "description": "An IANA time zone name (tz database), e.g. Europe/Berlin or UTC."}
+)  # fmt: skip
+class TimezoneField(serializers.CharField):
+    """An IANA time zone name the server knows (``zoneinfo``)."""
+
+    default_error_messages = {"zone": "Unknown IANA time zone."}
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", 64)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        if value not in known_timezones():
+            self.fail("zone")
+        return value

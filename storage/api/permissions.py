@@ -26,6 +26,8 @@ class IsMooktiUser(BasePermission):
 class IsMooktiUserOrReadOnly(IsMooktiUser):
     """Reads are open (managers let anonymous callers see public chats only)."""
 
+    anonymous_methods = SAFE_METHODS  # the schema's anonymous alternative in ``security``
+
     def has_permission(self, request, view) -> bool:
         return request.method in SAFE_METHODS or super().has_permission(request, view)
 

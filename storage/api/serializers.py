@@ -6,10 +6,12 @@ import json
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from mookti.api.fields import IdField, OutputSerializer, StrictSerializer, TimestampField, known_timezones
+from mookti.api.fields import IdField, OutputSerializer, StrictSerializer, TimestampField, TimezoneField
 from mookti.errors import PayloadTooLarge
+from storage.api.schema import ATTACHMENT_SCHEMA, MESSAGE_PART_SCHEMA
 from storage.entities import Chat, Document, Message, Stream, Suggestion, User, Vote
 from storage.entities.base import Entity
 from storage.managers.chats import VISIBILITIES
@@ -37,28 +39,46 @@ def _output_field(name: str, kind: str) -> serializers.Field:
     return serializers.CharField(allow_null=optional)
 
 
-def entity_out(name: str, entity: type[Entity]) -> type[serializers.Serializer]:
+def entity_out(name: str, entity: type[Entity], **typed: serializers.Field) -> type[serializers.Serializer]:
     """The output serializer of a stored entity: its public fields, in its order, timestamps
-    (``...At``) as ISO-8601, so the field list lives in one place (``storage.entities``)."""
-    fields = {field: _output_field(field, kind) for field, kind in entity.kinds() if field not in entity.PRIVATE}
+    (``...At``) as ISO-8601, so the field list lives in one place (``storage.entities``);
+    ``typed`` gives the fields whose values are narrower than their Python type (enums, parts)."""
+    fields = {
+        field: typed.get(field) or _output_field(field, kind)
+        for field, kind in entity.kinds()
+        if field not in entity.PRIVATE
+    }
     return type(name, (OutputSerializer,), {"__module__": __name__, **fields})
 
 
+@extend_schema_field(MESSAGE_PART_SCHEMA)
+class MessagePartField(serializers.DictField):
+    """One UI message part: any object with a string ``type`` (ai-chatbot's, or another kind)."""
+
+    default_error_messages = {"type": "A part is an object with a string 'type'."}
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        value = super().to_internal_value(data)
+        if not isinstance(value.get("type"), str):
+            self.fail("type")
+        return value
+
+
+@extend_schema_field(ATTACHMENT_SCHEMA)
+class AttachmentField(serializers.DictField):
+    """An attachment: free-form JSON, stored as sent."""
+
+
 # --- users -------------------------------------------------------------------------------------
-UserOut = entity_out("UserOut", User)
+UserOut = entity_out("UserOut", User, type=serializers.ChoiceField(USER_TYPES))
 
 
 class UserUpdateIn(StrictSerializer):
     name = serializers.CharField(max_length=200, allow_blank=True, required=False)
     type = serializers.ChoiceField(USER_TYPES, required=False)
-    timezone = serializers.CharField(max_length=64, required=False)
+    timezone = TimezoneField(required=False)
     preferences = serializers.DictField(required=False)
     password = serializers.CharField(min_length=8, max_length=128, required=False, write_only=True)
-
-    def validate_timezone(self, value: str) -> str:
-        if value not in known_timezones():
-            raise serializers.ValidationError("Unknown IANA time zone.")
-        return value
 
     def validate_preferences(self, value: dict) -> dict:
         if _json_size(value) > 16 * 1024:
@@ -77,6 +97,7 @@ class UserCreateIn(UserUpdateIn):
 
 
 class TokenIn(StrictSerializer):
+    schema_extra = {"anyOf": [{"required": ["email", "password"]}, {"required": ["userId"]}]}
     email = serializers.EmailField(required=False)
     password = serializers.CharField(required=False, max_length=128)
     userId = IdField(required=False)
@@ -95,7 +116,7 @@ class TokenOut(serializers.Serializer):
 
 
 # --- chats -------------------------------------------------------------------------------------
-ChatOut = entity_out("ChatOut", Chat)
+ChatOut = entity_out("ChatOut", Chat, visibility=serializers.ChoiceField(VISIBILITIES))
 
 
 class ChatUpdateIn(StrictSerializer):
@@ -109,6 +130,9 @@ class ChatCreateIn(ChatUpdateIn):
 
 
 class PageQuery(StrictSerializer):
+    """A keyset page; ``startingAfter`` and ``endingBefore`` exclude each other."""
+
+    mutually_exclusive = (("startingAfter", "endingBefore"),)
     limit = serializers.IntegerField(min_value=1, max_value=100, default=20)
     startingAfter = IdField(required=False)
     endingBefore = IdField(required=False)
@@ -136,7 +160,13 @@ StreamOut = entity_out("StreamOut", Stream)
 
 
 # --- messages ----------------------------------------------------------------------------------
-MessageOut = entity_out("MessageOut", Message)
+MessageOut = entity_out(
+    "MessageOut",
+    Message,
+    role=serializers.ChoiceField(ROLES),
+    parts=serializers.ListField(child=MessagePartField()),
+    attachments=serializers.ListField(child=AttachmentField()),
+)
 
 
 def _check_message_size(attrs: dict[str, Any]) -> None:
@@ -150,8 +180,9 @@ def _check_message_size(attrs: dict[str, Any]) -> None:
 
 
 class MessageUpdateIn(StrictSerializer):
-    parts = serializers.ListField(child=serializers.DictField(), max_length=1000, required=False)
-    attachments = serializers.ListField(child=serializers.DictField(), max_length=100, required=False)
+    schema_extra = {"minProperties": 1}
+    parts = serializers.ListField(child=MessagePartField(), max_length=1000, required=False)
+    attachments = serializers.ListField(child=AttachmentField(), max_length=100, required=False)
     content = serializers.CharField(allow_blank=True, required=False, trim_whitespace=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -162,6 +193,7 @@ class MessageUpdateIn(StrictSerializer):
 
 
 class MessageIn(MessageUpdateIn):
+    schema_extra = {"anyOf": [{"required": ["parts"]}, {"required": ["content"]}]}
     id = IdField(required=False)
     chatId = IdField()
     role = serializers.ChoiceField(ROLES)
@@ -176,6 +208,7 @@ class MessageIn(MessageUpdateIn):
 
 
 class MessagesIn(StrictSerializer):
+    schema_extra = {"x-unique-by": {"messages": "id"}}  # ids are unique within a batch
     messages = MessageIn(many=True, allow_empty=False, max_length=MAX_BATCH)
 
     def validate_messages(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -218,15 +251,27 @@ class ChatIdQuery(StrictSerializer):
 
 
 # --- documents ---------------------------------------------------------------------------------
-DocumentOut = entity_out("DocumentOut", Document)
+DocumentOut = entity_out("DocumentOut", Document, kind=serializers.ChoiceField(KINDS))
 
 
 class DocumentSummaryOut(serializers.Serializer):
     id = serializers.CharField()
     title = serializers.CharField()
-    kind = serializers.CharField()
+    kind = serializers.ChoiceField(KINDS)
     createdAt = TimestampField()
     updatedAt = TimestampField()
+
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "format": "binary",
+        "description": "A PDF or a UTF-8 text file; its text becomes the version's content.",
+        "x-content-types": ["application/pdf", "text/plain; charset=utf-8"],
+    }
+)
+class UploadField(serializers.FileField):
+    """A document upload (multipart): a PDF or UTF-8 text."""
 
 
 class DocumentIn(StrictSerializer):
@@ -234,7 +279,7 @@ class DocumentIn(StrictSerializer):
     title = serializers.CharField(max_length=MAX_TITLE)
     kind = serializers.ChoiceField(KINDS, default="text")
     content = serializers.CharField(allow_blank=True, allow_null=True, required=False, trim_whitespace=False)
-    file = serializers.FileField(required=False)
+    file = UploadField(required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         upload = attrs.pop("file", None)
@@ -251,6 +296,12 @@ class DocumentIn(StrictSerializer):
         return attrs
 
 
+class DocumentJsonIn(DocumentIn):
+    """saveDocument's JSON body: a file comes as multipart only (schema only; views validate DocumentIn)."""
+
+    file = None
+
+
 class DocumentPageOut(serializers.Serializer):
     documents = DocumentSummaryOut(many=True)
     hasMore = serializers.BooleanField()
@@ -258,6 +309,19 @@ class DocumentPageOut(serializers.Serializer):
 
 class TimestampQuery(StrictSerializer):
     timestamp = TimestampField(required=False)
+
+
+class DeletedCountOut(serializers.Serializer):
+    deletedCount = serializers.IntegerField(min_value=0)
+
+
+class DeletedMessagesOut(DeletedCountOut):
+    deletedIds = serializers.ListField(child=serializers.CharField())
+
+
+class MessageCountOut(serializers.Serializer):
+    count = serializers.IntegerField(min_value=0, help_text="The user's messages (role user) in the last `hours`.")
+    hours = serializers.IntegerField(min_value=1)
 
 
 class SuggestionIn(StrictSerializer):

@@ -8,11 +8,14 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotAuthenticated
+from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from mookti.api.inputs import path_id, query, validated
+from mookti.api.parsers import StrictJSONParser
+from mookti.api.schema import errors
 from mookti.errors import Forbidden, Invalid, NotFound, Unauthorized
 from storage.api import serializers as s
 from storage.api.auth import Principal
@@ -39,7 +42,10 @@ class UserViewSet(viewsets.ViewSet):
         return [IsServiceOrSelf()]
 
     @extend_schema(
-        parameters=[OpenApiParameter("email", str, required=True)], responses=s.UserOut(many=True), summary="getUser"
+        parameters=[OpenApiParameter("email", {"type": "string", "minLength": 1}, required=True)],
+        responses=s.UserOut(many=True),
+        operation_id="getUser",
+        summary="The user with this email (0 or 1)",
     )
     def list(self, request: Request) -> Response:
         email = request.query_params.get("email", "")
@@ -48,7 +54,7 @@ class UserViewSet(viewsets.ViewSet):
         user = users.get_by_email(email)
         return Response(s.UserOut([user] if user else [], many=True).data)
 
-    @extend_schema(request=s.UserCreateIn, responses={201: s.UserOut}, summary="createUser")
+    @extend_schema(request=s.UserCreateIn, responses={201: s.UserOut, **errors(409)}, operation_id="createUser")
     def create(self, request: Request) -> Response:
         data = validated(s.UserCreateIn, request.data)
         user = users.create(
@@ -62,17 +68,17 @@ class UserViewSet(viewsets.ViewSet):
         )
         return Response(s.UserOut(user).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=None, responses={201: s.UserOut}, summary="createGuestUser")
+    @extend_schema(request=None, responses={201: s.UserOut}, operation_id="createGuestUser")
     @action(detail=False, methods=["post"])
     def guest(self, request: Request) -> Response:
         return Response(s.UserOut(users.create_guest()).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses=s.UserOut)
+    @extend_schema(responses=s.UserOut, operation_id="getCurrentUser", summary="The user the call acts for")
     @action(detail=False, methods=["get"])
     def me(self, request: Request) -> Response:
         return self.retrieve(request, pk=actor_id(request))
 
-    @extend_schema(parameters=[IF_NONE_MATCH], responses={200: s.UserOut, **NOT_MODIFIED})
+    @extend_schema(parameters=[IF_NONE_MATCH], responses={200: s.UserOut, **NOT_MODIFIED}, operation_id="getUserById")
     def retrieve(self, request: Request, pk: str) -> Response:
         user_id = path_id(pk)
         rev = revision(request, "user", user_id, "profile")
@@ -85,14 +91,14 @@ class UserViewSet(viewsets.ViewSet):
 
         return conditional(rev, build)
 
-    @extend_schema(request=s.UserUpdateIn, responses=s.UserOut)
+    @extend_schema(request=s.UserUpdateIn, responses=s.UserOut, operation_id="updateUser")
     def partial_update(self, request: Request, pk: str) -> Response:
         changes = validated(s.UserUpdateIn, request.data)
         if "type" in changes and not request.user.is_service:
             raise Forbidden("Only the service key changes a user's type.", {"type": ["read-only"]})
         return Response(s.UserOut(users.update(path_id(pk), changes)).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None}, operation_id="deleteUser", summary="Delete a user with all their data")
     def destroy(self, request: Request, pk: str) -> Response:
         if not users.delete(path_id(pk)):
             raise NotFound("user")
@@ -104,7 +110,7 @@ class TokenViewSet(viewsets.ViewSet):
 
     permission_classes = [AllowAny]
 
-    @extend_schema(request=s.TokenIn, responses={201: s.TokenOut})
+    @extend_schema(request=s.TokenIn, responses={201: s.TokenOut}, operation_id="createToken")
     def create(self, request: Request) -> Response:
         data = validated(s.TokenIn, request.data)
         if "userId" in data:
@@ -119,7 +125,7 @@ class TokenViewSet(viewsets.ViewSet):
             raise NotFound("user")
         return Response(s.TokenOut(tokens.issue(user["id"], data.get("ttl"))).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=None, responses={204: None}, summary="Revoke the calling token")
+    @extend_schema(request=None, responses={204: None}, operation_id="revokeToken", summary="Revoke the calling token")
     @action(detail=False, methods=["delete"], url_path="current")
     def revoke(self, request: Request) -> Response:
         principal = request.user
@@ -143,7 +149,7 @@ class ChatViewSet(viewsets.ViewSet):
     @extend_schema(
         parameters=[s.ChatPageQuery, IF_NONE_MATCH],
         responses={200: s.ChatPageOut, **NOT_MODIFIED},
-        summary="getChatsByUserId",
+        operation_id="getChatsByUserId",
     )
     def list(self, request: Request) -> Response:
         params = query(request, s.ChatPageQuery)
@@ -155,7 +161,7 @@ class ChatViewSet(viewsets.ViewSet):
 
         return conditional(rev, build)
 
-    @extend_schema(request=s.ChatCreateIn, responses={201: s.ChatOut}, summary="saveChat")
+    @extend_schema(request=s.ChatCreateIn, responses={201: s.ChatOut, **errors(409)}, operation_id="saveChat")
     def create(self, request: Request) -> Response:
         data = validated(s.ChatCreateIn, request.data)
         chat = chats.create(
@@ -167,30 +173,35 @@ class ChatViewSet(viewsets.ViewSet):
         )
         return Response(s.ChatOut(chat).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(parameters=[IF_NONE_MATCH], responses={200: s.ChatOut, **NOT_MODIFIED}, summary="getChatById")
+    @extend_schema(parameters=[IF_NONE_MATCH], responses={200: s.ChatOut, **NOT_MODIFIED}, operation_id="getChatById")
     def retrieve(self, request: Request, pk: str) -> Response:
         chat_id = path_id(pk)
         rev = revision(request, "chat", chat_id, "chat")
         return conditional(rev, lambda: s.ChatOut(chats.read(actor_id(request), chat_id, rev)).data)
 
     @extend_schema(
-        request=s.ChatUpdateIn, responses=s.ChatOut, summary="updateChatVisibilityById / updateChatTitleById"
+        request=s.ChatUpdateIn,
+        responses=s.ChatOut,
+        operation_id="updateChatById",
+        summary="updateChatVisibilityById / updateChatTitleById",
     )
     def partial_update(self, request: Request, pk: str) -> Response:
         changes = validated(s.ChatUpdateIn, request.data)
         return Response(s.ChatOut(chats.update(actor_id(request), path_id(pk), changes)).data)
 
-    @extend_schema(responses=s.ChatOut, summary="deleteChatById")
+    @extend_schema(responses={200: s.ChatOut}, operation_id="deleteChatById", summary="Delete a chat; answers it")
     def destroy(self, request: Request, pk: str) -> Response:
         return Response(s.ChatOut(chats.delete(actor_id(request), path_id(pk))).data)
 
-    @extend_schema(request=None, responses={200: dict}, summary="deleteAllChatsByUserId")
+    @extend_schema(request=None, responses={200: s.DeletedCountOut}, operation_id="deleteAllChatsByUserId")
     @action(detail=False, methods=["delete"], url_path="all")
     def destroy_all(self, request: Request) -> Response:
         return Response({"deletedCount": chats.delete_all_for_user(actor_id(request))})
 
-    @extend_schema(methods=["GET"], responses=s.StreamOut(many=True), summary="getStreamIdsByChatId")
-    @extend_schema(methods=["POST"], request=s.StreamIn, responses={201: s.StreamOut}, summary="createStreamId")
+    @extend_schema(methods=["GET"], responses=s.StreamOut(many=True), operation_id="getStreamIdsByChatId")
+    @extend_schema(
+        methods=["POST"], request=s.StreamIn, responses={201: s.StreamOut, **errors(409)}, operation_id="createStreamId"
+    )
     @action(detail=True, methods=["get", "post"])
     def streams(self, request: Request, pk: str) -> Response:
         chat_id = path_id(pk)
@@ -215,7 +226,7 @@ class MessageViewSet(viewsets.ViewSet):
     @extend_schema(
         parameters=[s.MessagePageQuery, IF_NONE_MATCH],
         responses={200: s.MessagePageOut, **NOT_MODIFIED},
-        summary="getMessagesByChatId",
+        operation_id="getMessagesByChatId",
     )
     def list(self, request: Request) -> Response:
         params = query(request, s.MessagePageQuery)
@@ -228,7 +239,12 @@ class MessageViewSet(viewsets.ViewSet):
 
         return conditional(rev, build)
 
-    @extend_schema(request=s.MessagesIn, responses={201: s.MessageOut(many=True)}, summary="saveMessages")
+    @extend_schema(
+        request=s.MessagesIn,
+        responses={201: s.MessageOut(many=True), **errors(409, 429)},
+        operation_id="saveMessages",
+        summary="Save messages (a batch, or one message object)",
+    )
     def create(self, request: Request) -> Response:
         data = (
             request.data
@@ -239,17 +255,19 @@ class MessageViewSet(viewsets.ViewSet):
         saved = messages.save(actor_id(request), [dict(m) for m in batch])
         return Response(s.MessageOut(saved, many=True).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses=s.MessageOut, summary="getMessageById")
+    @extend_schema(responses=s.MessageOut, operation_id="getMessageById")
     def retrieve(self, request: Request, pk: str) -> Response:
         return Response(s.MessageOut(messages.get(actor_id(request), path_id(pk))).data)
 
-    @extend_schema(request=s.MessageUpdateIn, responses=s.MessageOut, summary="updateMessage")
+    @extend_schema(request=s.MessageUpdateIn, responses=s.MessageOut, operation_id="updateMessage")
     def partial_update(self, request: Request, pk: str) -> Response:
         changes = validated(s.MessageUpdateIn, request.data)
         return Response(s.MessageOut(messages.update(actor_id(request), path_id(pk), changes)).data)
 
     @extend_schema(
-        parameters=[s.DeleteAfterQuery], responses={200: dict}, summary="deleteMessagesByChatIdAfterTimestamp"
+        parameters=[s.DeleteAfterQuery],
+        responses={200: s.DeletedMessagesOut},
+        operation_id="deleteMessagesByChatIdAfterTimestamp",
     )
     @action(detail=False, methods=["delete"], url_path="after")
     def delete_after(self, request: Request) -> Response:
@@ -257,7 +275,7 @@ class MessageViewSet(viewsets.ViewSet):
         deleted = messages.delete_after(actor_id(request), params["chatId"], params["timestamp"])
         return Response({"deletedIds": deleted, "deletedCount": len(deleted)})
 
-    @extend_schema(parameters=[s.CountQuery], responses={200: dict}, summary="getMessageCountByUserId")
+    @extend_schema(parameters=[s.CountQuery], responses=s.MessageCountOut, operation_id="getMessageCountByUserId")
     @action(detail=False, methods=["get"])
     def count(self, request: Request) -> Response:
         params = query(request, s.CountQuery)
@@ -269,12 +287,12 @@ class VoteViewSet(viewsets.ViewSet):
 
     permission_classes = [IsMooktiUserOrReadOnly]
 
-    @extend_schema(parameters=[s.ChatIdQuery], responses=s.VoteOut(many=True), summary="getVotesByChatId")
+    @extend_schema(parameters=[s.ChatIdQuery], responses=s.VoteOut(many=True), operation_id="getVotesByChatId")
     def list(self, request: Request) -> Response:
         params = query(request, s.ChatIdQuery)
         return Response(s.VoteOut(votes.list(actor_id(request), params["chatId"]), many=True).data)
 
-    @extend_schema(request=s.VoteIn, responses=s.VoteOut, summary="voteMessage")
+    @extend_schema(request=s.VoteIn, responses={200: s.VoteOut}, operation_id="voteMessage", summary="Vote (upsert)")
     def create(self, request: Request) -> Response:
         data = validated(s.VoteIn, request.data)
         vote = votes.vote(actor_id(request), data["chatId"], data["messageId"], data["type"])
@@ -288,13 +306,31 @@ class DocumentViewSet(viewsets.ViewSet):
     permission_classes = [IsMooktiUser]
     lookup_value_regex = "[^/]+"
 
-    @extend_schema(parameters=[s.PageQuery], responses=s.DocumentPageOut)
+    def get_parsers(self) -> list:
+        """JSON everywhere; multipart too for saveDocument (a file upload)."""
+        request = getattr(self, "request", None)  # None while the schema is generated (action is set then)
+        action = self.action_map.get(request.method.lower()) if request is not None else self.action
+        if action == "create":
+            return [StrictJSONParser(), MultiPartParser()]
+        return super().get_parsers()
+
+    @extend_schema(
+        parameters=[s.PageQuery],
+        responses=s.DocumentPageOut,
+        operation_id="getDocumentsByUserId",
+        summary="The user's documents (latest versions, newest first)",
+    )
     def list(self, request: Request) -> Response:
         params = query(request, s.PageQuery)
         found, has_more = documents.list_for_user(actor_id(request), page_of(params))
         return Response({"documents": s.DocumentSummaryOut(found, many=True).data, "hasMore": has_more})
 
-    @extend_schema(request=s.DocumentIn, responses={201: s.DocumentOut}, summary="saveDocument (a new version)")
+    @extend_schema(
+        request={"application/json": s.DocumentJsonIn, "multipart/form-data": s.DocumentIn},
+        responses={201: s.DocumentOut},
+        operation_id="saveDocument",
+        summary="Save a new version (JSON, or multipart with a PDF or UTF-8 text file)",
+    )
     def create(self, request: Request) -> Response:
         data = validated(s.DocumentIn, request.data)
         saved = documents.save(
@@ -309,7 +345,8 @@ class DocumentViewSet(viewsets.ViewSet):
     @extend_schema(
         parameters=[IF_NONE_MATCH],
         responses={200: s.DocumentOut, **NOT_MODIFIED},
-        summary="getDocumentById (latest version)",
+        operation_id="getDocumentById",
+        summary="The latest version",
     )
     def retrieve(self, request: Request, pk: str) -> Response:
         document_id = path_id(pk)
@@ -319,7 +356,8 @@ class DocumentViewSet(viewsets.ViewSet):
     @extend_schema(
         parameters=[IF_NONE_MATCH],
         responses={200: s.DocumentOut(many=True), **NOT_MODIFIED},
-        summary="getDocumentsById (all versions)",
+        operation_id="getDocumentsById",
+        summary="All versions",
     )
     @action(detail=True, methods=["get"])
     def versions(self, request: Request, pk: str) -> Response:
@@ -330,15 +368,23 @@ class DocumentViewSet(viewsets.ViewSet):
         )
 
     @extend_schema(
-        parameters=[s.TimestampQuery], responses={200: dict}, summary="deleteDocumentsByIdAfterTimestamp (or all)"
+        parameters=[s.TimestampQuery],
+        responses={200: s.DeletedCountOut},
+        operation_id="deleteDocumentsByIdAfterTimestamp",
+        summary="Delete the versions after timestamp (all without it)",
     )
     def destroy(self, request: Request, pk: str) -> Response:
         params = query(request, s.TimestampQuery)
         deleted = documents.delete_after(actor_id(request), path_id(pk), params.get("timestamp", -1))
         return Response({"deletedCount": deleted})
 
-    @extend_schema(methods=["GET"], responses=s.SuggestionOut(many=True), summary="getSuggestionsByDocumentId")
-    @extend_schema(methods=["POST"], request=s.SuggestionsIn, responses={201: s.SuggestionOut(many=True)})
+    @extend_schema(methods=["GET"], responses=s.SuggestionOut(many=True), operation_id="getSuggestionsByDocumentId")
+    @extend_schema(
+        methods=["POST"],
+        request=s.SuggestionsIn,
+        responses={201: s.SuggestionOut(many=True)},
+        operation_id="saveSuggestions",
+    )
     @action(detail=True, methods=["get", "post"])
     def suggestions(self, request: Request, pk: str) -> Response:
         document_id = path_id(pk)

@@ -45,6 +45,7 @@ class TicketView(APIView):
             )
         },
         summary="Ticket for /ws/events/?ticket=... (single use, expires within 60 s)",
+        operation_id="createRealtimeTicket",
     )
     def post(self, request: Request) -> Response:
         principal = request.user

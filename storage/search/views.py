@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -28,6 +28,8 @@ class QueryText(serializers.CharField):
 
 class SearchIn(StrictSerializer):
     """A semantic search: the query text and optional filters (unknown fields are rejected)."""
+
+    schema_extra = {"x-ordered": ["from", "to"]}  # from is not after to
 
     query = QueryText(max_length=search_service.MAX_QUERY_CHARS)
     kinds = serializers.ListField(child=serializers.CharField(), required=False, allow_empty=False, max_length=20)
@@ -59,7 +61,7 @@ class SearchHitOut(serializers.Serializer):
     id = serializers.CharField(help_text="Vector id: msg:{chatId}#{messageId} or doc:{documentId}#{chunk}.")
     messageId = serializers.CharField(allow_null=True)
     chunk = serializers.IntegerField(allow_null=True)
-    role = serializers.CharField(allow_null=True)
+    role = serializers.ChoiceField(search_service.ROLES, allow_null=True)
     snippet = serializers.CharField()
     score = serializers.FloatField(help_text="Cosine similarity plus a bounded keyword bonus; higher is closer.")
     createdAt = TimestampField(allow_null=True)
@@ -91,11 +93,8 @@ class SearchView(APIView):
 
     @extend_schema(
         request=SearchIn,
-        responses={
-            200: SearchOut,
-            400: OpenApiResponse(description="Empty query or bad filters (the field is named)."),
-            503: OpenApiResponse(description="The embedding service or the vector store is unavailable."),
-        },
+        responses=SearchOut,
+        operation_id="searchUserData",
         summary="Semantic search over the user's conversations and documents",
     )
     def post(self, request: Request) -> Response:

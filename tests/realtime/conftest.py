@@ -111,7 +111,9 @@ class Server:
         query = "&".join(f"{k}={v}" for k, v in params.items())
         return f"ws://127.0.0.1:{self.port}/ws/events/" + (f"?{query}" if query else "")
 
-    def api(self, method: str, path: str, token: str, body: Any = None, **headers: str) -> tuple[int, Any]:
+    def api(
+        self, method: str, path: str, token: str, body: Any = None, timeout: float = 10, **headers: str
+    ) -> tuple[int, Any]:
         """One HTTP call (stdlib client): (status, decoded JSON body or None)."""
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.base + path, data=data, method=method)
@@ -120,7 +122,7 @@ class Server:
         for name, value in headers.items():
             request.add_header(name, value)
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
                 raw = response.read()
                 return response.status, json.loads(raw) if raw else None
         except urllib.error.HTTPError as error:
