@@ -9,12 +9,24 @@ can run as MULTI/EXEC on Redis Cluster. On a standalone server (the common case,
 included) all steps of a write go out as one MULTI/EXEC: one round trip, fully atomic. On
 a cluster they run one after the other, which keeps the write protocol's order: entity
 first, index last; unindex first, entity last.
+
+Failure behaviour (docs/operations.md, "Redis outages"):
+
+- No client-side re-send: a command whose reply was lost may have been applied, so redis-py's
+  retry is off. A standalone :class:`Write` carries an idempotency guard instead (see
+  :func:`_run_guarded`) and is re-sent once, safely, after a dropped connection.
+- Every command has a short timeout (``MOOKTI_REDIS_TIMEOUT``, 2 s): a stalled Redis costs a
+  request at most that long before it becomes a 503.
+- A circuit breaker: a connect failure or a timeout opens it for ``MOOKTI_REDIS_BREAKER_SECONDS``;
+  meanwhile commands fail at once (:class:`CircuitOpen`) instead of queueing on a dead server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
+import uuid
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,8 +37,10 @@ import redis
 import redis.asyncio
 import redis.asyncio.cluster
 from django.conf import settings
+from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
-from redis.exceptions import RedisClusterException
+from redis.exceptions import ExecAbortError, OutOfMemoryError, RedisClusterException, ResponseError
+from redis.retry import Retry
 
 Step = Callable[[Any], None]
 
@@ -37,14 +51,115 @@ _lock = threading.Lock()
 _clients: dict[tuple[str, bool, bool], redis.Redis | RedisCluster] = {}
 
 
-def _client_options(raw: bool) -> dict[str, Any]:
-    return {
+class CircuitOpen(redis.ConnectionError):
+    """Redis failed moments ago: the command is refused without touching the network."""
+
+
+class Breaker:
+    """Process-wide circuit breaker in front of every Redis connection of this module's clients.
+
+    A connect failure or a command timeout opens it for ``MOOKTI_REDIS_BREAKER_SECONDS``; then
+    the next commands go through again (half-open) and the first success closes it. A reset
+    connection alone does not open it: the next checkout reconnects, and only if that fails is
+    Redis considered down.
+    """
+
+    def __init__(self) -> None:
+        self.open_until = 0.0
+
+    def check(self) -> None:
+        if self.open_until and time.monotonic() < self.open_until:
+            raise CircuitOpen("Redis is unavailable (circuit open).")
+
+    def trip(self) -> None:
+        self.open_until = time.monotonic() + settings.MOOKTI_REDIS_BREAKER_SECONDS
+
+    def close(self) -> None:
+        if self.open_until:
+            self.open_until = 0.0
+
+    @property
+    def is_open(self) -> bool:
+        return bool(self.open_until) and time.monotonic() < self.open_until
+
+
+breaker = Breaker()
+_TRIPPING = (redis.TimeoutError, TimeoutError)
+
+
+class _BreakerMixin:
+    """Puts :data:`breaker` in front of a sync connection's connect, send and read."""
+
+    def connect(self) -> None:
+        if self._sock is None:
+            breaker.check()
+            try:
+                super().connect()
+            except (redis.ConnectionError, redis.TimeoutError):
+                breaker.trip()
+                raise
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        breaker.check()
+        super().send_packed_command(command, check_health)
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            reply = super().read_response(*args, **kwargs)
+        except _TRIPPING:
+            breaker.trip()
+            raise
+        breaker.close()
+        return reply
+
+
+class _AsyncBreakerMixin:
+    """:class:`_BreakerMixin` for asyncio connections."""
+
+    async def connect(self) -> None:
+        if not self.is_connected:
+            breaker.check()
+            try:
+                await super().connect()
+            except (redis.ConnectionError, redis.TimeoutError):
+                breaker.trip()
+                raise
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        breaker.check()
+        await super().send_packed_command(command, check_health)
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            reply = await super().read_response(*args, **kwargs)
+        except _TRIPPING:
+            breaker.trip()
+            raise
+        breaker.close()
+        return reply
+
+
+_CONNECTION_CLASSES = {
+    (False, False): type("BreakerConnection", (_BreakerMixin, redis.Connection), {}),
+    (False, True): type("BreakerSSLConnection", (_BreakerMixin, redis.SSLConnection), {}),
+    (True, False): type("AsyncBreakerConnection", (_AsyncBreakerMixin, redis.asyncio.Connection), {}),
+    (True, True): type("AsyncBreakerSSLConnection", (_AsyncBreakerMixin, redis.asyncio.SSLConnection), {}),
+}
+
+
+def _client_options(raw: bool, *, timeout: float | None = None, asynchronous: bool = False) -> dict[str, Any]:
+    """Short timeouts, no retries (see the module docstring), the breaker's connection class."""
+    timeout = timeout or settings.MOOKTI_REDIS_TIMEOUT
+    options: dict[str, Any] = {
         "decode_responses": not raw,
-        "socket_timeout": 10,
-        "socket_connect_timeout": 5,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
         "health_check_interval": 30,
-        "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
+        "retry": Retry(NoBackoff(), 0),
     }
+    if not settings.REDIS_CLUSTER and not settings.REDIS_URL.startswith("unix:"):
+        options["connection_class"] = _CONNECTION_CLASSES[asynchronous, settings.REDIS_URL.startswith("rediss:")]
+    return options
 
 
 def get_redis(*, raw: bool = False) -> redis.Redis | RedisCluster:
@@ -87,12 +202,12 @@ def get_async_redis() -> redis.asyncio.Redis | redis.asyncio.cluster.RedisCluste
     loop = asyncio.get_running_loop()
     client = _async_clients.get(loop)
     if client is None:
-        options = _client_options(raw=False)
+        options = _client_options(raw=False, asynchronous=True)
         if settings.REDIS_CLUSTER:
             client = redis.asyncio.cluster.RedisCluster.from_url(settings.REDIS_URL, **options)
         else:
             pool = redis.asyncio.BlockingConnectionPool.from_url(
-                settings.REDIS_URL, max_connections=128, timeout=10, **options
+                settings.REDIS_URL, max_connections=128, timeout=settings.MOOKTI_REDIS_TIMEOUT, **options
             )
             client = redis.asyncio.Redis(connection_pool=pool)
         _async_clients[loop] = client
@@ -139,18 +254,58 @@ def pipeline(transaction: bool = False):
     return get_redis().pipeline(transaction=transaction)
 
 
+class KeyExists(Exception):
+    """A key a :class:`Write` requires to be absent exists (nothing of the write was applied)."""
+
+
+# The idempotency scope of the current request (``Idempotency-Key``): its token and how many
+# writes it has run, so the n-th write of a replayed request gets the n-th write's guard.
+_scope: ContextVar[list[Any] | None] = ContextVar("mookti_idempotency_scope", default=None)
+# A write outside such a scope keeps its guard only for its own re-send after a dropped connection.
+LOCAL_GUARD_MS = 60_000
+
+
+@contextmanager
+def idempotency_scope(token: str) -> Iterator[None]:
+    """Writes inside the block take their guards from ``token``: replaying the block applies none twice."""
+    handle = _scope.set([token, 0])
+    try:
+        yield
+    finally:
+        _scope.reset(handle)
+
+
+def _next_guard() -> tuple[str, int]:
+    """(guard key, TTL ms) for the next write: from the request's scope, else a random one."""
+    scope = _scope.get()
+    if scope is None:
+        return key(f"write:{uuid.uuid4().hex}"), LOCAL_GUARD_MS
+    scope[1] += 1
+    return key(f"write:{scope[0]}:{scope[1]}"), settings.MOOKTI_IDEMPOTENCY_TTL * 1000
+
+
 class Write:
     """An ordered set of write steps plus callbacks that run once they are applied.
 
     Each step queues commands on keys of one hash slot. :meth:`execute` runs them as the
-    module docstring says (one MULTI/EXEC standalone, in order per slot on a cluster) and
-    hands every callback the replies of each step, so e.g. an event's stream id (the XADD
+    module docstring says (one guarded MULTI/EXEC standalone, in order per slot on a cluster)
+    and hands every callback the replies of each step, so e.g. an event's stream id (the XADD
     reply) can be pushed to listeners afterwards.
+
+    ``absent``: keys that must not exist (a create): standalone, checked in the same atomic
+    step (:class:`KeyExists`, nothing applied); on a cluster the caller creates the entity
+    first. ``frees_memory``: a delete; if Redis refuses it for lack of memory (the event and
+    outbox entries are new data), its steps run one by one in protocol order, removals first.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, absent: tuple[str, ...] = (), frees_memory: bool = False) -> None:
         self._steps: list[Step] = []
         self._callbacks: list[Callable[[list[list[Any]]], None]] = []
+        self.absent = absent
+        self.frees_memory = frees_memory
+        # True when the guard showed this write was applied before (a replay): its replies are
+        # None and its callbacks did not run.
+        self.applied_before = False
 
     def __bool__(self) -> bool:
         return bool(self._steps)
@@ -164,23 +319,133 @@ class Write:
         self._callbacks.append(fn)
 
     def execute(self) -> list[list[Any]]:
-        replies = _run_grouped(self._steps)
+        if is_cluster():
+            replies = _run_in_order(self._steps)
+        else:
+            try:
+                replies = self._run_atomic()
+            except ResponseError as exc:
+                if not (self.frees_memory and is_out_of_memory(exc)):
+                    raise
+                replies = _run_in_order(self._steps)
+        if replies is None:
+            self.applied_before = True
+            return [[None] * count for count in self._counts]
         for callback in self._callbacks:
             callback(replies)
         return replies
 
+    def _run_atomic(self) -> list[list[Any]] | None:
+        """One guarded MULTI/EXEC, re-sent once (safely: the guard) if the connection dropped."""
+        guard, ttl = _next_guard()
+        try:
+            return self._run_guarded(guard, ttl)
+        except CircuitOpen:
+            raise
+        except redis.ConnectionError:
+            return self._run_guarded(guard, ttl)
 
-def _run_grouped(steps: list[Step]) -> list[list[Any]]:
-    client = get_redis()
-    if not is_cluster():
-        pipe = client.pipeline(transaction=True)
+    def _run_guarded(self, guard: str, ttl: int) -> list[list[Any]] | None:
+        pipe = get_redis().pipeline(transaction=True)
         bounds = []
-        for step in steps:
+        for step in self._steps:
             start = len(pipe)
             step(pipe)
             bounds.append((start, len(pipe)))
-        flat = pipe.execute() if len(pipe) else []
+        self._counts = [b - a for a, b in bounds]
+        flat = _execute_guarded(pipe, guard, ttl, self.absent)
+        if flat is None:
+            return None
         return [flat[a:b] for a, b in bounds]
+
+
+# KEYS[1] the write's guard, KEYS[2...] keys that must be absent; ARGV[1] the guard's TTL (ms).
+# Runs after WATCH guard, before MULTI: touching the guard makes the EXEC that follows abort.
+# Replies 0 (go ahead), 1 (applied before), 2 (a key that must be absent exists; remembered, so a
+# replay of the same write is the same conflict).
+GUARD_CHECK = """
+local seen = redis.call('GET', KEYS[1])
+if seen then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  if seen == 'conflict' then return 2 end
+  return 1
+end
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('SET', KEYS[1], 'conflict', 'PX', ARGV[1])
+    return 2
+  end
+end
+return 0
+"""
+
+
+def _execute_guarded(pipe: Any, guard: str, ttl: int, absent: tuple[str, ...]) -> list[Any] | None:
+    """Run a transaction pipeline's commands once per ``guard``, in one round trip.
+
+    Sends ``WATCH guard; EVAL GUARD_CHECK; MULTI; <commands>; SET guard 1; EXEC``. The EXEC
+    aborts when the guard already exists (this write was applied: None is returned), when a
+    key of ``absent`` exists (:class:`KeyExists`), or when a concurrent copy of the same write
+    set the guard first. So a write re-sent after a lost reply, even while the first copy is
+    still stuck in a frozen server, is applied exactly once.
+    """
+    commands = pipe.command_stack
+    if not commands:
+        return []
+    conn = pipe.connection_pool.get_connection()
+    try:
+        packed = conn.pack_commands(
+            [
+                ("WATCH", guard),
+                ("EVAL", GUARD_CHECK, 1 + len(absent), guard, *absent, ttl),
+                ("MULTI",),
+                *(args for args, _ in commands),
+                ("SET", guard, "1", "PX", ttl),
+                ("EXEC",),
+            ]
+        )
+        conn.send_packed_command(packed)
+        conn.read_response()  # WATCH
+        check = int(conn.read_response())
+        conn.read_response()  # MULTI
+        errors: list[Exception] = []
+        for _ in range(len(commands) + 1):
+            try:
+                conn.read_response()  # QUEUED (or a refusal, e.g. OOM: EXEC then aborts)
+            except ResponseError as exc:
+                errors.append(exc)
+        try:
+            response = conn.read_response()
+        except ExecAbortError:
+            raise errors[0] if errors else ExecAbortError("Transaction discarded.") from None
+    except BaseException:
+        conn.disconnect()  # it may hold unread replies
+        raise
+    finally:
+        pipe.connection_pool.release(conn)
+        pipe.reset()
+    if check == 2:
+        raise KeyExists(absent)
+    if response is None:
+        return None  # applied before, by this or a concurrent copy
+    data = []
+    for reply, (args, options) in zip(response[:-1], commands, strict=True):
+        if isinstance(reply, Exception):
+            raise reply
+        options.pop("keys", None)
+        callback = pipe.response_callbacks.get(args[0])
+        data.append(callback(reply, **options) if callback else reply)
+    return data
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Redis refused a write because ``maxmemory`` is reached (``-OOM``, also inside MULTI)."""
+    return isinstance(exc, OutOfMemoryError) or (isinstance(exc, ResponseError) and str(exc).startswith("OOM"))
+
+
+def _run_in_order(steps: list[Step]) -> list[list[Any]]:
+    """Each step its own MULTI/EXEC, in order (a cluster; a delete on a full Redis)."""
+    client = get_redis()
     grouped = []
     for step in steps:
         pipe = client.pipeline(transaction=True)
