@@ -42,6 +42,8 @@ from redis.cluster import RedisCluster
 from redis.exceptions import ExecAbortError, OutOfMemoryError, RedisClusterException, ResponseError
 from redis.retry import Retry
 
+from mookti.ids import current_scope
+
 Step = Callable[[Any], None]
 
 # What a Redis outage raises: the cluster client reports unreachable nodes outside RedisError.
@@ -258,30 +260,17 @@ class KeyExists(Exception):
     """A key a :class:`Write` requires to be absent exists (nothing of the write was applied)."""
 
 
-# The idempotency scope of the current request (``Idempotency-Key``): its token and how many
-# writes it has run, so the n-th write of a replayed request gets the n-th write's guard.
-_scope: ContextVar[list[Any] | None] = ContextVar("mookti_idempotency_scope", default=None)
-# A write outside such a scope keeps its guard only for its own re-send after a dropped connection.
+# A write outside an idempotency scope keeps its guard only for its own re-send after a dropped connection.
 LOCAL_GUARD_MS = 60_000
 
 
-@contextmanager
-def idempotency_scope(token: str) -> Iterator[None]:
-    """Writes inside the block take their guards from ``token``: replaying the block applies none twice."""
-    handle = _scope.set([token, 0])
-    try:
-        yield
-    finally:
-        _scope.reset(handle)
-
-
 def _next_guard() -> tuple[str, int]:
-    """(guard key, TTL ms) for the next write: from the request's scope, else a random one."""
-    scope = _scope.get()
+    """(guard key, TTL ms) for the next write: the request scope's n-th, else a random one."""
+    scope = current_scope()
     if scope is None:
         return key(f"write:{uuid.uuid4().hex}"), LOCAL_GUARD_MS
-    scope[1] += 1
-    return key(f"write:{scope[0]}:{scope[1]}"), settings.MOOKTI_IDEMPOTENCY_TTL * 1000
+    scope.writes += 1
+    return key(f"write:{scope.token}:{scope.writes}"), settings.MOOKTI_IDEMPOTENCY_TTL * 1000
 
 
 class Write:

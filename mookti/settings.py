@@ -59,6 +59,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "mookti.api.idempotency.idempotency_middleware",
 ]
 
 ROOT_URLCONF = "mookti.urls"
@@ -174,6 +175,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "mookti.api.idempotency.declare_header",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "UserTypeEnum": "storage.managers.users.USER_TYPES",
         "VoteTypeEnum": ["up", "down"],

@@ -248,6 +248,8 @@ class MessageManager:
 
         write.on_commit(fan_out)
         reply = write.execute()[index][0]
+        if write.applied_before:
+            return self.get(actor_id, message_id)
         if not reply[0]:
             raise NotFound("message")
         return decode_message(dict(zip(reply[2::2], reply[3::2], strict=True)))  # type: ignore[return-value]
@@ -261,7 +263,7 @@ class MessageManager:
         chat = require_owned(decode_chat(raw_chat), actor_id)
         if not message_ids:
             return []
-        write = Write()
+        write = Write(frees_memory=True)
 
         def unindex(p: Any) -> None:
             p.zrem(keys.chat_messages(chat_id), *message_ids)
