@@ -13,8 +13,9 @@ first, index last; unindex first, entity last.
 Failure behaviour (docs/operations.md, "Redis outages"):
 
 - No client-side re-send: a command whose reply was lost may have been applied, so redis-py's
-  retry is off. A standalone :class:`Write` carries an idempotency guard instead (see
-  :func:`_run_guarded`) and is re-sent once, safely, after a dropped connection.
+  retry is off. A client retries a POST with an ``Idempotency-Key`` instead: inside such a
+  request a standalone :class:`Write` carries a guard (:func:`_execute_guarded`), so the retry
+  applies nothing twice, even while the first attempt is still stuck in a frozen server.
 - Every command has a short timeout (``MOOKTI_REDIS_TIMEOUT``, 2 s): a stalled Redis costs a
   request at most that long before it becomes a 503.
 - A circuit breaker: a connect failure or a timeout opens it for ``MOOKTI_REDIS_BREAKER_SECONDS``;
@@ -58,7 +59,7 @@ class CircuitOpen(redis.ConnectionError):
 
 
 class Breaker:
-    """Process-wide circuit breaker in front of every Redis connection of this module's clients.
+    """A circuit breaker per Redis server, shared by every connection of this process to it.
 
     A connect failure or a command timeout opens it for ``MOOKTI_REDIS_BREAKER_SECONDS``; then
     the next commands go through again (half-open) and the first success closes it. A reset
@@ -85,33 +86,46 @@ class Breaker:
         return bool(self.open_until) and time.monotonic() < self.open_until
 
 
-breaker = Breaker()
+_breakers: dict[str, Breaker] = {}
 _TRIPPING = (redis.TimeoutError, TimeoutError)
 
 
+def breaker_for(host: str, port: int | str) -> Breaker:
+    """The breaker of the server at ``host:port``."""
+    name = f"{host}:{port}"
+    found = _breakers.get(name)
+    if found is None:
+        found = _breakers.setdefault(name, Breaker())
+    return found
+
+
+def _breaker(connection: Any) -> Breaker:
+    return breaker_for(connection.host, connection.port)
+
+
 class _BreakerMixin:
-    """Puts :data:`breaker` in front of a sync connection's connect, send and read."""
+    """Puts the server's :class:`Breaker` in front of a sync connection's connect, send and read."""
 
     def connect(self) -> None:
         if self._sock is None:
-            breaker.check()
+            _breaker(self).check()
             try:
                 super().connect()
             except (redis.ConnectionError, redis.TimeoutError):
-                breaker.trip()
+                _breaker(self).trip()
                 raise
 
     def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        breaker.check()
+        _breaker(self).check()
         super().send_packed_command(command, check_health)
 
     def read_response(self, *args: Any, **kwargs: Any) -> Any:
         try:
             reply = super().read_response(*args, **kwargs)
         except _TRIPPING:
-            breaker.trip()
+            _breaker(self).trip()
             raise
-        breaker.close()
+        _breaker(self).close()
         return reply
 
 
@@ -120,24 +134,24 @@ class _AsyncBreakerMixin:
 
     async def connect(self) -> None:
         if not self.is_connected:
-            breaker.check()
+            _breaker(self).check()
             try:
                 await super().connect()
             except (redis.ConnectionError, redis.TimeoutError):
-                breaker.trip()
+                _breaker(self).trip()
                 raise
 
     async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        breaker.check()
+        _breaker(self).check()
         await super().send_packed_command(command, check_health)
 
     async def read_response(self, *args: Any, **kwargs: Any) -> Any:
         try:
             reply = await super().read_response(*args, **kwargs)
         except _TRIPPING:
-            breaker.trip()
+            _breaker(self).trip()
             raise
-        breaker.close()
+        _breaker(self).close()
         return reply
 
 
@@ -191,6 +205,7 @@ def close_clients() -> None:
         for client in _clients.values():
             client.close()
         _clients.clear()
+        _breakers.clear()
 
 
 _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
@@ -260,17 +275,15 @@ class KeyExists(Exception):
     """A key a :class:`Write` requires to be absent exists (nothing of the write was applied)."""
 
 
-# A write outside an idempotency scope keeps its guard only for its own re-send after a dropped connection.
-LOCAL_GUARD_MS = 60_000
-
-
-def _next_guard() -> tuple[str, int]:
-    """(guard key, TTL ms) for the next write: the request scope's n-th, else a random one."""
+def _next_guard() -> tuple[str, int, bool]:
+    """(guard key, TTL ms, remember) for the next write: the request scope's n-th write's guard,
+    kept for the scope's lifetime; outside a scope a throw-away one (only a create's absent-key
+    check uses it, and it is not remembered)."""
     scope = current_scope()
     if scope is None:
-        return key(f"write:{uuid.uuid4().hex}"), LOCAL_GUARD_MS
+        return key(f"write:{uuid.uuid4().hex}"), 1, False
     scope.writes += 1
-    return key(f"write:{scope.token}:{scope.writes}"), settings.MOOKTI_IDEMPOTENCY_TTL * 1000
+    return key(f"write:{scope.token}:{scope.writes}"), settings.MOOKTI_IDEMPOTENCY_TTL * 1000, True
 
 
 class Write:
@@ -325,16 +338,7 @@ class Write:
         return replies
 
     def _run_atomic(self) -> list[list[Any]] | None:
-        """One guarded MULTI/EXEC, re-sent once (safely: the guard) if the connection dropped."""
-        guard, ttl = _next_guard()
-        try:
-            return self._run_guarded(guard, ttl)
-        except CircuitOpen:
-            raise
-        except redis.ConnectionError:
-            return self._run_guarded(guard, ttl)
-
-    def _run_guarded(self, guard: str, ttl: int) -> list[list[Any]] | None:
+        """One MULTI/EXEC; guarded inside an idempotency scope or when keys must be absent."""
         pipe = get_redis().pipeline(transaction=True)
         bounds = []
         for step in self._steps:
@@ -342,9 +346,12 @@ class Write:
             step(pipe)
             bounds.append((start, len(pipe)))
         self._counts = [b - a for a, b in bounds]
-        flat = _execute_guarded(pipe, guard, ttl, self.absent)
-        if flat is None:
-            return None
+        if current_scope() is None and not self.absent:
+            flat = pipe.execute() if len(pipe) else []
+        else:
+            flat = _execute_guarded(pipe, *_next_guard(), self.absent)
+            if flat is None:
+                return None
         return [flat[a:b] for a, b in bounds]
 
 
@@ -369,7 +376,7 @@ return 0
 """
 
 
-def _execute_guarded(pipe: Any, guard: str, ttl: int, absent: tuple[str, ...]) -> list[Any] | None:
+def _execute_guarded(pipe: Any, guard: str, ttl: int, remember: bool, absent: tuple[str, ...]) -> list[Any] | None:
     """Run a transaction pipeline's commands once per ``guard``, in one round trip.
 
     Sends ``WATCH guard; EVAL GUARD_CHECK; MULTI; <commands>; SET guard 1; EXEC``. The EXEC
@@ -389,7 +396,7 @@ def _execute_guarded(pipe: Any, guard: str, ttl: int, absent: tuple[str, ...]) -
                 ("EVAL", GUARD_CHECK, 1 + len(absent), guard, *absent, ttl),
                 ("MULTI",),
                 *(args for args, _ in commands),
-                ("SET", guard, "1", "PX", ttl),
+                *([("SET", guard, "1", "PX", ttl)] if remember else []),
                 ("EXEC",),
             ]
         )
@@ -398,7 +405,7 @@ def _execute_guarded(pipe: Any, guard: str, ttl: int, absent: tuple[str, ...]) -
         check = int(conn.read_response())
         conn.read_response()  # MULTI
         errors: list[Exception] = []
-        for _ in range(len(commands) + 1):
+        for _ in range(len(commands) + remember):
             try:
                 conn.read_response()  # QUEUED (or a refusal, e.g. OOM: EXEC then aborts)
             except ResponseError as exc:
@@ -418,7 +425,7 @@ def _execute_guarded(pipe: Any, guard: str, ttl: int, absent: tuple[str, ...]) -
     if response is None:
         return None  # applied before, by this or a concurrent copy
     data = []
-    for reply, (args, options) in zip(response[:-1], commands, strict=True):
+    for reply, (args, options) in zip(response[: len(commands)], commands, strict=True):
         if isinstance(reply, Exception):
             raise reply
         options.pop("keys", None)

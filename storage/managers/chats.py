@@ -78,6 +78,8 @@ class ChatManager:
             write.execute()
         except KeyExists:
             raise taken from None
+        if write.applied_before:  # a replay: the chat as the first attempt stored it
+            return self.get(chat_id) or chat
         return chat
 
     def get(self, chat_id: str) -> dict[str, Any] | None:
