@@ -61,29 +61,43 @@ class CircuitOpen(redis.ConnectionError):
 class Breaker:
     """A circuit breaker per Redis server, shared by every connection of this process to it.
 
-    A connect failure or a command timeout opens it for ``MOOKTI_REDIS_BREAKER_SECONDS``; then
-    the next commands go through again (half-open) and the first success closes it. A reset
-    connection alone does not open it: the next checkout reconnects, and only if that fails is
-    Redis considered down.
+    A connect failure or a command timeout opens it for ``MOOKTI_REDIS_BREAKER_SECONDS``. Then
+    one connection probes (half-open) while the others keep failing at once; the probe's first
+    answer closes it, its failure opens it again. So during an outage a request fails in
+    microseconds, or at most one timeout for the probe, and after the outage the service is back
+    within a breaker period. A reset connection alone does not open it: the next checkout
+    reconnects, and only if that fails is Redis considered down.
     """
 
     def __init__(self) -> None:
         self.open_until = 0.0
+        self.prober: Any = None
+        self._lock = threading.Lock()
 
-    def check(self) -> None:
-        if self.open_until and time.monotonic() < self.open_until:
-            raise CircuitOpen("Redis is unavailable (circuit open).")
+    def check(self, connection: Any) -> None:
+        if not self.open_until or connection is self.prober:
+            return
+        with self._lock:
+            now = time.monotonic()
+            if not self.open_until or connection is self.prober:
+                return
+            if now < self.open_until:
+                raise CircuitOpen("Redis is unavailable (circuit open).")
+            self.prober = connection  # the others wait for its answer, or for it to time out
+            self.open_until = now + settings.MOOKTI_REDIS_TIMEOUT + settings.MOOKTI_REDIS_BREAKER_SECONDS
 
     def trip(self) -> None:
         self.open_until = time.monotonic() + settings.MOOKTI_REDIS_BREAKER_SECONDS
+        self.prober = None
 
     def close(self) -> None:
         if self.open_until:
             self.open_until = 0.0
+            self.prober = None
 
     @property
     def is_open(self) -> bool:
-        return bool(self.open_until) and time.monotonic() < self.open_until
+        return bool(self.open_until)
 
 
 _breakers: dict[str, Breaker] = {}
@@ -108,7 +122,7 @@ class _BreakerMixin:
 
     def connect(self) -> None:
         if self._sock is None:
-            _breaker(self).check()
+            _breaker(self).check(self)
             try:
                 super().connect()
             except (redis.ConnectionError, redis.TimeoutError):
@@ -116,7 +130,7 @@ class _BreakerMixin:
                 raise
 
     def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        _breaker(self).check()
+        _breaker(self).check(self)
         super().send_packed_command(command, check_health)
 
     def read_response(self, *args: Any, **kwargs: Any) -> Any:
@@ -134,7 +148,7 @@ class _AsyncBreakerMixin:
 
     async def connect(self) -> None:
         if not self.is_connected:
-            _breaker(self).check()
+            _breaker(self).check(self)
             try:
                 await super().connect()
             except (redis.ConnectionError, redis.TimeoutError):
@@ -142,7 +156,7 @@ class _AsyncBreakerMixin:
                 raise
 
     async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        _breaker(self).check()
+        _breaker(self).check(self)
         await super().send_packed_command(command, check_health)
 
     async def read_response(self, *args: Any, **kwargs: Any) -> Any:
