@@ -19,13 +19,16 @@ from mookti.errors import Conflict, DomainError, NotFound, RateLimited
 from mookti.ids import current_scope, new_id, now_us
 from mookti.redis import Write, get_redis, pipeline, register_script
 from storage import keys, signals
-from storage.entities import Message, Vote
+from storage.entities import Message, Vote, text_of
 from storage.managers.chats import decode_chat, require_owned, require_readable
 from storage.managers.common import flat
 from storage.managers.paging import PageRequest
 from storage.managers.users import decode_user
 
 ROLES = ("user", "assistant", "system")
+# What a message's events carry: ids and what orders it; clients read the text with GET (the
+# replay stream would otherwise hold a second copy of every message).
+EVENT_FIELDS = ("id", "chatId", "role", "createdAt")
 DAY_US = 24 * 3600 * 1_000_000
 # Rate-limit history kept per user; covers the longest window the count endpoint accepts.
 MESSAGE_TIMES_RETENTION_US = 31 * DAY_US
@@ -77,12 +80,6 @@ for _, v in ipairs(redis.call('HGETALL', KEYS[1])) do table.insert(reply, v) end
 return reply
 """
 )
-
-
-def text_of(parts: list[Any]) -> str:
-    """Plain text of AI SDK UI parts: the text of every ``{"type": "text"}`` part."""
-    texts = [p.get("text", "") for p in parts if isinstance(p, dict) and p.get("type") == "text"]
-    return "\n".join(t for t in texts if isinstance(t, str))
 
 
 decode_message = Message.view
@@ -186,7 +183,8 @@ class MessageManager:
                 write, "upsert", kind="message", userId=actor_id, chatId=message["chatId"], messageId=message["id"]
             )
             public = chats[message["chatId"]]["visibility"] == "public"
-            events.stage(write, actor_id, "message.created", message, chat_id=message["chatId"], public=public)
+            summary = {name: message[name] for name in EVENT_FIELDS}  # the text is re-read, not copied
+            events.stage(write, actor_id, "message.created", summary, chat_id=message["chatId"], public=public)
         signals.messages_saving.send(sender=MessageManager, write=write, user=user, messages=messages)
         write.execute()
         if write.applied_before:  # a replay: answer with what the first attempt stored
@@ -234,7 +232,8 @@ class MessageManager:
         fields: dict[str, str] = {}
         if "parts" in changes:
             fields["parts"] = json.dumps(changes["parts"], separators=(",", ":"))
-            fields["content"] = changes.get("content") or text_of(changes["parts"])
+            content = changes.get("content") or ""
+            fields["content"] = "" if content == text_of(changes["parts"]) else content  # "": derived on read
         elif "content" in changes:
             fields["content"] = changes["content"]
         if "attachments" in changes:
@@ -246,7 +245,7 @@ class MessageManager:
             )
         )
         outbox.stage(write, "upsert", kind="message", userId=actor_id, chatId=chat_id, messageId=message_id)
-        data = {"id": message_id, "chatId": chat_id, **changes}
+        data = {"id": message_id, "chatId": chat_id, "changed": sorted(changes)}
         event_index = events.stage(write, actor_id, "message.updated", data, chat_id=chat_id)
 
         def fan_out(replies: list[list[Any]]) -> None:
