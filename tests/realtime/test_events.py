@@ -105,7 +105,7 @@ def test_every_storage_change_is_an_event(alice):
 
 def test_a_dead_channel_layer_does_not_fail_or_stall_the_write(alice, settings, caplog, monkeypatch):
     settings.CHANNEL_LAYERS = DEAD_LAYER
-    monkeypatch.setattr(events, "_last_warning", 0.0)
+    monkeypatch.setattr(events, "_layer_down", False)
     chat = alice["api"].post("/api/storage/chat", {"title": "Offline"})
     assert chat.status_code == 201
     started = time.monotonic()
@@ -115,7 +115,7 @@ def test_a_dead_channel_layer_does_not_fail_or_stall_the_write(alice, settings, 
     assert events.flush(5)
     types = [fields["type"] for _, fields in stream(alice["id"])]
     assert types == ["chat.created"] + ["test.ping"] * 20
-    assert "channel layer unavailable" in caplog.text
+    assert caplog.text.count("channel layer unavailable") == 1  # once per outage, not per poke
 
 
 def test_publish_from_async_code_reaches_the_group(alice):
