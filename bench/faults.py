@@ -9,7 +9,8 @@ messages (and now and then a chat) through the API, each with an ``Idempotency-K
 every refused attempt with the same key until it is acknowledged (201). Meanwhile Redis is
 killed and restarted from its AOF, then frozen and resumed. Printed per fault:
 
-- attempts during the fault, their slowest answer and any answer that was not 503 JSON;
+- attempts during the fault, their slowest answer, answers other than 201 or a 503 JSON error,
+  and the slowest ``/api/health/`` answer meanwhile (polled every 0.2 s);
 - recovery: from Redis answering again to the first acknowledged write;
 - and at the end: acknowledged writes lost, writes applied twice (a message text stored twice,
   or two ``message.created`` events for one message), processes still running, the indexer's
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -67,6 +69,7 @@ class Load:
     """What the writers did: every attempt, and the acknowledged writes."""
 
     attempts: list[Attempt] = field(default_factory=list)
+    health: list[Attempt] = field(default_factory=list)
     acknowledged: dict[str, str] = field(default_factory=dict)  # message id -> text
     chats: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -105,8 +108,7 @@ class Rig:
         }
         python = sys.executable
         self.web = subprocess.Popen(
-            [python, "-m", "uvicorn", "mookti.asgi:application", "--host", "127.0.0.1", "--port", str(self.port)]
-            + ["--log-level", "warning", "--no-access-log"],
+            [python, "-m", "uvicorn", "mookti.asgi:application", *self._web_options()],
             cwd=ROOT,
             env=self.env,
             stderr=open(workdir / "web.log", "wb"),  # noqa: SIM115 - closed with the process
@@ -127,6 +129,9 @@ class Rig:
             except httpx.HTTPError:
                 time.sleep(0.1)
         raise RuntimeError("the web process did not start; see " + str(workdir / "web.log"))
+
+    def _web_options(self) -> list[str]:
+        return ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning", "--no-access-log"]
 
     # --- faults -------------------------------------------------------------------------------
     def kill(self) -> None:
@@ -238,10 +243,22 @@ def _writer(rig: Rig, load: Load, number: int, user_id: str, chat_id: str) -> No
             load.acknowledged[saved[0]["id"]] = text
 
 
+def _health(rig: Rig, load: Load) -> None:
+    while not load.stop.wait(0.2):
+        started = time.monotonic()
+        try:
+            status = rig.http.get("/api/health/").status_code
+        except httpx.HTTPError:
+            status = 0
+        with load.lock:
+            load.health.append(Attempt(started, time.monotonic() - started, status, True))
+
+
 @contextmanager
 def writing(rig: Rig, writers: int) -> Iterator[Load]:
     load = Load()
-    threads = []
+    threads = [threading.Thread(target=_health, args=(rig, load), daemon=True)]
+    threads[0].start()
     for number in range(writers):
         user = rig.http.post(
             "/api/storage/user",
@@ -285,16 +302,23 @@ def fault(rig: Rig, load: Load, kind: str, seconds: float) -> dict[str, Any]:
     while time.monotonic() < deadline and recovered is None:
         time.sleep(0.02)
         with load.lock:
-            done = [a.started + a.seconds for a in load.attempts if a.status == 201 and a.started + a.seconds > answering]
+            done = [
+                a.started + a.seconds for a in load.attempts if a.status == 201 and a.started + a.seconds > answering
+            ]
         recovered = min(done) if done else None
     during = _window(load, began, answering)
-    bad = [a for a in during if not (a.status == 503 and a.json_error)]
+    with load.lock:
+        health = [a for a in load.health if began <= a.started < answering]
+    bad = [a for a in during if not (a.status == 201 or (a.status == 503 and a.json_error))]
     return {
         "fault": f"{kind} {seconds:g} s",
         "attempts": len(during),
         "slowest_s": round(max((a.seconds for a in during), default=0.0), 3),
-        "not_503_json": len(bad),
+        "bad_answers": len(bad),
+        "bad_statuses": dict(Counter(a.status for a in bad)),
         "recovery_s": round(recovered - answering, 3) if recovered else None,
+        "health_slowest_s": round(max((a.seconds for a in health), default=0.0), 3),
+        "health_statuses": dict(Counter(a.status for a in health)),
     }
 
 
@@ -361,13 +385,17 @@ def main() -> None:
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mookti.settings")
     django.setup()
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     figures = run(args.down, args.freeze, args.writers)
-    print(f"{'fault':<14} {'attempts':>8} {'slowest s':>10} {'not 503 JSON':>13} {'recovery s':>11}")
+    header = f"{'fault':<14} {'attempts':>8} {'slowest s':>10} {'bad answers':>12} {'recovery s':>11}"
+    print(f"{header} {'health slowest s':>17}")
     for row in figures["faults"]:
         print(
-            f"{row['fault']:<14} {row['attempts']:>8} {row['slowest_s']:>10} {row['not_503_json']:>13} "
-            f"{row['recovery_s']!s:>11}"
+            f"{row['fault']:<14} {row['attempts']:>8} {row['slowest_s']:>10} {row['bad_answers']:>12} "
+            f"{row['recovery_s']!s:>11} {row['health_slowest_s']:>17}"
         )
+        if row["bad_answers"]:
+            print(f"{'':<14} statuses other than 201 and 503 JSON: {row['bad_statuses']}")
     after = figures["after"]
     print()
     for name in ("acknowledged", "lost", "applied_twice", "running", "index_backlog", "repair", "repair_exit"):
