@@ -310,8 +310,8 @@ class Write:
 
     ``absent``: keys that must not exist (a create): standalone, checked in the same atomic
     step (:class:`KeyExists`, nothing applied); on a cluster the caller creates the entity
-    first. ``frees_memory``: a delete; if Redis refuses it for lack of memory (the event and
-    outbox entries are new data), its steps run one by one in protocol order, removals first.
+    first. ``frees_memory``: a delete. A full Redis refuses every command inside MULTI, so
+    then its commands run without one, in protocol order (removals first, :func:`_run_freeing`).
     """
 
     def __init__(self, *, absent: tuple[str, ...] = (), frees_memory: bool = False) -> None:
@@ -343,7 +343,7 @@ class Write:
             except ResponseError as exc:
                 if not (self.frees_memory and is_out_of_memory(exc)):
                     raise
-                replies = _run_in_order(self._steps)
+                replies = _run_freeing(self._steps)
         if replies is None:
             self.applied_before = True
             return [[None] * count for count in self._counts]
@@ -451,6 +451,33 @@ def _execute_guarded(pipe: Any, guard: str, ttl: int, remember: bool, absent: tu
 def is_out_of_memory(exc: BaseException) -> bool:
     """Redis refused a write because ``maxmemory`` is reached (``-OOM``, also inside MULTI)."""
     return isinstance(exc, OutOfMemoryError) or (isinstance(exc, ResponseError) and str(exc).startswith("OOM"))
+
+
+def _run_freeing(steps: list[Step]) -> list[list[Any]]:
+    """A delete on a full Redis: the commands in order, outside MULTI (which a full Redis refuses
+    whole), so the removals free memory. Commands that add data (the outbox entry, the event) and
+    were refused before the removals freed enough are sent once more; if they fail again the error
+    is raised, and what is left behind is what ``manage.py repair`` finds."""
+    pipe = get_redis().pipeline(transaction=False)
+    bounds = []
+    for step in steps:
+        start = len(pipe)
+        step(pipe)
+        bounds.append((start, len(pipe)))
+    commands = list(pipe.command_stack)
+    flat = pipe.execute(raise_on_error=False)
+    refused = [i for i, reply in enumerate(flat) if is_out_of_memory(reply)]
+    if refused:
+        retry = get_redis().pipeline(transaction=False)
+        for i in refused:
+            args, options = commands[i]
+            retry.execute_command(*args, **options)
+        for i, reply in zip(refused, retry.execute(raise_on_error=False), strict=True):
+            flat[i] = reply
+    for reply in flat:
+        if isinstance(reply, Exception):
+            raise reply
+    return [flat[a:b] for a, b in bounds]
 
 
 def _run_in_order(steps: list[Step]) -> list[list[Any]]:

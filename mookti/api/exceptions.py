@@ -47,8 +47,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return Response(_body("payload_too_large:api", "Request body too large."), status=413)
     if is_out_of_memory(exc):
         logger.error(
-            "Redis refused a write: maxmemory is reached. Raise maxmemory (or the instance's plan), "
-            "or free space (deletes still work; `manage.py repair` and MOOKTI_EVENTS_RETENTION trim old data)."
+            "Redis refused a write: its memory is full (maxmemory reached, noeviction). Raise maxmemory "
+            "(or the plan), or free space: deletes still work; MOOKTI_EVENTS_RETENTION bounds the event streams."
         )
         message = "The data store's memory is full: new data is refused until space is freed (deletes still work)."
         return Response(_body("insufficient_storage:database", message), status=507)
