@@ -310,13 +310,18 @@ def fault(rig: Rig, load: Load, kind: str, seconds: float) -> dict[str, Any]:
     with load.lock:
         health = [a for a in load.health if began <= a.started < answering]
     bad = [a for a in during if not (a.status == 201 or (a.status == 503 and a.json_error))]
+    slowest = max(during, key=lambda a: a.seconds, default=None)
     return {
         "fault": f"{kind} {seconds:g} s",
+        "slowest_detail": f"status {slowest.status}, started {slowest.started - began:.2f} s into the fault"
+        if slowest
+        else "",
         "attempts": len(during),
         "slowest_s": round(max((a.seconds for a in during), default=0.0), 3),
         "bad_answers": len(bad),
         "bad_statuses": dict(Counter(a.status for a in bad)),
         "recovery_s": round(recovered - answering, 3) if recovered else None,
+        "answering_s": round(answering - began, 2),
         "health_slowest_s": round(max((a.seconds for a in health), default=0.0), 3),
         "health_statuses": dict(Counter(a.status for a in health)),
     }
@@ -394,6 +399,7 @@ def main() -> None:
             f"{row['fault']:<14} {row['attempts']:>8} {row['slowest_s']:>10} {row['bad_answers']:>12} "
             f"{row['recovery_s']!s:>11} {row['health_slowest_s']:>17}"
         )
+        print(f"{'':<14} slowest: {row['slowest_detail']} (Redis answered again at {row['answering_s']} s)")
         if row["bad_answers"]:
             print(f"{'':<14} statuses other than 201 and 503 JSON: {row['bad_statuses']}")
     after = figures["after"]
