@@ -33,63 +33,12 @@ from typing import Any
 
 from bench.faults import free_port
 
-WORDS = [
-    *(
-        [
-            "fraction",
-            "numerator",
-            "denominator",
-            "equivalent",
-            "simplify",
-            "multiply",
-            "divide",
-            "common",
-            "factor",
-            "whole",
-            "number",
-        ]
-    ),
-    *(
-        [
-            "decimal",
-            "percent",
-            "ratio",
-            "proportion",
-            "example",
-            "because",
-            "therefore",
-            "notice",
-            "step",
-            "first",
-            "next",
-            "then",
-            "finally",
-        ]
-    ),
-    *(
-        [
-            "remember",
-            "check",
-            "answer",
-            "question",
-            "why",
-            "how",
-            "what",
-            "when",
-            "the",
-            "a",
-            "of",
-            "to",
-            "and",
-            "is",
-            "in",
-            "that",
-            "it",
-            "for",
-            "you",
-        ]
-    ),
-]
+WORDS = """
+fraction numerator denominator equivalent simplify multiply divide common factor whole number decimal
+percent ratio proportion example because therefore notice step first next then finally
+remember check answer question why how what when the a of to
+and is in that it for you
+""".split()  # noqa: SIM905 - prose, not a list
 USERS, CHATS = 5, 4
 
 
