@@ -25,6 +25,7 @@ Failure behaviour (docs/operations.md, "Redis outages"):
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 import uuid
@@ -45,6 +46,7 @@ from redis.retry import Retry
 
 from mookti.ids import current_scope
 
+logger = logging.getLogger(__name__)
 Step = Callable[[Any], None]
 
 # What a Redis outage raises: the cluster client reports unreachable nodes outside RedisError.
@@ -87,6 +89,8 @@ class Breaker:
             self.open_until = now + settings.MOOKTI_REDIS_TIMEOUT + settings.MOOKTI_REDIS_BREAKER_SECONDS
 
     def trip(self) -> None:
+        if not self.open_until:  # logged once per outage, not per failed request
+            logger.error("Redis unavailable: failing fast, probing every %ss", settings.MOOKTI_REDIS_BREAKER_SECONDS)
         self.open_until = time.monotonic() + settings.MOOKTI_REDIS_BREAKER_SECONDS
         self.prober = None
 
@@ -94,6 +98,7 @@ class Breaker:
         if self.open_until:
             self.open_until = 0.0
             self.prober = None
+            logger.warning("Redis answering again")
 
     @property
     def is_open(self) -> bool:

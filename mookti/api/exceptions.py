@@ -53,9 +53,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         message = "The data store's memory is full: new data is refused until space is freed (deletes still work)."
         return Response(_body("insufficient_storage:database", message), status=507)
     if isinstance(exc, REDIS_ERRORS):
-        logger.error("Redis unavailable: %s", type(exc).__name__)
+        # the breaker (mookti.redis) logs the outage once; one line per refused request would flood the log
+        logger.debug("Redis unavailable: %s", type(exc).__name__)
         response = Response(_body("unavailable:database", "The data store is unavailable; try again."), status=503)
         response["Retry-After"] = "1"
+        response._has_been_logged = True  # by django.request, which logs every 5xx
         return response
     if isinstance(exc, (Http404, PermissionDenied)):
         exc = exceptions.NotFound() if isinstance(exc, Http404) else exceptions.PermissionDenied()

@@ -61,9 +61,11 @@ def begin(request: HttpRequest, key: str) -> Scope | HttpResponse:
         seen = get_redis().set(
             keys.idempotency(digest), start_ms, nx=True, get=True, px=settings.MOOKTI_IDEMPOTENCY_TTL * 1000
         )
-    except REDIS_ERRORS as exc:
-        logger.error("Redis unavailable: %s", type(exc).__name__)
-        return _error(503, "unavailable:database", "The data store is unavailable; try again.")
+    except REDIS_ERRORS:  # the breaker logs the outage once
+        response = _error(503, "unavailable:database", "The data store is unavailable; try again.")
+        response["Retry-After"] = "1"
+        response._has_been_logged = True  # type: ignore[attr-defined]
+        return response
     if seen is None:
         return Scope(digest, start_ms)
     if seen.startswith("{"):
