@@ -213,3 +213,9 @@ def test_web_and_indexer_ride_out_a_kill_and_a_freeze_under_load(tmp_path):
     assert after["lost"] == 0 and after["applied_twice"] == 0, after
     assert after["running"] == {"web": True, "indexer": True}, after
     assert after["index_backlog"] == 0 and after["repair_exit"] == 0, after
+
+
+def test_the_schema_declares_the_idempotency_key_on_posts(anon):
+    schema = anon.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    posts = {path: ops["post"] for path, ops in schema["paths"].items() if "post" in ops}
+    assert posts and all(any(p["name"] == "Idempotency-Key" for p in op.get("parameters", [])) for op in posts.values())
