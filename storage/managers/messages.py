@@ -233,28 +233,33 @@ class MessageManager:
         if "parts" in changes:
             fields["parts"] = json.dumps(changes["parts"], separators=(",", ":"))
             content = changes.get("content") or ""
-            fields["content"] = "" if content == text_of(changes["parts"]) else content  # "": derived on read
+            if content and content != text_of(changes["parts"]):
+                fields["content"] = content
         elif "content" in changes:
             fields["content"] = changes["content"]
         if "attachments" in changes:
             fields["attachments"] = json.dumps(changes["attachments"], separators=(",", ":"))
         write = Write()
-        index = write.step(
-            lambda p: UPDATE_IF_EXISTS(
-                keys=[keys.chat_message(chat_id, message_id), keys.chat(chat_id)], args=flat(fields), client=p
-            )
-        )
+
+        message_key = keys.chat_message(chat_id, message_id)
+
+        def replace(p: Any) -> None:
+            if "parts" in changes and "content" not in fields:  # the text of the new parts: derived on read
+                p.hdel(message_key, "content")
+            UPDATE_IF_EXISTS(keys=[message_key, keys.chat(chat_id)], args=flat(fields), client=p)
+
+        index = write.step(replace)
         outbox.stage(write, "upsert", kind="message", userId=actor_id, chatId=chat_id, messageId=message_id)
         data = {"id": message_id, "chatId": chat_id, "changed": sorted(changes)}
         event_index = events.stage(write, actor_id, "message.updated", data, chat_id=chat_id)
 
         def fan_out(replies: list[list[Any]]) -> None:
-            found, visibility = replies[index][0][:2]
+            found, visibility = replies[index][-1][:2]
             if found and visibility == "public":
                 events.notify_chat(chat_id, actor_id, replies[event_index][0], "message.updated", data)
 
         write.on_commit(fan_out)
-        reply = write.execute()[index][0]
+        reply = write.execute()[index][-1]
         if write.applied_before:
             return self.get(actor_id, message_id)
         if not reply[0]:
