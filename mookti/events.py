@@ -42,10 +42,9 @@ TIMESTAMP_NAMES = frozenset({"after", "before", "timestamp"})
 EVENT_ID = re.compile(r"^(\d{1,20})(?:-(\d{1,20}))?$")
 ZERO_ID = "0-0"
 # A poke that takes longer is abandoned; more pokes than MAX_PENDING waiting (a hung layer)
-# are dropped; a failing layer is logged at most once per WARN_EVERY seconds.
+# are dropped; a failing layer is logged once when it fails and once when it is back.
 NOTIFY_TIMEOUT = 10.0
 MAX_PENDING = 10_000
-WARN_EVERY = 10.0
 
 # Runs right after the XADD of the same step: the id before the new one (chain link for
 # listeners), then trims by age (exactly: usually nothing or one entry) and refreshes the
@@ -243,7 +242,7 @@ class _Publisher:
 
 _publisher = _Publisher()
 _tasks: set[asyncio.Task] = set()
-_last_warning = 0.0
+_layer_down = False
 
 
 def deliver(sends: list[tuple[str, dict[str, Any]]]) -> None:
@@ -277,13 +276,22 @@ async def _send_all(layer: Any, sends: list[tuple[str, dict[str, Any]]]) -> None
                 await layer.group_send(group, message)
     except Exception as exc:  # TimeoutError included
         _layer_failed(str(exc) or type(exc).__name__)
+        return
+    _layer_back()
 
 
 def _layer_failed(reason: str) -> None:
-    global _last_warning
-    if time.monotonic() >= _last_warning + WARN_EVERY:
-        _last_warning = time.monotonic()
+    global _layer_down
+    if not _layer_down:
+        _layer_down = True
         logger.warning("channel layer unavailable, events stay in the replay log: %s", reason)
+
+
+def _layer_back() -> None:
+    global _layer_down
+    if _layer_down:
+        _layer_down = False
+        logger.warning("channel layer available again")
 
 
 atexit.register(flush)

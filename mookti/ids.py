@@ -9,10 +9,15 @@ API and sent back (e.g. "delete versions after") names exactly the same instant.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import re
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -38,10 +43,51 @@ def check_id(value: object, field: str = "id") -> str:
     return value  # type: ignore[return-value]
 
 
+@dataclass
+class Scope:
+    """A request with an ``Idempotency-Key``: ids, time and write guards derive from it.
+
+    ``token`` names the request (caller, path, key), ``start_ms`` is when its first attempt
+    began. A replay runs with the same scope, so it computes the same ids and timestamps and
+    its guarded writes (:class:`mookti.redis.Write`) are no-ops where the first attempt applied them.
+    """
+
+    token: str
+    start_ms: int
+    replay: bool = False
+    ids: int = 0
+    writes: int = 0
+
+
+_scope: ContextVar[Scope | None] = ContextVar("mookti_idempotency_scope", default=None)
+
+
+@contextmanager
+def idempotency_scope(scope: Scope) -> Iterator[Scope]:
+    handle = _scope.set(scope)
+    try:
+        yield scope
+    finally:
+        _scope.reset(handle)
+
+
+def current_scope() -> Scope | None:
+    return _scope.get()
+
+
 def new_id() -> str:
-    """A UUIDv7 string: unique and time-ordered, so equal timestamps still sort by creation."""
-    ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
+    """A UUIDv7 string: unique and time-ordered, so equal timestamps still sort by creation.
+
+    Inside an idempotency scope the n-th id of the request is the same on every attempt.
+    """
+    scope = _scope.get()
+    if scope is None:
+        ms = time.time_ns() // 1_000_000
+        rand = int.from_bytes(os.urandom(10), "big")
+    else:
+        scope.ids += 1
+        ms = scope.start_ms
+        rand = int.from_bytes(hashlib.sha256(f"{scope.token}:{scope.ids}".encode()).digest()[:10], "big")
     value = (
         (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | ((rand >> 68) & 0xFFF) << 64 | 0b10 << 62 | (rand & ((1 << 62) - 1))
     )
@@ -49,7 +95,13 @@ def new_id() -> str:
 
 
 def now_us() -> int:
-    """Now, at millisecond precision (as JavaScript's Date), so an ISO string round-trips exactly."""
+    """Now, at millisecond precision (as JavaScript's Date), so an ISO string round-trips exactly.
+
+    Inside an idempotency scope: when the request's first attempt began.
+    """
+    scope = _scope.get()
+    if scope is not None:
+        return scope.start_ms * 1000
     return time.time_ns() // 1_000_000 * 1000
 
 

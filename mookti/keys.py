@@ -17,3 +17,8 @@ def outbox() -> str:
     """STREAM of indexing work: what changed, staged in the write that changed it (consumer group of
     ``run_indexer`` processes)."""
     return key("outbox:index")
+
+
+def idempotency(digest: str) -> str:
+    """STRING: an ``Idempotency-Key`` request's claim (when it began) or its stored answer (JSON)."""
+    return key(f"idempotency:{digest}")

@@ -29,6 +29,10 @@ DURABLE_SETTINGS = {
     "appendfsync": "everysec",
     "maxmemory-policy": "noeviction",
 }
+# Memory: a message hash holds its text in one field; above hash-max-listpack-value (64 bytes by
+# default) Redis switches the whole hash to a hashtable, about 700 bytes more per message. Messages
+# up to this size stay compact (reads of a 7-field hash stay cheap either way).
+COMPACT_SETTINGS = {"hash-max-listpack-value": "8192"}
 
 
 class LocalRedisError(RuntimeError):
@@ -92,7 +96,7 @@ def server_args(url: str, data_dir: Path) -> list[str]:
     host = parts.hostname or "127.0.0.1"
     args = ["--port", str(parts.port or 6379), "--bind", host, "--dir", str(data_dir)]
     args += ["--daemonize", "no", "--logfile", str(data_dir / "redis.log"), "--protected-mode", "yes"]
-    for name, value in DURABLE_SETTINGS.items():
+    for name, value in {**DURABLE_SETTINGS, **COMPACT_SETTINGS}.items():
         args += [f"--{name}", value]
     if parts.password:
         args += ["--requirepass", parts.password]
@@ -158,6 +162,12 @@ def config_warnings(client: redis.Redis) -> list[str]:
         found.append(
             f"Redis maxmemory-policy is {policy!r}: keys (i.e. application data) can be evicted when memory "
             "runs out. Use noeviction."
+        )
+    compact = int(COMPACT_SETTINGS["hash-max-listpack-value"])
+    if int(config.get("hash-max-listpack-value") or compact) < compact:
+        found.append(
+            f"Redis hash-max-listpack-value is {config['hash-max-listpack-value']}: each stored message takes "
+            f"about 700 bytes more than needed. Set it to {compact} (see docs/operations.md)."
         )
     return found
 

@@ -9,12 +9,26 @@ can run as MULTI/EXEC on Redis Cluster. On a standalone server (the common case,
 included) all steps of a write go out as one MULTI/EXEC: one round trip, fully atomic. On
 a cluster they run one after the other, which keeps the write protocol's order: entity
 first, index last; unindex first, entity last.
+
+Failure behaviour (docs/operations.md, "Redis outages"):
+
+- No client-side re-send: a command whose reply was lost may have been applied, so redis-py's
+  retry is off. A client retries a POST with an ``Idempotency-Key`` instead: inside such a
+  request a standalone :class:`Write` carries a guard (:func:`_execute_guarded`), so the retry
+  applies nothing twice, even while the first attempt is still stuck in a frozen server.
+- Every command has a short timeout (``MOOKTI_REDIS_TIMEOUT``, 2 s): a stalled Redis costs a
+  request at most that long before it becomes a 503.
+- A circuit breaker: a connect failure or a timeout opens it for ``MOOKTI_REDIS_BREAKER_SECONDS``;
+  meanwhile commands fail at once (:class:`CircuitOpen`) instead of queueing on a dead server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+import time
+import uuid
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,38 +39,171 @@ import redis
 import redis.asyncio
 import redis.asyncio.cluster
 from django.conf import settings
+from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
-from redis.exceptions import RedisClusterException
+from redis.exceptions import ExecAbortError, OutOfMemoryError, RedisClusterException, ResponseError
+from redis.retry import Retry
 
+from mookti.ids import current_scope
+
+logger = logging.getLogger(__name__)
 Step = Callable[[Any], None]
 
 # What a Redis outage raises: the cluster client reports unreachable nodes outside RedisError.
 REDIS_ERRORS = (redis.RedisError, RedisClusterException)
 
-# Seconds a reply may take; blocking reads that wait longer ask for a client with a longer one.
-SOCKET_TIMEOUT = 10.0
 
 _lock = threading.Lock()
 _clients: dict[tuple[str, bool, bool, float], redis.Redis | RedisCluster] = {}
 
 
-def _client_options(raw: bool, read_timeout: float = SOCKET_TIMEOUT) -> dict[str, Any]:
-    # No health_check_interval: it sends a PING before any command on a connection idle that long,
-    # which a per-command-billed Redis charges for; a dropped connection is retried instead.
-    return {
+class CircuitOpen(redis.ConnectionError):
+    """Redis failed moments ago: the command is refused without touching the network."""
+
+
+class Breaker:
+    """A circuit breaker per Redis server, shared by every connection of this process to it.
+
+    A connect failure or a command timeout opens it for ``MOOKTI_REDIS_BREAKER_SECONDS``. Then
+    one connection probes (half-open) while the others keep failing at once; the probe's first
+    answer closes it, its failure opens it again. So during an outage a request fails in
+    microseconds, or at most one timeout for the probe, and after the outage the service is back
+    within a breaker period. A reset connection alone does not open it: the next checkout
+    reconnects, and only if that fails is Redis considered down.
+    """
+
+    def __init__(self) -> None:
+        self.open_until = 0.0
+        self.prober: Any = None
+        self._lock = threading.Lock()
+
+    def check(self, connection: Any) -> None:
+        if not self.open_until or connection is self.prober:
+            return
+        with self._lock:
+            now = time.monotonic()
+            if not self.open_until or connection is self.prober:
+                return
+            if now < self.open_until:
+                raise CircuitOpen("Redis is unavailable (circuit open).")
+            self.prober = connection  # the others wait for its answer, or for it to time out
+            self.open_until = now + settings.MOOKTI_REDIS_TIMEOUT + settings.MOOKTI_REDIS_BREAKER_SECONDS
+
+    def trip(self) -> None:
+        if not self.open_until:  # logged once per outage, not per failed request
+            logger.error("Redis unavailable: failing fast, probing every %ss", settings.MOOKTI_REDIS_BREAKER_SECONDS)
+        self.open_until = time.monotonic() + settings.MOOKTI_REDIS_BREAKER_SECONDS
+        self.prober = None
+
+    def close(self) -> None:
+        if self.open_until:
+            self.open_until = 0.0
+            self.prober = None
+            logger.warning("Redis answering again")
+
+    @property
+    def is_open(self) -> bool:
+        return bool(self.open_until)
+
+
+_breakers: dict[str, Breaker] = {}
+_TRIPPING = (redis.TimeoutError, TimeoutError)
+
+
+def breaker_for(host: str, port: int | str) -> Breaker:
+    """The breaker of the server at ``host:port``."""
+    name = f"{host}:{port}"
+    found = _breakers.get(name)
+    if found is None:
+        found = _breakers.setdefault(name, Breaker())
+    return found
+
+
+def _breaker(connection: Any) -> Breaker:
+    return breaker_for(connection.host, connection.port)
+
+
+class _BreakerMixin:
+    """Puts the server's :class:`Breaker` in front of a sync connection's connect, send and read."""
+
+    def connect(self) -> None:
+        if self._sock is None:
+            _breaker(self).check(self)
+            try:
+                super().connect()
+            except (redis.ConnectionError, redis.TimeoutError):
+                _breaker(self).trip()
+                raise
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        _breaker(self).check(self)
+        super().send_packed_command(command, check_health)
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            reply = super().read_response(*args, **kwargs)
+        except _TRIPPING:
+            _breaker(self).trip()
+            raise
+        _breaker(self).close()
+        return reply
+
+
+class _AsyncBreakerMixin:
+    """:class:`_BreakerMixin` for asyncio connections."""
+
+    async def connect(self) -> None:
+        if not self.is_connected:
+            _breaker(self).check(self)
+            try:
+                await super().connect()
+            except (redis.ConnectionError, redis.TimeoutError):
+                _breaker(self).trip()
+                raise
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        _breaker(self).check(self)
+        await super().send_packed_command(command, check_health)
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            reply = await super().read_response(*args, **kwargs)
+        except _TRIPPING:
+            _breaker(self).trip()
+            raise
+        _breaker(self).close()
+        return reply
+
+
+_CONNECTION_CLASSES = {
+    (False, False): type("BreakerConnection", (_BreakerMixin, redis.Connection), {}),
+    (False, True): type("BreakerSSLConnection", (_BreakerMixin, redis.SSLConnection), {}),
+    (True, False): type("AsyncBreakerConnection", (_AsyncBreakerMixin, redis.asyncio.Connection), {}),
+    (True, True): type("AsyncBreakerSSLConnection", (_AsyncBreakerMixin, redis.asyncio.SSLConnection), {}),
+}
+
+
+def _client_options(raw: bool, *, timeout: float | None = None, asynchronous: bool = False) -> dict[str, Any]:
+    """Short timeouts, no retries (see the module docstring), the breaker's connection class."""
+    timeout = timeout or settings.MOOKTI_REDIS_TIMEOUT
+    options: dict[str, Any] = {
         "decode_responses": not raw,
-        "socket_timeout": read_timeout,
-        "socket_connect_timeout": 5,
-        "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": Retry(NoBackoff(), 0),
     }
+    if not settings.REDIS_CLUSTER and not settings.REDIS_URL.startswith("unix:"):
+        options["connection_class"] = _CONNECTION_CLASSES[asynchronous, settings.REDIS_URL.startswith("rediss:")]
+    return options
 
 
-def get_redis(*, raw: bool = False, read_timeout: float = SOCKET_TIMEOUT) -> redis.Redis | RedisCluster:
+def get_redis(*, raw: bool = False, read_timeout: float | None = None) -> redis.Redis | RedisCluster:
     """The process-wide client for ``REDIS_URL`` (thread-safe pool, decoded str replies).
 
     ``raw=True`` gives a client with bytes replies, for code that must read any value
-    (the admin's raw key browser meets pickled cache entries). ``read_timeout`` (seconds) must
-    exceed the longest ``BLOCK`` of the commands sent with it (the indexer's blocking reads).
+    (the admin's raw key browser meets pickled cache entries). ``read_timeout`` (seconds, default
+    ``MOOKTI_REDIS_TIMEOUT``) must exceed the longest ``BLOCK`` of the commands sent with it (the
+    indexer's blocking reads).
     """
     url, cluster = settings.REDIS_URL, settings.REDIS_CLUSTER
     name = (url, cluster, raw, read_timeout)
@@ -65,7 +212,7 @@ def get_redis(*, raw: bool = False, read_timeout: float = SOCKET_TIMEOUT) -> red
         with _lock:
             client = _clients.get(name)
             if client is None:
-                options = _client_options(raw, read_timeout)
+                options = _client_options(raw, timeout=read_timeout)
                 if cluster:
                     client = RedisCluster.from_url(url, **options)
                 else:
@@ -80,6 +227,7 @@ def close_clients() -> None:
         for client in _clients.values():
             client.close()
         _clients.clear()
+        _breakers.clear()
 
 
 _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
@@ -93,12 +241,12 @@ def get_async_redis() -> redis.asyncio.Redis | redis.asyncio.cluster.RedisCluste
     loop = asyncio.get_running_loop()
     client = _async_clients.get(loop)
     if client is None:
-        options = _client_options(raw=False)
+        options = _client_options(raw=False, asynchronous=True)
         if settings.REDIS_CLUSTER:
             client = redis.asyncio.cluster.RedisCluster.from_url(settings.REDIS_URL, **options)
         else:
             pool = redis.asyncio.BlockingConnectionPool.from_url(
-                settings.REDIS_URL, max_connections=128, timeout=10, **options
+                settings.REDIS_URL, max_connections=128, timeout=settings.MOOKTI_REDIS_TIMEOUT, **options
             )
             client = redis.asyncio.Redis(connection_pool=pool)
         _async_clients[loop] = client
@@ -145,18 +293,43 @@ def pipeline(transaction: bool = False):
     return get_redis().pipeline(transaction=transaction)
 
 
+class KeyExists(Exception):
+    """A key a :class:`Write` requires to be absent exists (nothing of the write was applied)."""
+
+
+def _next_guard() -> tuple[str, int, bool]:
+    """(guard key, TTL ms, remember) for the next write: the request scope's n-th write's guard,
+    kept for the scope's lifetime; outside a scope a throw-away one (only a create's absent-key
+    check uses it, and it is not remembered)."""
+    scope = current_scope()
+    if scope is None:
+        return key(f"write:{uuid.uuid4().hex}"), 1, False
+    scope.writes += 1
+    return key(f"write:{scope.token}:{scope.writes}"), settings.MOOKTI_IDEMPOTENCY_TTL * 1000, True
+
+
 class Write:
     """An ordered set of write steps plus callbacks that run once they are applied.
 
     Each step queues commands on keys of one hash slot. :meth:`execute` runs them as the
-    module docstring says (one MULTI/EXEC standalone, in order per slot on a cluster) and
-    hands every callback the replies of each step, so e.g. an event's stream id (the XADD
+    module docstring says (one guarded MULTI/EXEC standalone, in order per slot on a cluster)
+    and hands every callback the replies of each step, so e.g. an event's stream id (the XADD
     reply) can be pushed to listeners afterwards.
+
+    ``absent``: keys that must not exist (a create): standalone, checked in the same atomic
+    step (:class:`KeyExists`, nothing applied); on a cluster the caller creates the entity
+    first. ``frees_memory``: a delete. A full Redis refuses every command inside MULTI, so
+    then its commands run without one, in protocol order (removals first, :func:`_run_freeing`).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, absent: tuple[str, ...] = (), frees_memory: bool = False) -> None:
         self._steps: list[Step] = []
         self._callbacks: list[Callable[[list[list[Any]]], None]] = []
+        self.absent = absent
+        self.frees_memory = frees_memory
+        # True when the guard showed this write was applied before (a replay): its replies are
+        # None and its callbacks did not run.
+        self.applied_before = False
 
     def __bool__(self) -> bool:
         return bool(self._steps)
@@ -170,23 +343,154 @@ class Write:
         self._callbacks.append(fn)
 
     def execute(self) -> list[list[Any]]:
-        replies = _run_grouped(self._steps)
+        if is_cluster():
+            replies = _run_in_order(self._steps)
+        else:
+            try:
+                replies = self._run_atomic()
+            except ResponseError as exc:
+                if not (self.frees_memory and is_out_of_memory(exc)):
+                    raise
+                replies = _run_freeing(self._steps)
+        if replies is None:
+            self.applied_before = True
+            return [[None] * count for count in self._counts]
         for callback in self._callbacks:
             callback(replies)
         return replies
 
-
-def _run_grouped(steps: list[Step]) -> list[list[Any]]:
-    client = get_redis()
-    if not is_cluster():
-        pipe = client.pipeline(transaction=True)
+    def _run_atomic(self) -> list[list[Any]] | None:
+        """One MULTI/EXEC; guarded inside an idempotency scope or when keys must be absent."""
+        pipe = get_redis().pipeline(transaction=True)
         bounds = []
-        for step in steps:
+        for step in self._steps:
             start = len(pipe)
             step(pipe)
             bounds.append((start, len(pipe)))
-        flat = pipe.execute() if len(pipe) else []
+        self._counts = [b - a for a, b in bounds]
+        if current_scope() is None and not self.absent:
+            flat = pipe.execute() if len(pipe) else []
+        else:
+            flat = _execute_guarded(pipe, *_next_guard(), self.absent)
+            if flat is None:
+                return None
         return [flat[a:b] for a, b in bounds]
+
+
+# KEYS[1] the write's guard, KEYS[2...] keys that must be absent; ARGV[1] the guard's TTL (ms).
+# Runs after WATCH guard, before MULTI: touching the guard makes the EXEC that follows abort.
+# Replies 0 (go ahead), 1 (applied before), 2 (a key that must be absent exists; remembered, so a
+# replay of the same write is the same conflict).
+GUARD_CHECK = """
+local seen = redis.call('GET', KEYS[1])
+if seen then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  if seen == 'conflict' then return 2 end
+  return 1
+end
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('SET', KEYS[1], 'conflict', 'PX', ARGV[1])
+    return 2
+  end
+end
+return 0
+"""
+
+
+def _execute_guarded(pipe: Any, guard: str, ttl: int, remember: bool, absent: tuple[str, ...]) -> list[Any] | None:
+    """Run a transaction pipeline's commands once per ``guard``, in one round trip.
+
+    Sends ``WATCH guard; EVAL GUARD_CHECK; MULTI; <commands>; SET guard 1; EXEC``. The EXEC
+    aborts when the guard already exists (this write was applied: None is returned), when a
+    key of ``absent`` exists (:class:`KeyExists`), or when a concurrent copy of the same write
+    set the guard first. So a write re-sent after a lost reply, even while the first copy is
+    still stuck in a frozen server, is applied exactly once.
+    """
+    commands = pipe.command_stack
+    if not commands:
+        return []
+    conn = pipe.connection_pool.get_connection()
+    try:
+        packed = conn.pack_commands(
+            [
+                ("WATCH", guard),
+                ("EVAL", GUARD_CHECK, 1 + len(absent), guard, *absent, ttl),
+                ("MULTI",),
+                *(args for args, _ in commands),
+                *([("SET", guard, "1", "PX", ttl)] if remember else []),
+                ("EXEC",),
+            ]
+        )
+        conn.send_packed_command(packed)
+        conn.read_response()  # WATCH
+        check = int(conn.read_response())
+        conn.read_response()  # MULTI
+        errors: list[Exception] = []
+        for _ in range(len(commands) + remember):
+            try:
+                conn.read_response()  # QUEUED (or a refusal, e.g. OOM: EXEC then aborts)
+            except ResponseError as exc:
+                errors.append(exc)
+        try:
+            response = conn.read_response()
+        except ExecAbortError:
+            raise errors[0] if errors else ExecAbortError("Transaction discarded.") from None
+    except BaseException:
+        conn.disconnect()  # it may hold unread replies
+        raise
+    finally:
+        pipe.connection_pool.release(conn)
+        pipe.reset()
+    if check == 2:
+        raise KeyExists(absent)
+    if response is None:
+        return None  # applied before, by this or a concurrent copy
+    data = []
+    for reply, (args, options) in zip(response[: len(commands)], commands, strict=True):
+        if isinstance(reply, Exception):
+            raise reply
+        options.pop("keys", None)
+        callback = pipe.response_callbacks.get(args[0])
+        data.append(callback(reply, **options) if callback else reply)
+    return data
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Redis refused a write because ``maxmemory`` is reached (``-OOM``, also inside MULTI)."""
+    return isinstance(exc, OutOfMemoryError) or (isinstance(exc, ResponseError) and str(exc).startswith("OOM"))
+
+
+def _run_freeing(steps: list[Step]) -> list[list[Any]]:
+    """A delete on a full Redis: the commands in order, outside MULTI (which a full Redis refuses
+    whole), so the removals free memory. Commands that add data (the outbox entry, the event) and
+    were refused before the removals freed enough are sent once more; if they fail again the error
+    is raised, and what is left behind is what ``manage.py repair`` finds."""
+    pipe = get_redis().pipeline(transaction=False)
+    bounds = []
+    for step in steps:
+        start = len(pipe)
+        step(pipe)
+        bounds.append((start, len(pipe)))
+    commands = list(pipe.command_stack)
+    flat = pipe.execute(raise_on_error=False)
+    refused = [i for i, reply in enumerate(flat) if is_out_of_memory(reply)]
+    if refused:
+        retry = get_redis().pipeline(transaction=False)
+        for i in refused:
+            args, options = commands[i]
+            retry.execute_command(*args, **options)
+        for i, reply in zip(refused, retry.execute(raise_on_error=False), strict=True):
+            flat[i] = reply
+    for reply in flat:
+        if isinstance(reply, Exception):
+            raise reply
+    return [flat[a:b] for a, b in bounds]
+
+
+def _run_in_order(steps: list[Step]) -> list[list[Any]]:
+    """Each step its own MULTI/EXEC, in order (a cluster; a delete on a full Redis)."""
+    client = get_redis()
     grouped = []
     for step in steps:
         pipe = client.pipeline(transaction=True)

@@ -62,6 +62,7 @@ MIDDLEWARE = [
     "mookti.middleware.AuthenticationMiddleware",
     "mookti.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "mookti.api.idempotency.idempotency_middleware",
 ]
 
 ROOT_URLCONF = "mookti.urls"
@@ -109,6 +110,12 @@ REDIS_CLUSTER = env.bool("REDIS_CLUSTER", default=False)
 MOOKTI_REDIS_PREFIX = env.str("MOOKTI_REDIS_PREFIX", default="mookti:")
 if "{" in MOOKTI_REDIS_PREFIX or "}" in MOOKTI_REDIS_PREFIX:
     raise ImproperlyConfigured("MOOKTI_REDIS_PREFIX must not contain braces (they are hash tags).")
+# Every Redis command's timeout (seconds): a stalled Redis turns a request into a 503 within about
+# this long. The circuit breaker then refuses commands at once for MOOKTI_REDIS_BREAKER_SECONDS.
+MOOKTI_REDIS_TIMEOUT = env.float("MOOKTI_REDIS_TIMEOUT", default=2.0)
+MOOKTI_REDIS_BREAKER_SECONDS = env.float("MOOKTI_REDIS_BREAKER_SECONDS", default=0.5)
+# How long a write's idempotency guard (and an Idempotency-Key's stored answer) is kept.
+MOOKTI_IDEMPOTENCY_TTL = env.int("MOOKTI_IDEMPOTENCY_TTL", default=24 * 3600)
 # The channel layer needs a non-cluster Redis (channels-redis has no cluster support).
 CHANNEL_REDIS_URL = env.str("CHANNEL_REDIS_URL", default=REDIS_URL if not REDIS_CLUSTER else "redis://127.0.0.1:6379/0")
 
@@ -180,7 +187,11 @@ SPECTACULAR_SETTINGS = {
     "ENUM_GENERATE_CHOICE_DESCRIPTION": False,
     # Session cookies cannot act for a Mookti user: the API's only scheme is the bearer one.
     "AUTHENTICATION_WHITELIST": ["storage.api.auth.BearerAuthentication"],
-    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "mookti.api.schema.postprocess"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "mookti.api.schema.postprocess",
+        "mookti.api.idempotency.declare_header",
+    ],
 }
 
 LANGUAGE_CODE = "en-us"

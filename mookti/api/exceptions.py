@@ -13,7 +13,7 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 
 from mookti.errors import DomainError, RateLimited
-from mookti.redis import REDIS_ERRORS
+from mookti.redis import REDIS_ERRORS, is_out_of_memory
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +46,20 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return response
     if isinstance(exc, RequestDataTooBig):
         return Response(_body("payload_too_large:api", "Request body too large."), status=413)
+    if is_out_of_memory(exc):
+        logger.error(
+            "Redis refused a write: its memory is full (maxmemory reached, noeviction). Raise maxmemory "
+            "(or the plan), or free space: deletes still work; MOOKTI_EVENTS_RETENTION bounds the event streams."
+        )
+        message = "The data store's memory is full: new data is refused until space is freed (deletes still work)."
+        return Response(_body("insufficient_storage:database", message), status=507)
     if isinstance(exc, REDIS_ERRORS):
-        logger.error("Redis unavailable: %s", type(exc).__name__)
-        return Response(_body("unavailable:database", "The data store is unavailable; try again."), status=503)
+        # the breaker (mookti.redis) logs the outage once; one line per refused request would flood the log
+        logger.debug("Redis unavailable: %s", type(exc).__name__)
+        response = Response(_body("unavailable:database", "The data store is unavailable; try again."), status=503)
+        response["Retry-After"] = "1"
+        response._has_been_logged = True  # by django.request, which logs every 5xx
+        return response
     if isinstance(exc, (Http404, PermissionDenied)):
         exc = exceptions.NotFound() if isinstance(exc, Http404) else exceptions.PermissionDenied()
     from rest_framework.views import exception_handler as drf_exception_handler  # DRF imports this module

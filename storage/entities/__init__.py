@@ -1,5 +1,5 @@
 """Typed definitions of the storage app's stored entities, with their Redis hash encoding."""
 
-from storage.entities.records import Chat, Document, Message, Stream, Suggestion, Token, User, Vote
+from storage.entities.records import Chat, Document, Message, Stream, Suggestion, Token, User, Vote, text_of
 
-__all__ = ["Chat", "Document", "Message", "Stream", "Suggestion", "Token", "User", "Vote"]
+__all__ = ["Chat", "Document", "Message", "Stream", "Suggestion", "Token", "User", "Vote", "text_of"]

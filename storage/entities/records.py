@@ -53,9 +53,19 @@ class Chat(Entity):
         return mapping
 
 
+def text_of(parts: list[Any]) -> str:
+    """Plain text of AI SDK UI parts: the text of every ``{"type": "text"}`` part."""
+    texts = [p.get("text", "") for p in parts if isinstance(p, dict) and p.get("type") == "text"]
+    return "\n".join(t for t in texts if isinstance(t, str))
+
+
 @dataclass(slots=True)
 class Message(Entity):
-    """``chat:{chatId}:message:{id}`` HASH; ``parts``/``attachments`` are AI SDK UI JSON."""
+    """``chat:{chatId}:message:{id}`` HASH; ``parts``/``attachments`` are AI SDK UI JSON.
+
+    The text is stored once: ``content`` is kept only when it is not the text of ``parts``
+    (a client may send its own); otherwise the field is absent (or empty) and derived on read.
+    """
 
     id: str
     chatId: str = ""
@@ -64,6 +74,19 @@ class Message(Entity):
     attachments: list[Any] = field(default_factory=list)
     content: str = ""
     createdAt: int = 0
+
+    def encode(self) -> dict[str, str]:
+        mapping = Entity.encode(self)
+        if self.content == text_of(self.parts):
+            del mapping["content"]
+        return mapping
+
+    @classmethod
+    def decode(cls, raw: dict[str, str] | None) -> Message | None:
+        message = Entity.decode.__func__(cls, raw)  # type: ignore[attr-defined]
+        if message is not None and not message.content:
+            message.content = text_of(message.parts)
+        return message
 
 
 @dataclass(slots=True)

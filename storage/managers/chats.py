@@ -7,7 +7,7 @@ from typing import Any
 from mookti import events, outbox
 from mookti.errors import Conflict, NotFound
 from mookti.ids import new_id, now_us
-from mookti.redis import Write, get_async_redis, get_redis, pipeline
+from mookti.redis import KeyExists, Write, get_async_redis, get_redis, is_cluster, pipeline
 from storage import keys
 from storage.entities import Chat, Stream
 from storage.managers.common import create_if_absent
@@ -54,14 +54,20 @@ class ChatManager:
         visibility: str = "private",
         created_at: int | None = None,
     ) -> dict[str, Any]:
-        """saveChat: the hash first (only if the id is free), then the owner's indexes."""
+        """saveChat: the hash, the owner's indexes and the event as one atomic step on a standalone
+        Redis (a taken id is a 409 and nothing is written; a replay of the same request is a no-op).
+        On a cluster in protocol order: the hash first (only if the id is free), indexes after."""
         chat_id = chat_id or new_id()
         created_at = created_at or now_us()
         entity = Chat(chat_id, user_id, title, visibility, created_at)
-        if not create_if_absent(keys.chat(chat_id), entity.encode()):
-            raise Conflict("A chat with this id already exists.", {"id": ["already exists"]})
+        taken = Conflict("A chat with this id already exists.", {"id": ["already exists"]})
         chat = entity.to_dict()
-        write = Write()
+        write = Write(absent=(keys.chat(chat_id),))
+        if is_cluster():
+            if not create_if_absent(keys.chat(chat_id), entity.encode()):
+                raise taken
+        else:
+            write.step(lambda p: p.hset(keys.chat(chat_id), mapping=entity.encode()))
 
         def index(p: Any) -> None:
             p.zadd(keys.user_chats(user_id), {chat_id: created_at})
@@ -71,7 +77,12 @@ class ChatManager:
         touch_chat(write, chat_id, "chat", "messages")
         touch_user(write, user_id, "chats")
         events.stage(write, user_id, "chat.created", chat, chat_id=chat_id)
-        write.execute()
+        try:
+            write.execute()
+        except KeyExists:
+            raise taken from None
+        if write.applied_before:  # a replay: the chat as the first attempt stored it
+            return self.get(chat_id) or chat
         return chat
 
     def get(self, chat_id: str) -> dict[str, Any] | None:
@@ -139,7 +150,7 @@ class ChatManager:
         pipe.zrange(keys.chat_messages(chat_id), 0, -1)
         raw, message_ids = pipe.execute()
         chat = require_owned(decode_chat(raw), actor_id)
-        write = Write()
+        write = Write(frees_memory=True)
         self._stage_delete(write, chat, message_ids)
         events.stage(
             write, actor_id, "chat.deleted", {"id": chat_id}, chat_id=chat_id, public=chat["visibility"] == "public"
@@ -160,7 +171,7 @@ class ChatManager:
                 pipe.hgetall(keys.chat(chat_id))
                 pipe.zrange(keys.chat_messages(chat_id), 0, -1)
             replies = pipe.execute()
-            write = Write()
+            write = Write(frees_memory=True)
             for chat_id, raw, message_ids in zip(chat_ids, replies[::2], replies[1::2], strict=True):
                 chat = decode_chat(raw) or {"id": chat_id, "userId": user_id}
                 self._stage_delete(write, chat, message_ids)

@@ -182,7 +182,7 @@ class DocumentManager:
         _owned(meta, actor_id)
         if not stamps:
             return 0
-        write = Write()
+        write = Write(frees_memory=True)
         if not remaining:
             write.step(lambda p: p.zrem(keys.user_documents(actor_id), document_id))
         self._stage_remove(write, document_id, stamps, suggestion_ids, whole=not remaining)
@@ -214,7 +214,7 @@ class DocumentManager:
             pipe.zrange(keys.document_versions(document_id), 0, -1)
             pipe.zrange(keys.document_suggestions(document_id), 0, -1)
         replies = pipe.execute()
-        write = Write()
+        write = Write(frees_memory=True)
         write.step(lambda p: p.delete(keys.user_documents(user_id)))
         for document_id, stamps, suggestion_ids in zip(document_ids, replies[::2], replies[1::2], strict=True):
             self._stage_remove(write, document_id, stamps, suggestion_ids, whole=True)

@@ -194,7 +194,7 @@ class UserManager:
         user = self.get(user_id)
         if user is None:
             return False
-        write = Write()
+        write = Write(frees_memory=True)
         write.step(lambda p: p.zrem(keys.users(), user_id))
         write.step(lambda p: p.zrem(keys.users_by_type(user["type"]), user_id))
         write.step(lambda p: p.delete(keys.user_email(user["email"])))
@@ -205,7 +205,7 @@ class UserManager:
         signals.user_deleting.send(sender=UserManager, user_id=user_id)
         events.delete_stream(user_id)
         events.close_sockets(user_id)  # also those opened with a ticket the service key asked for
-        write = Write()
+        write = Write(frees_memory=True)
         outbox.stage(write, "delete_user", userId=user_id)
         write.step(
             lambda p: p.delete(
@@ -294,7 +294,7 @@ class TokenManager:
         user_id = get_redis().hget(keys.token(digest), "userId")
         if not user_id:
             return False
-        write = Write()
+        write = Write(frees_memory=True)
         write.step(lambda p: p.zrem(keys.user_tokens(user_id), digest))
         write.step(lambda p: p.delete(keys.token(digest)))
         write.on_commit(lambda _: events.close_sockets(user_id, [digest]))
@@ -303,7 +303,7 @@ class TokenManager:
 
     def revoke_all(self, user_id: str) -> int:
         digests = get_redis().zrange(keys.user_tokens(user_id), 0, -1)
-        write = Write()
+        write = Write(frees_memory=True)
         write.step(lambda p: p.delete(keys.user_tokens(user_id)))
         for digest in digests:
             write.step(lambda p, d=digest: p.delete(keys.token(d)))

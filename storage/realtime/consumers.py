@@ -50,13 +50,40 @@ logger = logging.getLogger(__name__)
 
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_TRY_AGAIN = 1013  # RFC 6455 "try again later": Redis is unavailable while connecting
 REPLAY_BATCH = 500
 MAX_CHAT_SUBSCRIPTIONS = 20
 # While the channel layer is unavailable: poll the stream this often, retry joining less often.
 DEGRADED_POLL = 1.0
 REJOIN_EVERY = 5.0
 LAYER_TIMEOUT = 3.0
-RETRY_AFTER_ERROR = 1.0
+# While Redis is unavailable a socket retries after 0.5 s, doubling up to 8 s (with jitter).
+RETRY_AFTER_ERROR = 0.5
+RETRY_MAX = 8.0
+
+
+class _RedisState:
+    """Whether this process's sockets currently reach Redis: logged once per change, not per socket."""
+
+    down = False
+
+    @classmethod
+    def failed(cls, exc: BaseException) -> None:
+        if not cls.down:
+            cls.down = True
+            logger.warning("live updates: Redis unavailable, sockets retry with backoff: %s", exc)
+
+    @classmethod
+    def ok(cls) -> None:
+        if cls.down:
+            cls.down = False
+            logger.warning("live updates: Redis answering again")
+
+
+def _backoff(delay: float) -> float:
+    return min(RETRY_MAX, delay * 2) if delay else RETRY_AFTER_ERROR
+
+
 HEARTBEAT = json.dumps({"type": "heartbeat"})
 RESYNC = json.dumps({"type": "resync"})
 
@@ -122,7 +149,12 @@ class EventsConsumer(AsyncWebsocketConsumer):
             except ValueError:
                 await self.close(CLOSE_BAD_REQUEST, "lastEventId is not an event id")
                 return
-        self.identity = await self._authenticate((params.get("ticket") or [None])[0], offered)
+        try:
+            self.identity = await self._authenticate((params.get("ticket") or [None])[0], offered)
+        except (TimeoutError, redis.RedisError) as exc:
+            _RedisState.failed(exc)
+            await self.close(CLOSE_TRY_AGAIN, "the data store is unavailable; reconnect later")
+            return
         if self.identity is None:
             await self.close(CLOSE_UNAUTHENTICATED, "invalid, expired or used ticket or token")
             return
@@ -267,8 +299,16 @@ class EventsConsumer(AsyncWebsocketConsumer):
     # --- the writer ------------------------------------------------------------------------------
     async def _write_loop(self, last_event_id: str | None) -> None:
         loop = asyncio.get_running_loop()
+        delay = 0.0
         try:
-            await self._start(last_event_id)
+            while True:
+                try:
+                    await self._start(last_event_id)
+                    break
+                except (TimeoutError, redis.RedisError) as exc:
+                    _RedisState.failed(exc)
+                    delay = _backoff(delay)
+                    await asyncio.sleep(delay * random.uniform(0.75, 1.0))
             # The first beat comes at a random point of the interval, so sockets that connected
             # together (a server restart) do not all re-check Redis at the same moment.
             next_beat = loop.time() + settings.MOOKTI_WS_HEARTBEAT * random.uniform(0.5, 1.0)
@@ -306,10 +346,14 @@ class EventsConsumer(AsyncWebsocketConsumer):
                             self.stale = self.stale or behind  # a poke that never came
                         await self._send_text(HEARTBEAT)
                     await self._flush()
+                    if delay:
+                        delay = 0.0
+                        _RedisState.ok()
                 except (TimeoutError, redis.RedisError) as exc:
-                    logger.warning("live updates: Redis unavailable, retrying: %s", exc)
+                    _RedisState.failed(exc)
                     self.stale = True
-                    await asyncio.sleep(RETRY_AFTER_ERROR)
+                    delay = _backoff(delay)
+                    await asyncio.sleep(delay * random.uniform(0.75, 1.0))
         except (asyncio.CancelledError, ClientGone):
             return
         except Exception:

@@ -163,7 +163,13 @@ class Indexer:
 
     # --- the loop -----------------------------------------------------------------------------
     def run_forever(self, stop: threading.Event, on_batch: Callable[[int], None] | None = None) -> None:
-        self.start()
+        while not stop.is_set():  # Redis may be down at start too: wait for it
+            try:
+                self.start()
+                break
+            except redis.RedisError as exc:
+                self._outage([], exc)
+                stop.wait(self._outage_until - time.monotonic())
         self.embeddings.warm_up()
         while not stop.is_set():
             if self._outage_until > time.monotonic():
@@ -195,12 +201,12 @@ class Indexer:
         now = time.monotonic()
         if self._outage_until > now:
             return 0
-        if now - self._last_check >= self.options["CHECK_INDEX_SECONDS"]:
-            # a reindex for another model may have happened meanwhile: stop rather than mix models
-            check_index(self.embeddings, self.store)
-            self._last_check = now
         batch: list[Entry] = []
         try:
+            if now - self._last_check >= self.options["CHECK_INDEX_SECONDS"]:
+                # a reindex for another model may have happened meanwhile: stop rather than mix models
+                check_index(self.embeddings, self.store)
+                self._last_check = now
             if now - self._last_claim >= self.options["CLAIM_EVERY_SECONDS"]:
                 self._last_claim = now
                 self._touch_retries()
@@ -216,6 +222,8 @@ class Indexer:
         except redis.RedisError as exc:
             self._outage(batch, exc)
             return 0
+        if not batch and not self._retry:
+            self._recovered()
         if batch:
             self._handle(batch)
             self._handled_since_maintain = True
@@ -352,7 +360,7 @@ class Indexer:
             self.stats["upserted"] += counts["upserted"]
             self.stats["embed_seconds"] += counts["embed_seconds"]
             self.stats["deleted"] += counts["deleted"]
-            self._outage_delay = 0.0
+            self._recovered()
         finally:
             self._release(leased)
 
@@ -397,12 +405,18 @@ class Indexer:
     def _outage(self, entries: list[Entry], exc: Exception) -> None:
         """Pause everything with exponential backoff; the entries are retried after it, not counted."""
         base, cap = self.options["OUTAGE_BASE_SECONDS"], self.options["OUTAGE_MAX_SECONDS"]
+        if not self._outage_delay:  # logged once per outage, not per retry
+            logger.warning("indexing paused, retrying with backoff (up to %.0fs): %s", cap, exc)
         self._outage_delay = min(cap, self._outage_delay * 2 if self._outage_delay else base)
         self._outage_until = time.monotonic() + self._outage_delay
         self.stats["outages"] += 1
         for entry in entries:
             self._schedule(entry, self._outage_delay)
-        logger.warning("indexing paused for %.1fs: %s", self._outage_delay, exc)
+
+    def _recovered(self) -> None:
+        if self._outage_delay:
+            self._outage_delay = 0.0
+            logger.warning("indexing resumed")
 
     def _failed(self, entry: Entry, exc: Exception) -> None:
         error = f"{type(exc).__name__}: {exc}"

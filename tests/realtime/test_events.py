@@ -65,7 +65,8 @@ def test_timestamps_are_rendered_like_the_api(alice):
     assert response.status_code == 201, response.content
     rest_message = response.json()[0]
     entries = {fields["type"]: json.loads(fields["data"]) for _, fields in stream(alice["id"])}
-    assert entries["message.created"] == rest_message  # same JSON shape: ISO-8601 createdAt
+    # ids and the API's timestamp shape (ISO-8601 createdAt); the text is not copied into the stream
+    assert entries["message.created"] == {k: rest_message[k] for k in ("id", "chatId", "role", "createdAt")}
     assert entries["chat.created"]["createdAt"] == chat["createdAt"]
 
 
@@ -104,7 +105,7 @@ def test_every_storage_change_is_an_event(alice):
 
 def test_a_dead_channel_layer_does_not_fail_or_stall_the_write(alice, settings, caplog, monkeypatch):
     settings.CHANNEL_LAYERS = DEAD_LAYER
-    monkeypatch.setattr(events, "_last_warning", 0.0)
+    monkeypatch.setattr(events, "_layer_down", False)
     chat = alice["api"].post("/api/storage/chat", {"title": "Offline"})
     assert chat.status_code == 201
     started = time.monotonic()
@@ -114,7 +115,7 @@ def test_a_dead_channel_layer_does_not_fail_or_stall_the_write(alice, settings, 
     assert events.flush(5)
     types = [fields["type"] for _, fields in stream(alice["id"])]
     assert types == ["chat.created"] + ["test.ping"] * 20
-    assert "channel layer unavailable" in caplog.text
+    assert caplog.text.count("channel layer unavailable") == 1  # once per outage, not per poke
 
 
 def test_publish_from_async_code_reaches_the_group(alice):

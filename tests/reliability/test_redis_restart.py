@@ -2,41 +2,15 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-from django.test import override_settings
 
 from mookti import localredis
-from mookti.redis import REDIS_ERRORS, close_clients, get_redis
+from mookti.redis import REDIS_ERRORS, get_redis
 from storage import keys
 from storage.managers import chats, messages, users
 
 WRITERS = 6
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[dict]:
-    """A standalone redis-server of this test's own (AOF, noeviction), restartable (also in the cluster pass)."""
-    url = f"redis://127.0.0.1:{free_port()}/0"
-    server = {"url": url, "dir": tmp_path, "process": localredis.start(url, tmp_path)}
-    try:
-        with override_settings(REDIS_URL=url, REDIS_CLUSTER=False):
-            close_clients()
-            yield server
-    finally:
-        close_clients()
-        localredis.stop(server["process"])
 
 
 def test_acknowledged_writes_survive_a_restart(private_redis, settings):
