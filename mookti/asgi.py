@@ -1,11 +1,20 @@
-"""ASGI entry point: HTTP (Django, through the WSGI bridge) and websockets (Channels) on one server."""
+"""ASGI entry point: HTTP (Django, through the WSGI bridge) and websockets (Channels) on one server.
+
+Two kinds of HTTP request skip the bridge and go to Django's ASGI handler: stream reads
+(``GET /api/storage/stream/{id}``, server-sent events that must be sent as they come, which the
+bridge cannot do: it sends whole responses) and the health checks (so a load balancer's probe
+never waits in the bridge's queue behind requests stuck on a stalled Redis).
+"""
 
 import os
+import re
 
+from django.core.asgi import get_asgi_application
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mookti.settings")
 django_wsgi_app = get_wsgi_application()
+django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402 - after Django is set up
 from django.conf import settings  # noqa: E402
@@ -17,6 +26,13 @@ from storage.realtime.routing import websocket_urlpatterns  # noqa: E402
 # Under DEBUG (make run) uvicorn serves the admin's CSS/JS itself, as runserver would; in production
 # whitenoise (a middleware, see settings) serves STATIC_ROOT as `manage.py serve` collected it.
 wsgi_app = StaticFilesHandler(django_wsgi_app) if settings.DEBUG else django_wsgi_app
-http_app = WSGIBridge(wsgi_app, threads=settings.MOOKTI_WEB_THREADS)
+bridge = WSGIBridge(wsgi_app, threads=settings.MOOKTI_WEB_THREADS)
+ASGI_PATHS = re.compile(r"^/api/(storage/stream/[^/]+|health(/live|/ready)?)/?$")
+
+
+async def http_app(scope: dict, receive, send) -> None:
+    streaming = scope["method"] in ("GET", "HEAD") and ASGI_PATHS.match(scope["path"])
+    await (django_asgi_app if streaming else bridge)(scope, receive, send)
+
 
 application = ProtocolTypeRouter({"http": http_app, "websocket": URLRouter(websocket_urlpatterns)})

@@ -243,7 +243,9 @@ def get_async_redis() -> redis.asyncio.Redis | redis.asyncio.cluster.RedisCluste
     if client is None:
         options = _client_options(raw=False, asynchronous=True)
         if settings.REDIS_CLUSTER:
-            client = redis.asyncio.cluster.RedisCluster.from_url(settings.REDIS_URL, **options)
+            # The cluster client has no blocking pool: past max_connections per node a command fails
+            # at once (MaxConnectionsError), so the limit sits above any burst one process serves.
+            client = redis.asyncio.cluster.RedisCluster.from_url(settings.REDIS_URL, max_connections=1024, **options)
         else:
             pool = redis.asyncio.BlockingConnectionPool.from_url(
                 settings.REDIS_URL, max_connections=128, timeout=settings.MOOKTI_REDIS_TIMEOUT, **options
