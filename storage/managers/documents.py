@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from mookti import events, outbox
-from mookti.errors import NotFound
+from mookti.errors import Conflict, NotFound
 from mookti.ids import new_id, now_us
 from mookti.redis import Write, get_redis, pipeline, register_script
 from storage import keys
@@ -22,14 +22,14 @@ from storage.managers.revisions import Revision, touch_document
 
 KINDS = ("text", "code", "image", "sheet")
 
-# KEYS[1] document summary, KEYS[2] versions ZSET; ARGV[1] the version key without its time
-# (from keys.document_version). The summary follows the version that is now the latest; the
-# version hash shares the document's hash tag, so this stays in one slot.
+# KEYS[1] document summary, KEYS[2] versions ZSET, KEYS[3] the version expected to be the latest;
+# ARGV[1] its time. The summary follows that version if it is still the latest (a save that came in
+# between already set the summary to its own, newer version). Every key is declared in KEYS.
 RESUMMARIZE = register_script(
     """
 local latest = redis.call('ZRANGE', KEYS[2], -1, -1)[1]
-if not latest then return 0 end
-local fields = redis.call('HMGET', ARGV[1] .. latest, 'title', 'kind')
+if latest ~= ARGV[1] then return 0 end
+local fields = redis.call('HMGET', KEYS[3], 'title', 'kind')
 redis.call('HSET', KEYS[1], 'title', fields[1] or '', 'kind', fields[2] or 'text', 'updatedAt', latest)
 return 1
 """
@@ -40,25 +40,27 @@ decode_version = Document.view
 decode_suggestion = Suggestion.view
 
 
-# KEYS[1] document summary, KEYS[2] versions ZSET; ARGV[1] the version key without its time,
-# ARGV[2] now (microseconds, whole milliseconds), then the version's field/value pairs (userId
-# among them). Picks the version time (now, or 1 ms after the newest version), writes the version,
-# its index entry and the summary in one step. Replies {0} (someone else's document) or
-# {1, createdAt, the document's first createdAt}.
+# KEYS[1] document summary, KEYS[2] versions ZSET, KEYS[3] the version hash for the time ARGV[1]
+# (microseconds, whole milliseconds); then the version's field/value pairs (userId among them).
+# Writes the version, its index entry and the summary in one step if ARGV[1] is at least 1 ms after
+# the newest version; otherwise writes nothing and replies {2, the earliest time allowed}, and the
+# caller tries again with that time (every key is declared in KEYS, so the time cannot be picked
+# inside the script). Replies {0} (someone else's document) or {1, createdAt, the first createdAt}.
 SAVE_VERSION = register_script(
     """
 local fields = {}
-for i = 3, #ARGV, 2 do fields[ARGV[i]] = ARGV[i + 1] end
+for i = 2, #ARGV, 2 do fields[ARGV[i]] = ARGV[i + 1] end
 local owner = redis.call('HGET', KEYS[1], 'userId')
 if owner and owner ~= fields['userId'] then return {0} end
-local at = tonumber(ARGV[2])
 local newest = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')[2]
-if newest and tonumber(newest) + 1000 > at then at = tonumber(newest) + 1000 end
-local stamp = string.format('%.0f', at)
+if newest and tonumber(newest) + 1000 > tonumber(ARGV[1]) then
+  return {2, string.format('%.0f', tonumber(newest) + 1000)}
+end
+local stamp = ARGV[1]
 fields['createdAt'] = stamp
 local pairs_ = {}
 for name, value in pairs(fields) do table.insert(pairs_, name); table.insert(pairs_, value) end
-redis.call('HSET', ARGV[1] .. stamp, unpack(pairs_))
+redis.call('HSET', KEYS[3], unpack(pairs_))
 redis.call('ZADD', KEYS[2], stamp, stamp)
 redis.call('HSETNX', KEYS[1], 'createdAt', stamp)
 redis.call('HSET', KEYS[1], 'id', fields['id'], 'userId', fields['userId'], 'title', fields['title'],
@@ -66,6 +68,8 @@ redis.call('HSET', KEYS[1], 'id', fields['id'], 'userId', fields['userId'], 'tit
 return {1, stamp, redis.call('HGET', KEYS[1], 'createdAt')}
 """
 )
+# Concurrent saves of one document each take the next free millisecond: a save tries at most this often.
+SAVE_ATTEMPTS = 100
 
 
 def _owned(raw_meta: dict[str, str], actor_id: str | None) -> dict[str, str]:
@@ -106,11 +110,22 @@ class DocumentManager:
         """
         document_id = document_id or new_id()
         saved = Document(document_id, actor_id, title, kind, content or None)
-        reply = SAVE_VERSION(
-            keys=[keys.document(document_id), keys.document_versions(document_id)],
-            args=[keys.document_version(document_id, ""), now_us(), *flat(saved.encode())],
-        )
-        if not reply[0]:
+        at, fields = now_us(), flat(saved.encode())
+        for _ in range(SAVE_ATTEMPTS):
+            reply = SAVE_VERSION(
+                keys=[
+                    keys.document(document_id),
+                    keys.document_versions(document_id),
+                    keys.document_version(document_id, at),
+                ],
+                args=[at, *fields],
+            )
+            if int(reply[0]) != 2:
+                break
+            at = int(reply[1])
+        else:
+            raise Conflict("Too many saves of this document at once; try again.")
+        if not int(reply[0]):
             raise NotFound("document")
         saved.createdAt, first = int(reply[1]), int(reply[2])
         write = Write()
@@ -177,7 +192,7 @@ class DocumentManager:
         pipe.hgetall(keys.document(document_id))
         pipe.zrangebyscore(keys.document_versions(document_id), f"({timestamp}", "+inf")
         pipe.zrangebyscore(keys.document_suggestions(document_id), f"({timestamp}", "+inf")
-        pipe.zcount(keys.document_versions(document_id), "-inf", timestamp)
+        pipe.zrevrangebyscore(keys.document_versions(document_id), timestamp, "-inf", start=0, num=1)
         meta, stamps, suggestion_ids, remaining = pipe.execute()
         _owned(meta, actor_id)
         if not stamps:
@@ -190,8 +205,12 @@ class DocumentManager:
             touch_document(write, document_id)
             write.step(
                 lambda p: RESUMMARIZE(
-                    keys=[keys.document(document_id), keys.document_versions(document_id)],
-                    args=[keys.document_version(document_id, "")],
+                    keys=[
+                        keys.document(document_id),
+                        keys.document_versions(document_id),
+                        keys.document_version(document_id, remaining[0]),
+                    ],
+                    args=[remaining[0]],
                     client=p,
                 )
             )
