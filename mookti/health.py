@@ -74,18 +74,14 @@ def live(request: Request) -> Response:
     return Response({"status": "ok"})
 
 
-@extend_schema(
-    operation_id="getHealth",
-    responses={
-        200: OpenApiResponse(HEALTH_SCHEMA, description="Redis (and every critical dependency) answers."),
-        503: OpenApiResponse(HEALTH_SCHEMA, description="A critical dependency (Redis) is down."),
-    },
-    summary="Health of Redis and the other dependencies (no auth)",
-)
-@api_view(["GET"])
-@authentication_classes([])
-@permission_classes([AllowAny])
-def health(request: Request) -> Response:
+_REPORT_RESPONSES = {
+    200: OpenApiResponse(HEALTH_SCHEMA, description="Redis (and every critical dependency) answers."),
+    503: OpenApiResponse(HEALTH_SCHEMA, description="A critical dependency (Redis) is down."),
+}
+
+
+def _report() -> Response:
+    """Each check's state; 503 when a critical one fails (what both health paths answer)."""
     report: dict[str, Any] = {}
     for name, check in CHECKS.items():
         try:
@@ -94,3 +90,29 @@ def health(request: Request) -> Response:
             report[name] = {"ok": False, "error": type(exc).__name__}
     healthy = all(report[name].get("ok") for name in CRITICAL)
     return Response({"status": "ok" if healthy else "unavailable", "checks": report}, status=200 if healthy else 503)
+
+
+@extend_schema(
+    operation_id="getHealth",
+    responses=_REPORT_RESPONSES,
+    summary="Health of Redis and the other dependencies (no auth)",
+)
+@api_view(["GET"])
+@authentication_classes([])
+@permission_classes([AllowAny])
+def health(request: Request) -> Response:
+    """The dependencies' states, for operators (the same answer as readiness)."""
+    return _report()
+
+
+@extend_schema(
+    operation_id="getReadiness",
+    responses=_REPORT_RESPONSES,
+    summary="Readiness: 200 when Redis answers, else 503 (no auth)",
+)
+@api_view(["GET"])
+@authentication_classes([])
+@permission_classes([AllowAny])
+def ready(request: Request) -> Response:
+    """Whether to send traffic here: the balancer's check."""
+    return _report()

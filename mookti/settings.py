@@ -176,6 +176,9 @@ SPECTACULAR_SETTINGS = {
         "VisibilityEnum": "storage.managers.chats.VISIBILITIES",
         "RoleEnum": "storage.managers.messages.ROLES",
         "DocumentKindEnum": "storage.managers.documents.KINDS",
+        "StreamStatusEnum": "storage.managers.streams.STATUSES",
+        "StreamEndStatusEnum": "storage.managers.streams.END_STATUSES",
+        "ActiveStreamStatusEnum": "storage.api.streams.ACTIVE_STATUSES",
     },
     "ENUM_GENERATE_CHOICE_DESCRIPTION": False,
     # Session cookies cannot act for a Mookti user: the API's only scheme is the bearer one.

@@ -9,6 +9,7 @@ wrong for hand-written ``ViewSet`` lists) is fixed here, once, instead of in eve
   with ``anonymous_methods`` adds the anonymous alternative ``{}`` to ``security``;
 - :func:`errors`: error responses a view declares on top of the common ones (409, 429 ...);
 - :func:`postprocess`: the error responses every operation can answer, ``Retry-After`` on 429,
+  ``ETag`` on the answers of conditional GETs (those that document a 304),
   ``additionalProperties: false`` on every serializer object (the API refuses unknown fields).
 """
 
@@ -34,8 +35,16 @@ ERROR_DESCRIPTIONS = {
     409: "The id (or email) is taken, or the record kept changing: retry.",
     413: "The body (or a message or document) is too large.",
     415: "The body is not JSON (or multipart where a file is accepted).",
+    422: 'The stream is done and its buffer expired (resumable-stream\'s "already done").',
     429: "Rate limited: retry after `Retry-After` seconds.",
     503: "Redis (or the vector store) is unavailable: retry.",
+}
+ETAG = {
+    "ETag": {
+        "schema": {"type": "string"},
+        "description": "The answer's strong tag: send it back in `If-None-Match` for a 304.",
+        "required": True,
+    }
 }
 RETRY_AFTER = {
     "Retry-After": {"schema": {"type": "integer", "minimum": 0}, "description": "Seconds until a retry can pass."}
@@ -74,9 +83,13 @@ NO_NUL = "^[^\\x00]*$"
 NOT_BLANK = f"^[^\\x00]*[^\\x00{_SPACE}][^\\x00]*$"
 
 
-def errors(*statuses: int) -> dict[int, OpenApiResponse]:
-    """Error responses a view adds to the common ones (e.g. ``**errors(409, 429)``)."""
-    return {status: OpenApiResponse(ErrorOut, description=ERROR_DESCRIPTIONS[status]) for status in statuses}
+def errors(*statuses: int) -> dict[tuple[int, str], OpenApiResponse]:
+    """Error responses a view adds to the common ones (e.g. ``**errors(409, 429)``): JSON
+    whatever else the view renders (the event stream's errors too)."""
+    return {
+        (status, "application/json"): OpenApiResponse(ErrorOut, description=ERROR_DESCRIPTIONS[status])
+        for status in statuses
+    }
 
 
 class AutoSchema(openapi.AutoSchema):
@@ -211,6 +224,9 @@ def postprocess(result: dict[str, Any], generator: Any, request: Any, public: bo
                 )
             if "429" in responses:
                 responses["429"].setdefault("headers", RETRY_AFTER)
+            if "304" in responses:  # a conditional GET (storage.api.conditional): tagged either way
+                for status in ("200", "304"):
+                    responses[status].setdefault("headers", ETAG)
             operation["responses"] = dict(sorted(responses.items()))
             _require_needed_bodies(operation, result)
     _strict_objects(result.get("components", {}).get("schemas", {}))
