@@ -92,6 +92,22 @@ def errors(*statuses: int) -> dict[tuple[int, str], OpenApiResponse]:
     }
 
 
+def _alternatives(schema: dict[str, Any], alternatives: list[dict[str, Any]]) -> dict[str, Any]:
+    """``anyOf`` of ``required`` lists, as whole objects: each branch is the object with that
+    branch's properties required too (generators such as openapi-typescript read a bare
+    ``{"required": [...]}`` branch as "any value", which erases the object's type)."""
+    branches = []
+    for alternative in alternatives:
+        required = [
+            *schema.get("required", []),
+            *(n for n in alternative["required"] if n not in schema.get("required", [])),
+        ]
+        branches.append({**schema, "required": required, "additionalProperties": False})
+    description = schema.get("description")
+    # no top-level "type": drf-spectacular drops an object component without properties
+    return {"anyOf": branches, **({"description": description} if description else {})}
+
+
 class AutoSchema(openapi.AutoSchema):
     """drf-spectacular's AutoSchema, told what the views really answer."""
 
@@ -110,7 +126,11 @@ class AutoSchema(openapi.AutoSchema):
         if type(serializer).__doc__ is None:
             result.pop("description", None)  # not the docstring of a base class (StrictSerializer)
         if direction == "request":
-            result.update(getattr(serializer, "schema_extra", {}))
+            extra = dict(getattr(serializer, "schema_extra", {}))
+            alternatives = extra.pop("anyOf", None)
+            result.update(extra)
+            if alternatives:
+                result = _alternatives(result, alternatives)
         return result
 
     def _map_serializer_field(self, field: Any, direction: str, bypass_extensions: bool = False) -> dict[str, Any]:
