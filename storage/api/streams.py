@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 from django.conf import settings
 from django.http import StreamingHttpResponse
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import BaseRenderer, JSONRenderer
@@ -204,7 +204,6 @@ class ChatActiveView(APIView):
     permission_classes = [AllowAny]  # owner, or anyone for a public chat (checked by the manager)
 
     @extend_schema(
-        parameters=[OpenApiParameter("chat_id", str, OpenApiParameter.PATH)],
         responses={200: ActiveOut, **errors(404)},
         operation_id="getActiveStreamByChatId",
         summary="The chat's active stream",
