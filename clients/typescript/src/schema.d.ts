@@ -1024,6 +1024,8 @@ export interface components {
         };
         /** @enum {string} */
         GoalUpdateInStatusEnum: "active" | "completed";
+        /** @enum {string} */
+        KindsEnum: "message" | "document" | "learning";
         LeaderboardEntryOut: {
             isMe: boolean;
             name: string;
@@ -1660,7 +1662,7 @@ export interface components {
             from?: string | number;
             /** @default false */
             includeLearning: boolean;
-            kinds?: string[];
+            kinds?: components["schemas"]["KindsEnum"][];
             query: string;
             role?: components["schemas"]["RoleEnum"];
             /** @description An RFC 3339 timestamp (no offset means UTC) or epoch milliseconds, from year 1684 to 2255. */
