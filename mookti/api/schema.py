@@ -151,6 +151,10 @@ class AutoSchema(openapi.AutoSchema):
             result.setdefault("pattern", NO_NUL if blank else NOT_BLANK)
         return result
 
+    def _get_format_parameters(self) -> list[dict[str, Any]]:
+        # No ``?format=``: queries are strict (an unknown parameter is a 400); ``Accept`` chooses.
+        return []
+
     def _resolve_path_parameters(self, variables: list[str]) -> list[dict[str, Any]]:
         # Every path id goes through ``path_id``: the id pattern, not the router's ``[^/]+``.
         parameters = super()._resolve_path_parameters(variables)
@@ -278,8 +282,13 @@ class TimestampFieldExtension(OpenApiSerializerFieldExtension):
     def map_serializer_field(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
         if direction == "response":
             return dict(TIMESTAMP_OUT)
+        result = dict(TIMESTAMP_IN)
         window = getattr(self.target, "window", None)
-        if window is None:
-            return dict(TIMESTAMP_IN)
-        return {**TIMESTAMP_IN, "description": f"{TIMESTAMP_IN['description']} {TIME_WINDOWS[window]}",
-                "x-time-window": window}  # fmt: skip
+        if window is not None:
+            result.update(
+                description=f"{TIMESTAMP_IN['description']} {TIME_WINDOWS[window]}", **{"x-time-window": window}
+            )
+        if getattr(self.target, "existing", False):
+            result.update(description=f"{result['description']} Names a stored one (else a 404).")
+            result["x-names-existing"] = True
+        return result

@@ -1749,7 +1749,7 @@ export interface components {
         StreamStatusEnum: "streaming" | "done" | "failed" | "stale";
         SuggestionInRequest: {
             description?: string | null;
-            /** @description An RFC 3339 timestamp (no offset means UTC) or epoch milliseconds, from year 1684 to 2255. */
+            /** @description An RFC 3339 timestamp (no offset means UTC) or epoch milliseconds, from year 1684 to 2255. Names a stored one (else a 404). */
             documentCreatedAt?: string | number;
             id?: string;
             isResolved?: boolean;
@@ -5059,7 +5059,6 @@ export interface operations {
     resumeStream: {
         parameters: {
             query?: {
-                format?: "json" | "sse";
                 resumeAt?: number;
             };
             header?: never;
