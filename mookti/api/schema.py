@@ -51,13 +51,24 @@ RETRY_AFTER = {
 }
 
 
-@extend_schema_field(
-    {
+# A bad field's messages: a list of texts, or for nested input the nested fields (an object, a
+# list of objects for list items, an object keyed by index for list fields), recursively.
+ERROR_FIELD_SCHEMAS = {
+    "ErrorFields": {
         "type": "object",
-        "description": "The bad input fields, each with its messages (nested for list items).",
-        "additionalProperties": True,
-    }
-)
+        "description": "The bad input fields, each with its messages (nested for nested input).",
+        "additionalProperties": {"$ref": "#/components/schemas/ErrorMessages"},
+    },
+    "ErrorMessages": {
+        "anyOf": [
+            {"type": "array", "items": {"anyOf": [{"type": "string"}, {"$ref": "#/components/schemas/ErrorFields"}]}},
+            {"$ref": "#/components/schemas/ErrorFields"},
+        ]
+    },
+}
+
+
+@extend_schema_field({"$ref": "#/components/schemas/ErrorFields"})
 class ErrorFieldsField(serializers.DictField):
     pass
 
@@ -253,7 +264,10 @@ def postprocess(result: dict[str, Any], generator: Any, request: Any, public: bo
                     responses[status].setdefault("headers", ETAG)
             operation["responses"] = dict(sorted(responses.items()))
             _require_needed_bodies(operation, result)
-    _strict_objects(result.get("components", {}).get("schemas", {}))
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas.update(ERROR_FIELD_SCHEMAS)
+    result["components"]["schemas"] = dict(sorted(schemas.items()))
+    _strict_objects(schemas)
     return result
 
 

@@ -967,12 +967,14 @@ export interface components {
         ErrorDetail: {
             /** @description `type:surface`, e.g. `not_found:chat`, `rate_limit:chat`. */
             code: string;
-            /** @description The bad input fields, each with its messages (nested for list items). */
-            fields?: {
-                [key: string]: unknown;
-            };
+            fields?: components["schemas"]["ErrorFields"];
             message: string;
         };
+        /** @description The bad input fields, each with its messages (nested for nested input). */
+        ErrorFields: {
+            [key: string]: components["schemas"]["ErrorMessages"];
+        };
+        ErrorMessages: (string | components["schemas"]["ErrorFields"])[] | components["schemas"]["ErrorFields"];
         GoalCreateInRequest: {
             current?: number;
             description?: string;
