@@ -196,7 +196,7 @@ export async function authenticateUser(email: string, password: string): Promise
     await ok(clientFor(setup().config, { token: issued.token }).DELETE("/api/storage/token/current/"));
     return user ?? null;
   } catch (error) {
-    if (error instanceof MooktiError && error.status === 400) return null;
+    if (error instanceof MooktiError && (error.status === 400 || error.status === 401)) return null; // bad input, wrong password
     throw error;
   }
 }
