@@ -270,8 +270,16 @@ class ProgressListOut(serializers.Serializer):
 
 
 # --- leaderboard, summary -----------------------------------------------------------------------
+@extend_schema_field({"type": "string", "pattern": WEEK_IN, "format": "iso-week"})
+class IsoWeekField(serializers.RegexField):
+    """An ISO week label (``2025-W07``); W53 only in a year that has one."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(WEEK_IN, **kwargs)
+
+
 class LeaderboardQuery(StrictSerializer):
-    week = serializers.RegexField(WEEK_IN, required=False)
+    week = IsoWeekField(required=False)
     neighbours = serializers.IntegerField(min_value=0, max_value=10, default=2)
 
     def validate_week(self, value: str) -> str:

@@ -78,30 +78,45 @@ def live(request: Request) -> Response:
     return Response({"status": "ok"})
 
 
-@extend_schema(
-    operation_id="getHealth",
-    responses={
-        200: OpenApiResponse(HEALTH_SCHEMA, description="Redis (and every critical dependency) answers."),
-        503: OpenApiResponse(HEALTH_SCHEMA, description="A critical dependency (Redis) is down."),
-    },
-    summary="Health of Redis and the other dependencies (no auth)",
-)
-@api_view(["GET"])
-@authentication_classes([])
-@permission_classes([AllowAny])
-def health(request: Request) -> Response:
-    """Readiness: every registered check; 503 when a critical dependency is down."""
-    report = run_checks()
-    healthy = all(report[name].get("ok") for name in CRITICAL)
-    return Response({"status": "ok" if healthy else "unavailable", "checks": report}, status=200 if healthy else 503)
+_REPORT_RESPONSES = {
+    200: OpenApiResponse(HEALTH_SCHEMA, description="Redis (and every critical dependency) answers."),
+    503: OpenApiResponse(HEALTH_SCHEMA, description="A critical dependency (Redis) is down."),
+}
 
 
-def run_checks() -> dict[str, dict[str, Any]]:
-    """Every registered check's report."""
+def _report() -> Response:
+    """Each check's state; 503 when a critical one fails (what both health paths answer)."""
     report: dict[str, Any] = {}
     for name, check in CHECKS.items():
         try:
             report[name] = check()
         except Exception as exc:
             report[name] = {"ok": False, "error": type(exc).__name__}
-    return report
+    healthy = all(report[name].get("ok") for name in CRITICAL)
+    return Response({"status": "ok" if healthy else "unavailable", "checks": report}, status=200 if healthy else 503)
+
+
+@extend_schema(
+    operation_id="getHealth",
+    responses=_REPORT_RESPONSES,
+    summary="Health of Redis and the other dependencies (no auth)",
+)
+@api_view(["GET"])
+@authentication_classes([])
+@permission_classes([AllowAny])
+def health(request: Request) -> Response:
+    """The dependencies' states, for operators (the same answer as readiness)."""
+    return _report()
+
+
+@extend_schema(
+    operation_id="getReadiness",
+    responses=_REPORT_RESPONSES,
+    summary="Readiness: 200 when Redis answers, else 503 (no auth)",
+)
+@api_view(["GET"])
+@authentication_classes([])
+@permission_classes([AllowAny])
+def ready(request: Request) -> Response:
+    """Whether to send traffic here: the balancer's check."""
+    return _report()

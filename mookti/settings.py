@@ -64,6 +64,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "mookti.api.idempotency.idempotency_middleware",
 ]
+# security.W003 looks for Django's own CSRF middleware by name; mookti.middleware's subclass runs
+# it for every request that can carry a session (all but bearer-token API calls).
+SILENCED_SYSTEM_CHECKS = ["security.W003"]
 
 ROOT_URLCONF = "mookti.urls"
 WSGI_APPLICATION = "mookti.wsgi.application"
@@ -183,6 +186,9 @@ SPECTACULAR_SETTINGS = {
         "VisibilityEnum": "storage.managers.chats.VISIBILITIES",
         "RoleEnum": "storage.managers.messages.ROLES",
         "DocumentKindEnum": "storage.managers.documents.KINDS",
+        "StreamStatusEnum": "storage.managers.streams.STATUSES",
+        "StreamEndStatusEnum": "storage.managers.streams.END_STATUSES",
+        "ActiveStreamStatusEnum": "storage.api.streams.ACTIVE_STATUSES",
     },
     "ENUM_GENERATE_CHOICE_DESCRIPTION": False,
     # Session cookies cannot act for a Mookti user: the API's only scheme is the bearer one.

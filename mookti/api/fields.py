@@ -33,11 +33,13 @@ class TimestampField(serializers.Field):
         "range": "Timestamps go from 1684 to 2255 (exact in a sorted-set score).",
     }
 
-    def __init__(self, *, window: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, window: str | None = None, existing: bool = False, **kwargs: Any) -> None:
         """``window``: what the server also checks against the current time, for the schema
         (``x-time-window``): ``past`` (not in the future), ``recent`` (the last days; the
-        backfill window), ``future``."""
+        backfill window), ``future``. ``existing``: the timestamp names a stored record (a
+        document version), else a 404 (``x-names-existing``)."""
         self.window = window
+        self.existing = existing
         super().__init__(**kwargs)
 
     def to_representation(self, value: int | None) -> str | None:

@@ -9,6 +9,7 @@ wrong for hand-written ``ViewSet`` lists) is fixed here, once, instead of in eve
   with ``anonymous_methods`` adds the anonymous alternative ``{}`` to ``security``;
 - :func:`errors`: error responses a view declares on top of the common ones (409, 429 ...);
 - :func:`postprocess`: the error responses every operation can answer, ``Retry-After`` on 429,
+  ``ETag`` on the answers of conditional GETs (those that document a 304),
   ``additionalProperties: false`` on every serializer object (the API refuses unknown fields).
 """
 
@@ -34,21 +35,40 @@ ERROR_DESCRIPTIONS = {
     409: "The id (or email) is taken, or the record kept changing: retry.",
     413: "The body (or a message or document) is too large.",
     415: "The body is not JSON (or multipart where a file is accepted).",
+    422: 'The stream is done and its buffer expired (resumable-stream\'s "already done").',
     429: "Rate limited: retry after `Retry-After` seconds.",
     503: "Redis (or the vector store) is unavailable: retry.",
+}
+ETAG = {
+    "ETag": {
+        "schema": {"type": "string"},
+        "description": "The answer's strong tag: send it back in `If-None-Match` for a 304.",
+        "required": True,
+    }
 }
 RETRY_AFTER = {
     "Retry-After": {"schema": {"type": "integer", "minimum": 0}, "description": "Seconds until a retry can pass."}
 }
 
 
-@extend_schema_field(
-    {
+# A bad field's messages: a list of texts, or for nested input the nested fields (an object, a
+# list of objects for list items, an object keyed by index for list fields), recursively.
+ERROR_FIELD_SCHEMAS = {
+    "ErrorFields": {
         "type": "object",
-        "description": "The bad input fields, each with its messages (nested for list items).",
-        "additionalProperties": True,
-    }
-)
+        "description": "The bad input fields, each with its messages (nested for nested input).",
+        "additionalProperties": {"$ref": "#/components/schemas/ErrorMessages"},
+    },
+    "ErrorMessages": {
+        "anyOf": [
+            {"type": "array", "items": {"anyOf": [{"type": "string"}, {"$ref": "#/components/schemas/ErrorFields"}]}},
+            {"$ref": "#/components/schemas/ErrorFields"},
+        ]
+    },
+}
+
+
+@extend_schema_field({"$ref": "#/components/schemas/ErrorFields"})
 class ErrorFieldsField(serializers.DictField):
     pass
 
@@ -74,9 +94,29 @@ NO_NUL = "^[^\\x00]*$"
 NOT_BLANK = f"^[^\\x00]*[^\\x00{_SPACE}][^\\x00]*$"
 
 
-def errors(*statuses: int) -> dict[int, OpenApiResponse]:
-    """Error responses a view adds to the common ones (e.g. ``**errors(409, 429)``)."""
-    return {status: OpenApiResponse(ErrorOut, description=ERROR_DESCRIPTIONS[status]) for status in statuses}
+def errors(*statuses: int) -> dict[tuple[int, str], OpenApiResponse]:
+    """Error responses a view adds to the common ones (e.g. ``**errors(409, 429)``): JSON
+    whatever else the view renders (the event stream's errors too)."""
+    return {
+        (status, "application/json"): OpenApiResponse(ErrorOut, description=ERROR_DESCRIPTIONS[status])
+        for status in statuses
+    }
+
+
+def _alternatives(schema: dict[str, Any], alternatives: list[dict[str, Any]]) -> dict[str, Any]:
+    """``anyOf`` of ``required`` lists, as whole objects: each branch is the object with that
+    branch's properties required too (generators such as openapi-typescript read a bare
+    ``{"required": [...]}`` branch as "any value", which erases the object's type)."""
+    branches = []
+    for alternative in alternatives:
+        required = [
+            *schema.get("required", []),
+            *(n for n in alternative["required"] if n not in schema.get("required", [])),
+        ]
+        branches.append({**schema, "required": required, "additionalProperties": False})
+    description = schema.get("description")
+    # no top-level "type": drf-spectacular drops an object component without properties
+    return {"anyOf": branches, **({"description": description} if description else {})}
 
 
 class AutoSchema(openapi.AutoSchema):
@@ -97,7 +137,11 @@ class AutoSchema(openapi.AutoSchema):
         if type(serializer).__doc__ is None:
             result.pop("description", None)  # not the docstring of a base class (StrictSerializer)
         if direction == "request":
-            result.update(getattr(serializer, "schema_extra", {}))
+            extra = dict(getattr(serializer, "schema_extra", {}))
+            alternatives = extra.pop("anyOf", None)
+            result.update(extra)
+            if alternatives:
+                result = _alternatives(result, alternatives)
         return result
 
     def _map_serializer_field(self, field: Any, direction: str, bypass_extensions: bool = False) -> dict[str, Any]:
@@ -117,6 +161,10 @@ class AutoSchema(openapi.AutoSchema):
             blank = field.allow_blank or not field.trim_whitespace
             result.setdefault("pattern", NO_NUL if blank else NOT_BLANK)
         return result
+
+    def _get_format_parameters(self) -> list[dict[str, Any]]:
+        # No ``?format=``: queries are strict (an unknown parameter is a 400); ``Accept`` chooses.
+        return []
 
     def _resolve_path_parameters(self, variables: list[str]) -> list[dict[str, Any]]:
         # Every path id goes through ``path_id``: the id pattern, not the router's ``[^/]+``.
@@ -211,9 +259,15 @@ def postprocess(result: dict[str, Any], generator: Any, request: Any, public: bo
                 )
             if "429" in responses:
                 responses["429"].setdefault("headers", RETRY_AFTER)
+            if "304" in responses:  # a conditional GET (storage.api.conditional): tagged either way
+                for status in ("200", "304"):
+                    responses[status].setdefault("headers", ETAG)
             operation["responses"] = dict(sorted(responses.items()))
             _require_needed_bodies(operation, result)
-    _strict_objects(result.get("components", {}).get("schemas", {}))
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas.update(ERROR_FIELD_SCHEMAS)
+    result["components"]["schemas"] = dict(sorted(schemas.items()))
+    _strict_objects(schemas)
     return result
 
 
@@ -242,8 +296,13 @@ class TimestampFieldExtension(OpenApiSerializerFieldExtension):
     def map_serializer_field(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
         if direction == "response":
             return dict(TIMESTAMP_OUT)
+        result = dict(TIMESTAMP_IN)
         window = getattr(self.target, "window", None)
-        if window is None:
-            return dict(TIMESTAMP_IN)
-        return {**TIMESTAMP_IN, "description": f"{TIMESTAMP_IN['description']} {TIME_WINDOWS[window]}",
-                "x-time-window": window}  # fmt: skip
+        if window is not None:
+            result.update(
+                description=f"{TIMESTAMP_IN['description']} {TIME_WINDOWS[window]}", **{"x-time-window": window}
+            )
+        if getattr(self.target, "existing", False):
+            result.update(description=f"{result['description']} Names a stored one (else a 404).")
+            result["x-names-existing"] = True
+        return result

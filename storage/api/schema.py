@@ -137,7 +137,17 @@ MESSAGE_PART_SCHEMAS = [
 OTHER_PART_SCHEMA = _part(
     "OtherPart",
     "Any other part type: accepted and stored as sent. Every part is an object with a string `type`.",
-    {"type": {"type": "string"}},
+    # the known types for the generators; others are accepted too (Zalando's x-extensible-enum)
+    {
+        "type": {
+            "type": "string",
+            "x-extensible-enum": [
+                branch["properties"]["type"]["enum"][0]
+                for branch in MESSAGE_PART_SCHEMAS
+                if "enum" in branch["properties"]["type"]
+            ],
+        }
+    },
     ["type"],
 )
 MESSAGE_PART_SCHEMA = {"anyOf": [*MESSAGE_PART_SCHEMAS, OTHER_PART_SCHEMA]}

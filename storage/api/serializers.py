@@ -329,7 +329,7 @@ class SuggestionIn(StrictSerializer):
     originalText = serializers.CharField(max_length=100_000, trim_whitespace=False)
     suggestedText = serializers.CharField(max_length=100_000, trim_whitespace=False)
     description = serializers.CharField(max_length=10_000, allow_blank=True, allow_null=True, required=False)
-    documentCreatedAt = TimestampField(required=False)
+    documentCreatedAt = TimestampField(required=False, existing=True)
     isResolved = serializers.BooleanField(required=False)
 
 

@@ -14,8 +14,7 @@ from collections.abc import AsyncIterator
 
 from django.conf import settings
 from django.http import StreamingHttpResponse
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import BaseRenderer, JSONRenderer
@@ -25,8 +24,14 @@ from rest_framework.views import APIView
 
 from mookti.api.fields import StrictSerializer, TimestampField
 from mookti.api.inputs import path_id, query, validated
+from mookti.api.schema import errors
 from storage.api.permissions import IsMooktiUser, actor_id
 from storage.managers.streams import END_STATUSES, STATUSES, Located, streams
+
+ACTIVE_STATUSES = ("none", *STATUSES)  # a chat without a stream: "none"
+# The event stream as the schema shows it: text, one event per chunk, then the end event.
+EVENT_STREAM = {"type": "string", "description": "`id: <position>` + `data: <chunk as JSON>` per chunk, then "
+                "`event: end` + `data: {\"status\": ...}`; `:` comment lines keep the connection open."}  # fmt: skip
 
 
 def _max(name: str) -> int:
@@ -81,7 +86,7 @@ class ResumeQuery(StrictSerializer):
 class ActiveOut(serializers.Serializer):
     chatId = serializers.CharField()
     streamId = serializers.CharField(allow_null=True)
-    status = serializers.ChoiceField(("none", *STATUSES))
+    status = serializers.ChoiceField(ACTIVE_STATUSES)
     position = serializers.IntegerField()
     createdAt = TimestampField(required=False)
     lastActivityAt = TimestampField(required=False)
@@ -93,7 +98,12 @@ class StreamChunksView(APIView):
 
     permission_classes = [IsMooktiUser]
 
-    @extend_schema(request=ChunksIn, responses=ChunksOut, summary="Append chunks to a resumable stream")
+    @extend_schema(
+        request=ChunksIn,
+        responses={200: ChunksOut, **errors(409)},
+        operation_id="appendStreamChunks",
+        summary="Append chunks to a resumable stream",
+    )
     def post(self, request: Request, stream_id: str) -> Response:
         data = validated(ChunksIn, request.data)
         result = streams.append(actor_id(request), path_id(stream_id, "streamId"), data["seq"], data["chunks"])
@@ -105,19 +115,28 @@ class StreamEndView(APIView):
 
     permission_classes = [IsMooktiUser]
 
-    @extend_schema(request=EndIn, responses=EndOut, summary="End a resumable stream")
+    @extend_schema(
+        request=EndIn,
+        responses={200: EndOut, **errors(409)},
+        operation_id="endStream",
+        summary="End a resumable stream",
+    )
     def post(self, request: Request, stream_id: str) -> Response:
         data = validated(EndIn, request.data)
         return Response(EndOut(streams.end(actor_id(request), path_id(stream_id, "streamId"), data["status"])).data)
 
 
 class EventStreamRenderer(BaseRenderer):
-    """Lets ``Accept: text/event-stream`` through content negotiation; errors stay JSON text."""
+    """Lets ``Accept: text/event-stream`` through content negotiation; errors stay JSON (the
+    body and its ``Content-Type``), as the schema documents them for every operation."""
 
     media_type = "text/event-stream"
     format = "sse"
 
     def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
+        response = (renderer_context or {}).get("response")
+        if response is not None:
+            response["Content-Type"] = "application/json"
         return json.dumps(data).encode()
 
 
@@ -130,10 +149,10 @@ class StreamReadView(APIView):
     @extend_schema(
         parameters=[ResumeQuery],
         responses={
-            (200, "text/event-stream"): OpenApiResponse(OpenApiTypes.STR, description="Server-sent events"),
-            404: OpenApiResponse(description="Unknown stream, or not readable by the caller"),
-            422: OpenApiResponse(description="The stream is done and its buffer expired"),
+            (200, "text/event-stream"): OpenApiResponse(EVENT_STREAM, description="Server-sent events"),
+            **errors(404, 422),
         },
+        operation_id="resumeStream",
         summary="Resume a stream (server-sent events)",
     )
     def get(self, request: Request, stream_id: str) -> StreamingHttpResponse:
@@ -171,7 +190,9 @@ class StreamStateView(APIView):
 
     permission_classes = [AllowAny]  # the chat's owner, or anyone for a public chat (checked on open)
 
-    @extend_schema(responses={200: StreamStateOut, 422: OpenApiResponse(description="Done and expired")})
+    @extend_schema(
+        responses={200: StreamStateOut, **errors(404, 422)}, operation_id="getStreamState", summary="Stream state"
+    )
     def get(self, request: Request, stream_id: str) -> Response:
         _, meta = streams.open(actor_id(request), path_id(stream_id, "streamId"))
         return Response(StreamStateOut(meta).data)
@@ -183,9 +204,9 @@ class ChatActiveView(APIView):
     permission_classes = [AllowAny]  # owner, or anyone for a public chat (checked by the manager)
 
     @extend_schema(
-        parameters=[OpenApiParameter("chat_id", str, OpenApiParameter.PATH)],
-        responses=ActiveOut,
-        summary="Active chat state",
+        responses={200: ActiveOut, **errors(404)},
+        operation_id="getActiveStreamByChatId",
+        summary="The chat's active stream",
     )
     def get(self, request: Request, chat_id: str) -> Response:
         return Response(ActiveOut(streams.active(actor_id(request), path_id(chat_id))).data)

@@ -32,7 +32,7 @@ class SearchIn(StrictSerializer):
     schema_extra = {"x-ordered": ["from", "to"]}  # from is not after to
 
     query = QueryText(max_length=search_service.MAX_QUERY_CHARS)
-    kinds = serializers.ListField(child=serializers.CharField(), required=False, allow_empty=False, max_length=20)
+    kinds = serializers.ListField(required=False, allow_empty=False, max_length=20)  # child: in get_fields
     chatId = IdField(required=False)
     role = serializers.ChoiceField(search_service.ROLES, required=False)
     to = TimestampField(required=False)
@@ -42,14 +42,10 @@ class SearchIn(StrictSerializer):
     def get_fields(self) -> dict[str, serializers.Field]:
         fields = super().get_fields()
         fields["from"] = TimestampField(required=False)  # a Python keyword, so not a class attribute
+        # the kinds the apps registered, read when the schema or a request is built (an enum)
+        fields["kinds"].child = serializers.ChoiceField(kinds.names())
+        fields["kinds"].child.bind(field_name="", parent=fields["kinds"])
         return fields
-
-    def validate_kinds(self, value: list[str]) -> list[str]:
-        known = kinds.names()  # registered by the apps, so read at request time
-        unknown = [k for k in value if k not in known]
-        if unknown:
-            raise serializers.ValidationError(f"Unknown kind {unknown[0]!r}; use {', '.join(known)}.")
-        return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "from" in attrs and "to" in attrs and attrs["from"] > attrs["to"]:

@@ -6,6 +6,7 @@ but JSON Schema cannot, taught to the data generator.
 - Emails are ``format: email``; Django's validator is stricter than RFC 5322 (no quoted local
   parts, no IP literals): generated as plain addresses.
 - Time zones are ``format: iana-time-zone``: drawn from the tz database.
+- ISO weeks are ``format: iso-week``: drawn from real weeks (W53 only where a year has one).
 - ``startingAfter`` and ``endingBefore`` exclude each other (the operations say so in
   ``x-mutually-exclusive``): a generated pair keeps one.
 """
@@ -56,6 +57,8 @@ def _apply_constraints(schema: dict, value: object) -> None:
         window = child.get("x-time-window")
         if window and value.get(name) is not None:
             value[name] = _in_window(window)
+        if child.get("x-names-existing"):  # optional; generated values name nothing stored (a 404)
+            value.pop(name, None)
     for name, excluded in schema.get("x-excludes", {}).items():
         if value.get(name) is not None:
             for other in excluded:
@@ -82,6 +85,8 @@ def _resolve(schema: dict) -> dict:
     return _COMPONENTS.get(ref.rsplit("/", 1)[-1], schema) if ref else schema
 
 
+_WEEKS = st.dates(date(1900, 1, 1), date(2199, 12, 31)).map(lambda day: day.isocalendar())
+schemathesis.openapi.format("iso-week", _WEEKS.map(lambda week: f"{week.year}-W{week.week:02d}"))
 schemathesis.openapi.format("iana-time-zone", st.sampled_from(sorted(zoneinfo.available_timezones())))
 
 

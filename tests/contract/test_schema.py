@@ -52,7 +52,7 @@ def test_every_operation_documents_its_errors_with_the_error_component(schema) -
     for path, method, operation in operations(schema):
         codes = {int(code) for code in operation["responses"] if int(code) >= 400}
         assert 503 in codes, (method, path)
-        if path != "/api/health/":
+        if not path.startswith("/api/health/"):  # no auth; the report is the 503 body
             assert {401, 403, 404} <= codes, (method, path, codes)
             for code in codes:
                 body = operation["responses"][str(code)]["content"]["application/json"]["schema"]
@@ -119,3 +119,17 @@ def test_credentials_json_bodies_and_cursors(schema) -> None:
         )
         assert not media or media == expected, (operation_id, media)
     assert by_id["getChatsByUserId"]["x-mutually-exclusive"] == [["startingAfter", "endingBefore"]]
+
+
+def test_streams_health_and_conditional_gets(schema) -> None:
+    by_id = {operation["operationId"]: operation for _, _, operation in operations(schema)}
+    assert {"getLiveness", "getReadiness", "getHealth", "appendStreamChunks", "endStream", "resumeStream"} <= set(by_id)
+    resume = by_id["resumeStream"]["responses"]
+    assert set(resume["200"]["content"]) == {"text/event-stream"}
+    assert all(set(resume[code]["content"]) == {"application/json"} for code in resume if int(code) >= 400)
+    assert {"404", "422"} <= set(resume) and "409" in by_id["endStream"]["responses"]
+    for operation_id, operation in by_id.items():
+        assert all(p["name"] != "format" for p in operation.get("parameters", [])), operation_id
+        if "304" in operation["responses"]:
+            assert any(p["name"] == "If-None-Match" for p in operation["parameters"]), operation_id
+            assert "ETag" in operation["responses"]["200"]["headers"], operation_id

@@ -1,14 +1,9 @@
-/** The API's one error body: `{"error": {"code", "message", "fields"}}` (see the server README). */
-export interface MooktiErrorBody {
-  error: {
-    /** ai-chatbot style `type:surface`, e.g. `not_found:chat`, `bad_request:api`, `rate_limit:chat`. */
-    code: string;
-    message: string;
-    /** Field name -> messages, for 400s (nested objects for nested input). */
-    fields?: Record<string, unknown>;
-  };
-}
-// schema: no error component in today's schema; type it from the server's errors.py until the fix lands.
+import type { components } from "./schema.js";
+
+/** The API's one error body: `{"error": {"code", "message", "fields"}}` (the schema's `Error`).
+ * `code` is ai-chatbot style `type:surface` (`not_found:chat`, `rate_limit:chat`); `fields` maps each
+ * bad input field to its messages (nested objects for nested input). */
+export type MooktiErrorBody = components["schemas"]["Error"];
 
 /** A non-2xx answer of the storage API, with the parsed error body. */
 export class MooktiError extends Error {

@@ -17,10 +17,12 @@ import { MooktiError } from "./errors.js";
 import type { components } from "./schema.js";
 
 type Schemas = components["schemas"];
+type MessageParts = Schemas["MessageOut"]["parts"];
+type Attachments = Schemas["MessageOut"]["attachments"];
 
 // --- ai-chatbot's types (lib/db/schema.ts), as Drizzle returns them --------------------------
-export type VisibilityType = "private" | "public";
-export type ArtifactKind = "text" | "code" | "image" | "sheet";
+export type VisibilityType = Schemas["VisibilityEnum"]; // "private" | "public"
+export type ArtifactKind = Schemas["DocumentKindEnum"]; // "text" | "code" | "image" | "sheet"
 
 export interface User {
   id: string;
@@ -66,22 +68,6 @@ export interface Suggestion {
   isResolved: boolean;
   userId: string;
   createdAt: Date;
-}
-
-// --- the server's list bodies where today's schema is wrong -----------------------------------
-// schema: list endpoints are declared as arrays of page objects (ChatPageOut[], MessagePageOut[]); the server answers one page object.
-type ChatPage = Schemas["ChatPageOut"];
-type MessagePage = Schemas["MessagePageOut"];
-// schema: these responses are free-form objects today.
-interface DeletedCount {
-  deletedCount: number;
-}
-interface DeletedMessages extends DeletedCount {
-  deletedIds: string[];
-}
-interface MessageCount {
-  count: number;
-  hours: number;
 }
 
 // --- configuration and the acting user ---------------------------------------------------------
@@ -159,8 +145,7 @@ const toDate = (iso: string): Date => new Date(iso);
 
 function toChat(chat: Schemas["ChatOut"]): Chat {
   const { id, createdAt, title, userId, visibility } = chat;
-  // schema: visibility is a plain string today (an enum after the fix).
-  return { id, createdAt: toDate(createdAt), title, userId, visibility: visibility as VisibilityType };
+  return { id, createdAt: toDate(createdAt), title, userId, visibility };
 }
 
 function toMessage(message: Schemas["MessageOut"]): DBMessage {
@@ -170,8 +155,7 @@ function toMessage(message: Schemas["MessageOut"]): DBMessage {
 
 function toDocument(document: Schemas["DocumentOut"]): Document {
   const { id, createdAt, title, content, kind, userId } = document;
-  // schema: kind is a plain string today (an enum after the fix).
-  return { id, createdAt: toDate(createdAt), title, content, kind: kind as ArtifactKind, userId };
+  return { id, createdAt: toDate(createdAt), title, content, kind, userId };
 }
 
 function toSuggestion(suggestion: Schemas["SuggestionOut"]): Suggestion {
@@ -212,7 +196,7 @@ export async function authenticateUser(email: string, password: string): Promise
     await ok(clientFor(setup().config, { token: issued.token }).DELETE("/api/storage/token/current/"));
     return user ?? null;
   } catch (error) {
-    if (error instanceof MooktiError && error.status === 400) return null;
+    if (error instanceof MooktiError && (error.status === 400 || error.status === 401)) return null; // bad input, wrong password
     throw error;
   }
 }
@@ -237,13 +221,12 @@ export async function deleteChatById({ id }: { id: string }): Promise<Chat | und
   const pending = ok(
     api().DELETE("/api/storage/chat/{id}/", { params: { path: { id } }, ...(await asCurrentWriter("deleteChatById")) }),
   );
-  // schema: documented as 204 without a body; the server answers 200 with the deleted chat.
-  const chat = (await orWhenMissing(pending, undefined)) as Schemas["ChatOut"] | undefined;
+  const chat = await orWhenMissing(pending, undefined);
   return chat ? toChat(chat) : undefined;
 }
 
 export async function deleteAllChatsByUserId({ userId }: { userId: string }): Promise<{ deletedCount: number }> {
-  const body = (await ok(api().DELETE("/api/storage/chat/all/", actAs(userId)))) as unknown as DeletedCount;
+  const body = await ok(api().DELETE("/api/storage/chat/all/", actAs(userId)));
   return { deletedCount: body.deletedCount };
 }
 
@@ -262,7 +245,7 @@ export async function getChatsByUserId({
     limit,
     ...(startingAfter ? { startingAfter } : endingBefore ? { endingBefore } : {}),
   };
-  const page = (await ok(api().GET("/api/storage/chat/", { params: { query }, ...actAs(id) }))) as unknown as ChatPage;
+  const page = await ok(api().GET("/api/storage/chat/", { params: { query }, ...actAs(id) }));
   return { chats: page.chats.map(toChat), hasMore: page.hasMore };
 }
 
@@ -315,9 +298,9 @@ export async function saveMessages({ messages }: { messages: Array<DBMessage> })
       id: m.id,
       chatId: m.chatId,
       role: m.role as Schemas["RoleEnum"],
-      // schema: parts/attachments are typed as free-form objects today (ai-chatbot's UI message parts after the fix).
-      parts: m.parts as Schemas["MessageInRequest"]["parts"],
-      attachments: (m.attachments ?? []) as Schemas["MessageInRequest"]["attachments"],
+      // DBMessage's parts and attachments are ai-chatbot's json columns (`unknown`): its UI message parts.
+      parts: m.parts as MessageParts,
+      attachments: (m.attachments ?? []) as Attachments,
       createdAt: m.createdAt.toISOString(),
     }));
     const answer = await ok(api().POST("/api/storage/message/", { body: { messages: batch }, ...options }));
@@ -328,7 +311,7 @@ export async function saveMessages({ messages }: { messages: Array<DBMessage> })
 
 export async function updateMessage({ id, parts }: { id: string; parts: DBMessage["parts"] }): Promise<DBMessage> {
   const options = await asCurrentWriter("updateMessage");
-  const body = { parts: parts as Schemas["PatchedMessageUpdateInRequest"]["parts"] };
+  const body = { parts: parts as MessageParts };
   const message = await ok(api().PATCH("/api/storage/message/{id}/", { params: { path: { id } }, body, ...options }));
   return toMessage(message);
 }
@@ -341,7 +324,7 @@ export async function getMessagesByChatId({ id }: { id: string }): Promise<DBMes
   for (;;) {
     const query = { chatId: id, limit: MESSAGE_PAGE, ...(startingAfter ? { startingAfter } : {}) };
     const pending = ok(api().GET("/api/storage/message/", { params: { query }, ...options }));
-    const page = (await orWhenMissing(pending, undefined)) as unknown as MessagePage | undefined;
+    const page = await orWhenMissing(pending, undefined);
     if (!page) return all;
     all.push(...page.messages.map(toMessage));
     startingAfter = page.messages.at(-1)?.id;
@@ -365,7 +348,7 @@ export async function deleteMessagesByChatIdAfterTimestamp({
 }): Promise<{ deletedIds: string[]; deletedCount: number }> {
   const options = await asCurrentWriter("deleteMessagesByChatIdAfterTimestamp");
   const query = { chatId, timestamp: timestamp.toISOString() };
-  const body = (await ok(api().DELETE("/api/storage/message/after/", { params: { query }, ...options }))) as unknown as DeletedMessages;
+  const body = await ok(api().DELETE("/api/storage/message/after/", { params: { query }, ...options }));
   return { deletedIds: body.deletedIds, deletedCount: body.deletedCount };
 }
 
@@ -378,9 +361,7 @@ export async function getMessageCountByUserId({
   differenceInHours: number;
 }): Promise<number> {
   const hours = Math.max(1, Math.ceil(differenceInHours));
-  const body = (await ok(
-    api().GET("/api/storage/message/count/", { params: { query: { hours } }, ...actAs(id) }),
-  )) as unknown as MessageCount;
+  const body = await ok(api().GET("/api/storage/message/count/", { params: { query: { hours } }, ...actAs(id) }));
   return body.count;
 }
 

@@ -10,7 +10,7 @@ export interface paths {
             cookie?: never;
         };
         /** All achievements, with the learner's awards */
-        get: operations["gamification_achievements_list"];
+        get: operations["getAchievements"];
         put?: never;
         post?: never;
         delete?: never;
@@ -29,7 +29,7 @@ export interface paths {
         get?: never;
         put?: never;
         /** Record a learning activity (200: a retry of an activity id already counted) */
-        post: operations["gamification_activity_create"];
+        post: operations["recordActivity"];
         delete?: never;
         options?: never;
         head?: never;
@@ -43,9 +43,9 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["gamification_goals_list"];
+        get: operations["getGoals"];
         put?: never;
-        post: operations["gamification_goals_create"];
+        post: operations["createGoal"];
         delete?: never;
         options?: never;
         head?: never;
@@ -59,13 +59,13 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["gamification_goals_retrieve"];
+        get: operations["getGoal"];
         put?: never;
         post?: never;
-        delete: operations["gamification_goals_destroy"];
+        delete: operations["deleteGoal"];
         options?: never;
         head?: never;
-        patch: operations["gamification_goals_partial_update"];
+        patch: operations["updateGoal"];
         trace?: never;
     };
     "/api/gamification/leaderboard/": {
@@ -76,7 +76,7 @@ export interface paths {
             cookie?: never;
         };
         /** Weekly XP leaderboard */
-        get: operations["gamification_leaderboard_retrieve"];
+        get: operations["getLeaderboard"];
         put?: never;
         post?: never;
         delete?: never;
@@ -93,7 +93,7 @@ export interface paths {
             cookie?: never;
         };
         /** @description Learning progress per path (``pathId``) and module. */
-        get: operations["gamification_progress_list"];
+        get: operations["getProgressPaths"];
         put?: never;
         post?: never;
         delete?: never;
@@ -110,12 +110,12 @@ export interface paths {
             cookie?: never;
         };
         /** @description Learning progress per path (``pathId``) and module. */
-        get: operations["gamification_progress_retrieve"];
+        get: operations["getProgress"];
         /**
          * Replace a path's progress
          * @description Learning progress per path (``pathId``) and module.
          */
-        put: operations["gamification_progress_update"];
+        put: operations["putProgress"];
         post?: never;
         delete?: never;
         options?: never;
@@ -136,7 +136,7 @@ export interface paths {
          * Merge an offline client's progress
          * @description Learning progress per path (``pathId``) and module.
          */
-        post: operations["gamification_progress_sync_create"];
+        post: operations["syncProgress"];
         delete?: never;
         options?: never;
         head?: never;
@@ -151,7 +151,7 @@ export interface paths {
             cookie?: never;
         };
         /** Daily stats of a date range */
-        get: operations["gamification_stats_retrieve"];
+        get: operations["getStats"];
         put?: never;
         post?: never;
         delete?: never;
@@ -168,7 +168,7 @@ export interface paths {
             cookie?: never;
         };
         /** The learner's streak, and whether it is alive today */
-        get: operations["gamification_streak_retrieve"];
+        get: operations["getStreak"];
         put?: never;
         post?: never;
         delete?: never;
@@ -185,7 +185,67 @@ export interface paths {
             cookie?: never;
         };
         /** Everything, for a dashboard */
-        get: operations["gamification_summary_retrieve"];
+        get: operations["getSummary"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/health/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Health of Redis and the other dependencies (no auth)
+         * @description The dependencies' states, for operators (the same answer as readiness).
+         */
+        get: operations["getHealth"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/health/live": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Liveness: the process is up (no auth, no dependencies)
+         * @description The process is up and serving requests; nothing else is checked.
+         */
+        get: operations["getLiveness"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/health/ready": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Readiness: 200 when Redis answers, else 503 (no auth)
+         * @description Whether to send traffic here: the balancer's check.
+         */
+        get: operations["getReadiness"];
         put?: never;
         post?: never;
         delete?: never;
@@ -207,7 +267,7 @@ export interface paths {
          * Ticket for /ws/events/?ticket=... (single use, expires within 60 s)
          * @description ``POST /api/realtime/ticket/``: a single-use websocket ticket for the calling user.
          */
-        post: operations["realtime_ticket_create"];
+        post: operations["createRealtimeTicket"];
         delete?: never;
         options?: never;
         head?: never;
@@ -221,17 +281,31 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /**
-         * getChatsByUserId
-         * @description Chats of the calling user (getChatsByUserId, saveChat, getChatById, deleteChatById, ...).
-         */
-        get: operations["storage_chat_list"];
+        /** @description Chats of the calling user (getChatsByUserId, saveChat, getChatById, deleteChatById, ...). */
+        get: operations["getChatsByUserId"];
         put?: never;
+        /** @description Chats of the calling user (getChatsByUserId, saveChat, getChatById, deleteChatById, ...). */
+        post: operations["saveChat"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/storage/chat/{chat_id}/active/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
         /**
-         * saveChat
-         * @description Chats of the calling user (getChatsByUserId, saveChat, getChatById, deleteChatById, ...).
+         * The chat's active stream
+         * @description The chat's active (most recent) stream: id, status, position, last activity.
          */
-        post: operations["storage_chat_create"];
+        get: operations["getActiveStreamByChatId"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -245,25 +319,22 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /**
-         * getChatById
-         * @description Chats of the calling user (getChatsByUserId, saveChat, getChatById, deleteChatById, ...).
-         */
-        get: operations["storage_chat_retrieve"];
+        /** @description Chats of the calling user (getChatsByUserId, saveChat, getChatById, deleteChatById, ...). */
+        get: operations["getChatById"];
         put?: never;
         post?: never;
         /**
-         * deleteChatById
+         * Delete a chat; answers it
          * @description Chats of the calling user (getChatsByUserId, saveChat, getChatById, deleteChatById, ...).
          */
-        delete: operations["storage_chat_destroy"];
+        delete: operations["deleteChatById"];
         options?: never;
         head?: never;
         /**
          * updateChatVisibilityById / updateChatTitleById
          * @description Chats of the calling user (getChatsByUserId, saveChat, getChatById, deleteChatById, ...).
          */
-        patch: operations["storage_chat_partial_update"];
+        patch: operations["updateChatById"];
         trace?: never;
     };
     "/api/storage/chat/{id}/streams/": {
@@ -273,17 +344,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /**
-         * getStreamIdsByChatId
-         * @description Chats of the calling user (getChatsByUserId, saveChat, getChatById, deleteChatById, ...).
-         */
-        get: operations["storage_chat_streams_list"];
+        /** @description Chats of the calling user (getChatsByUserId, saveChat, getChatById, deleteChatById, ...). */
+        get: operations["getStreamIdsByChatId"];
         put?: never;
-        /**
-         * createStreamId
-         * @description Chats of the calling user (getChatsByUserId, saveChat, getChatById, deleteChatById, ...).
-         */
-        post: operations["storage_chat_streams_create"];
+        /** @description Chats of the calling user (getChatsByUserId, saveChat, getChatById, deleteChatById, ...). */
+        post: operations["createStreamId"];
         delete?: never;
         options?: never;
         head?: never;
@@ -300,11 +365,8 @@ export interface paths {
         get?: never;
         put?: never;
         post?: never;
-        /**
-         * deleteAllChatsByUserId
-         * @description Chats of the calling user (getChatsByUserId, saveChat, getChatById, deleteChatById, ...).
-         */
-        delete: operations["storage_chat_all_destroy"];
+        /** @description Chats of the calling user (getChatsByUserId, saveChat, getChatById, deleteChatById, ...). */
+        delete: operations["deleteAllChatsByUserId"];
         options?: never;
         head?: never;
         patch?: never;
@@ -318,17 +380,18 @@ export interface paths {
             cookie?: never;
         };
         /**
+         * The user's documents (latest versions, newest first)
          * @description Documents: saveDocument, getDocumentById, getDocumentsById, deleteDocumentsByIdAfterTimestamp,
          *     saveSuggestions, getSuggestionsByDocumentId.
          */
-        get: operations["storage_document_list"];
+        get: operations["getDocumentsByUserId"];
         put?: never;
         /**
-         * saveDocument (a new version)
+         * Save a new version (JSON, or multipart with a PDF or UTF-8 text file)
          * @description Documents: saveDocument, getDocumentById, getDocumentsById, deleteDocumentsByIdAfterTimestamp,
          *     saveSuggestions, getSuggestionsByDocumentId.
          */
-        post: operations["storage_document_create"];
+        post: operations["saveDocument"];
         delete?: never;
         options?: never;
         head?: never;
@@ -343,19 +406,19 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * getDocumentById (latest version)
+         * The latest version
          * @description Documents: saveDocument, getDocumentById, getDocumentsById, deleteDocumentsByIdAfterTimestamp,
          *     saveSuggestions, getSuggestionsByDocumentId.
          */
-        get: operations["storage_document_retrieve"];
+        get: operations["getDocumentById"];
         put?: never;
         post?: never;
         /**
-         * deleteDocumentsByIdAfterTimestamp (or all)
+         * Delete the versions after timestamp (all without it)
          * @description Documents: saveDocument, getDocumentById, getDocumentsById, deleteDocumentsByIdAfterTimestamp,
          *     saveSuggestions, getSuggestionsByDocumentId.
          */
-        delete: operations["storage_document_destroy"];
+        delete: operations["deleteDocumentsByIdAfterTimestamp"];
         options?: never;
         head?: never;
         patch?: never;
@@ -369,17 +432,16 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * getSuggestionsByDocumentId
          * @description Documents: saveDocument, getDocumentById, getDocumentsById, deleteDocumentsByIdAfterTimestamp,
          *     saveSuggestions, getSuggestionsByDocumentId.
          */
-        get: operations["storage_document_suggestions_list"];
+        get: operations["getSuggestionsByDocumentId"];
         put?: never;
         /**
          * @description Documents: saveDocument, getDocumentById, getDocumentsById, deleteDocumentsByIdAfterTimestamp,
          *     saveSuggestions, getSuggestionsByDocumentId.
          */
-        post: operations["storage_document_suggestions_create"];
+        post: operations["saveSuggestions"];
         delete?: never;
         options?: never;
         head?: never;
@@ -394,11 +456,11 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * getDocumentsById (all versions)
+         * All versions
          * @description Documents: saveDocument, getDocumentById, getDocumentsById, deleteDocumentsByIdAfterTimestamp,
          *     saveSuggestions, getSuggestionsByDocumentId.
          */
-        get: operations["storage_document_versions_list"];
+        get: operations["getDocumentsById"];
         put?: never;
         post?: never;
         delete?: never;
@@ -414,17 +476,14 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /**
-         * getMessagesByChatId
-         * @description Messages (saveMessages, getMessagesByChatId, getMessageById, updateMessage, ...).
-         */
-        get: operations["storage_message_list"];
+        /** @description Messages (saveMessages, getMessagesByChatId, getMessageById, updateMessage, ...). */
+        get: operations["getMessagesByChatId"];
         put?: never;
         /**
-         * saveMessages
+         * Save messages (a batch, or one message object)
          * @description Messages (saveMessages, getMessagesByChatId, getMessageById, updateMessage, ...).
          */
-        post: operations["storage_message_create"];
+        post: operations["saveMessages"];
         delete?: never;
         options?: never;
         head?: never;
@@ -438,21 +497,15 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /**
-         * getMessageById
-         * @description Messages (saveMessages, getMessagesByChatId, getMessageById, updateMessage, ...).
-         */
-        get: operations["storage_message_retrieve"];
+        /** @description Messages (saveMessages, getMessagesByChatId, getMessageById, updateMessage, ...). */
+        get: operations["getMessageById"];
         put?: never;
         post?: never;
         delete?: never;
         options?: never;
         head?: never;
-        /**
-         * updateMessage
-         * @description Messages (saveMessages, getMessagesByChatId, getMessageById, updateMessage, ...).
-         */
-        patch: operations["storage_message_partial_update"];
+        /** @description Messages (saveMessages, getMessagesByChatId, getMessageById, updateMessage, ...). */
+        patch: operations["updateMessage"];
         trace?: never;
     };
     "/api/storage/message/after/": {
@@ -465,11 +518,8 @@ export interface paths {
         get?: never;
         put?: never;
         post?: never;
-        /**
-         * deleteMessagesByChatIdAfterTimestamp
-         * @description Messages (saveMessages, getMessagesByChatId, getMessageById, updateMessage, ...).
-         */
-        delete: operations["storage_message_after_destroy"];
+        /** @description Messages (saveMessages, getMessagesByChatId, getMessageById, updateMessage, ...). */
+        delete: operations["deleteMessagesByChatIdAfterTimestamp"];
         options?: never;
         head?: never;
         patch?: never;
@@ -482,11 +532,8 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /**
-         * getMessageCountByUserId
-         * @description Messages (saveMessages, getMessagesByChatId, getMessageById, updateMessage, ...).
-         */
-        get: operations["storage_message_count_retrieve"];
+        /** @description Messages (saveMessages, getMessagesByChatId, getMessageById, updateMessage, ...). */
+        get: operations["getMessageCountByUserId"];
         put?: never;
         post?: never;
         delete?: never;
@@ -508,7 +555,87 @@ export interface paths {
          * Semantic search over the user's conversations and documents
          * @description Semantic search: the calling user's chats and documents (plus shared learning content when asked).
          */
-        post: operations["storage_search_create"];
+        post: operations["searchUserData"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/storage/stream/{stream_id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Resume a stream (server-sent events)
+         * @description Follow a stream from a position: buffered chunks, then live ones, until it ends.
+         */
+        get: operations["resumeStream"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/storage/stream/{stream_id}/chunks/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Append chunks to a resumable stream
+         * @description Append a batch of chunks to the caller's stream (one Redis round trip).
+         */
+        post: operations["appendStreamChunks"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/storage/stream/{stream_id}/end/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * End a resumable stream
+         * @description Mark the caller's stream done or failed; followers get the end and close.
+         */
+        post: operations["endStream"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/storage/stream/{stream_id}/state/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Stream state
+         * @description A stream's state without reading it (resumable-stream's hasExistingStream).
+         */
+        get: operations["getStreamState"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -525,7 +652,7 @@ export interface paths {
         get?: never;
         put?: never;
         /** @description Issue a user API token (email + password, or the service key naming ``userId``) or revoke it. */
-        post: operations["storage_token_create"];
+        post: operations["createToken"];
         delete?: never;
         options?: never;
         head?: never;
@@ -546,7 +673,7 @@ export interface paths {
          * Revoke the calling token
          * @description Issue a user API token (email + password, or the service key naming ``userId``) or revoke it.
          */
-        delete: operations["storage_token_current_destroy"];
+        delete: operations["revokeToken"];
         options?: never;
         head?: never;
         patch?: never;
@@ -560,16 +687,13 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * getUser
+         * The user with this email (0 or 1)
          * @description getUser / createUser / createGuestUser, profiles and account deletion.
          */
-        get: operations["storage_user_list"];
+        get: operations["getUser"];
         put?: never;
-        /**
-         * createUser
-         * @description getUser / createUser / createGuestUser, profiles and account deletion.
-         */
-        post: operations["storage_user_create"];
+        /** @description getUser / createUser / createGuestUser, profiles and account deletion. */
+        post: operations["createUser"];
         delete?: never;
         options?: never;
         head?: never;
@@ -584,15 +708,18 @@ export interface paths {
             cookie?: never;
         };
         /** @description getUser / createUser / createGuestUser, profiles and account deletion. */
-        get: operations["storage_user_retrieve"];
+        get: operations["getUserById"];
         put?: never;
         post?: never;
-        /** @description getUser / createUser / createGuestUser, profiles and account deletion. */
-        delete: operations["storage_user_destroy"];
+        /**
+         * Delete a user with all their data
+         * @description getUser / createUser / createGuestUser, profiles and account deletion.
+         */
+        delete: operations["deleteUser"];
         options?: never;
         head?: never;
         /** @description getUser / createUser / createGuestUser, profiles and account deletion. */
-        patch: operations["storage_user_partial_update"];
+        patch: operations["updateUser"];
         trace?: never;
     };
     "/api/storage/user/guest/": {
@@ -604,11 +731,8 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /**
-         * createGuestUser
-         * @description getUser / createUser / createGuestUser, profiles and account deletion.
-         */
-        post: operations["storage_user_guest_create"];
+        /** @description getUser / createUser / createGuestUser, profiles and account deletion. */
+        post: operations["createGuestUser"];
         delete?: never;
         options?: never;
         head?: never;
@@ -622,8 +746,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** @description getUser / createUser / createGuestUser, profiles and account deletion. */
-        get: operations["storage_user_me_retrieve"];
+        /**
+         * The user the call acts for
+         * @description getUser / createUser / createGuestUser, profiles and account deletion.
+         */
+        get: operations["getCurrentUser"];
         put?: never;
         post?: never;
         delete?: never;
@@ -639,17 +766,14 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /**
-         * getVotesByChatId
-         * @description voteMessage / getVotesByChatId.
-         */
-        get: operations["storage_vote_list"];
+        /** @description voteMessage / getVotesByChatId. */
+        get: operations["getVotesByChatId"];
         put?: never;
         /**
-         * voteMessage
+         * Vote (upsert)
          * @description voteMessage / getVotesByChatId.
          */
-        post: operations["storage_vote_create"];
+        post: operations["voteMessage"];
         delete?: never;
         options?: never;
         head?: never;
@@ -661,28 +785,54 @@ export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
         AchievementOut: {
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @example 2025-03-01T12:00:00.000Z
+             */
             awardedAt: string | null;
             description: string;
             id: string;
             title: string;
             xp: number;
         };
-        /** @description Rejects fields it does not know, so typos are errors, not silently ignored. */
+        ActiveOut: {
+            chatId: string;
+            /**
+             * Format: date-time
+             * @example 2025-03-01T12:00:00.000Z
+             */
+            createdAt?: string;
+            /**
+             * Format: date-time
+             * @example 2025-03-01T12:00:00.000Z
+             */
+            endedAt?: string | null;
+            /**
+             * Format: date-time
+             * @example 2025-03-01T12:00:00.000Z
+             */
+            lastActivityAt?: string;
+            position: number;
+            status: components["schemas"]["ActiveStreamStatusEnum"];
+            streamId: string | null;
+        };
+        /** @enum {string} */
+        ActiveStreamStatusEnum: "none" | "streaming" | "done" | "failed" | "stale";
         ActivityInRequest: {
             id?: string;
             /** @default 0 */
             minutes: number;
-            /** Format: date-time */
-            occurredAt?: string;
+            /** @description An RFC 3339 timestamp (no offset means UTC) or epoch milliseconds, from year 1684 to 2255. Not in the future, nor older than the backfill window (MOOKTI_GAMIFICATION BACKFILL_DAYS, 7 days). */
+            occurredAt?: string | number;
+            /**
+             * Format: iana-time-zone
+             * @description An IANA time zone name (tz database), e.g. Europe/Berlin or UTC.
+             * @example Europe/Berlin
+             */
             timezone?: string;
             type: components["schemas"]["ActivityInTypeEnum"];
         };
-        /**
-         * @description * `item` - item
-         *     * `practice` - practice
-         * @enum {string}
-         */
+        /** @enum {string} */
         ActivityInTypeEnum: "item" | "practice";
         ActivityOut: {
             achievements: components["schemas"]["AchievementOut"][];
@@ -694,29 +844,45 @@ export interface components {
             xpAwarded: number;
             xpTotal: number;
         };
-        /** @description Rejects fields it does not know, so typos are errors, not silently ignored. */
         ChatCreateInRequest: {
-            /** Format: date-time */
-            createdAt?: string;
+            /** @description An RFC 3339 timestamp (no offset means UTC) or epoch milliseconds, from year 1684 to 2255. */
+            createdAt?: string | number;
             id?: string;
             title?: string;
             visibility?: components["schemas"]["VisibilityEnum"];
         };
         ChatOut: {
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @example 2025-03-01T12:00:00.000Z
+             */
             createdAt: string;
             id: string;
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @example 2025-03-01T12:00:00.000Z
+             */
             lastMessageAt: string | null;
             title: string;
             userId: string;
-            visibility: string;
+            visibility: components["schemas"]["VisibilityEnum"];
         };
         ChatPageOut: {
             chats: components["schemas"]["ChatOut"][];
             hasMore: boolean;
         };
-        /** @description The counters a day and a range of days share. */
+        ChunksInRequest: {
+            chunks: (string)[];
+            /** @description The batch number: 0, 1, 2, ... (a repeat is a no-op) */
+            seq: number;
+        };
+        ChunksOut: {
+            /** @description True when this batch number was applied before */
+            duplicate: boolean;
+            /** @description Chunks in the buffer after this batch */
+            position: number;
+            streamId: string;
+        };
         DayStatsOut: {
             /** Format: date */
             date: string;
@@ -726,22 +892,44 @@ export interface components {
             minutes: number;
             xp: number;
         };
-        /** @description Rejects fields it does not know, so typos are errors, not silently ignored. */
+        DeletedCountOut: {
+            deletedCount: number;
+        };
+        DeletedMessagesOut: {
+            deletedCount: number;
+            deletedIds: string[];
+        };
         DocumentInRequest: {
             content?: string | null;
-            /** Format: binary */
+            /**
+             * Format: binary
+             * @description A PDF or a UTF-8 text file; its text becomes the version's content.
+             */
             file?: string;
             id?: string;
             /** @default text */
-            kind: components["schemas"]["KindEnum"];
+            kind: components["schemas"]["DocumentKindEnum"];
             title: string;
         };
+        /** @description saveDocument's JSON body: a file comes as multipart only (schema only; views validate DocumentIn). */
+        DocumentJsonInRequest: {
+            content?: string | null;
+            id?: string;
+            /** @default text */
+            kind: components["schemas"]["DocumentKindEnum"];
+            title: string;
+        };
+        /** @enum {string} */
+        DocumentKindEnum: "text" | "code" | "image" | "sheet";
         DocumentOut: {
             content: string | null;
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @example 2025-03-01T12:00:00.000Z
+             */
             createdAt: string;
             id: string;
-            kind: string;
+            kind: components["schemas"]["DocumentKindEnum"];
             title: string;
             userId: string;
         };
@@ -750,20 +938,48 @@ export interface components {
             hasMore: boolean;
         };
         DocumentSummaryOut: {
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @example 2025-03-01T12:00:00.000Z
+             */
             createdAt: string;
             id: string;
-            kind: string;
+            kind: components["schemas"]["DocumentKindEnum"];
             title: string;
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @example 2025-03-01T12:00:00.000Z
+             */
             updatedAt: string;
         };
-        /** @description Rejects fields it does not know, so typos are errors, not silently ignored. */
+        EndInRequest: {
+            /** @default done */
+            status: components["schemas"]["StreamEndStatusEnum"];
+        };
+        EndOut: {
+            position: number;
+            status: components["schemas"]["StreamStatusEnum"];
+            streamId: string;
+        };
+        Error: {
+            error: components["schemas"]["ErrorDetail"];
+        };
+        ErrorDetail: {
+            /** @description `type:surface`, e.g. `not_found:chat`, `rate_limit:chat`. */
+            code: string;
+            fields?: components["schemas"]["ErrorFields"];
+            message: string;
+        };
+        /** @description The bad input fields, each with its messages (nested for nested input). */
+        ErrorFields: {
+            [key: string]: components["schemas"]["ErrorMessages"];
+        };
+        ErrorMessages: (string | components["schemas"]["ErrorFields"])[] | components["schemas"]["ErrorFields"];
         GoalCreateInRequest: {
             current?: number;
             description?: string;
-            /** Format: date-time */
-            dueDate?: string | null;
+            /** @description A plain date (the end of that day in the user's time zone), or a timestamp; after the current time and before 2200. */
+            dueDate?: (string | number) | null;
             id?: string;
             progress?: number;
             target?: number | null;
@@ -773,54 +989,44 @@ export interface components {
             goals: components["schemas"]["GoalOut"][];
         };
         GoalOut: {
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @example 2025-03-01T12:00:00.000Z
+             */
             completedAt: string | null;
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @example 2025-03-01T12:00:00.000Z
+             */
             createdAt: string;
             current: number | null;
             description: string;
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @example 2025-03-01T12:00:00.000Z
+             */
             dueDate: string | null;
             id: string;
             progress: number;
             status: components["schemas"]["GoalOutStatusEnum"];
             target: number | null;
             title: string;
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @example 2025-03-01T12:00:00.000Z
+             */
             updatedAt: string;
             userId: string;
         };
-        /**
-         * @description * `active` - active
-         *     * `completed` - completed
-         *     * `expired` - expired
-         * @enum {string}
-         */
+        /** @enum {string} */
         GoalOutStatusEnum: "active" | "completed" | "expired";
         GoalsSummaryOut: {
             active: components["schemas"]["GoalOut"][];
             completed: components["schemas"]["GoalOut"][];
         };
-        /**
-         * @description * `active` - active
-         *     * `completed` - completed
-         * @enum {string}
-         */
+        /** @enum {string} */
         GoalUpdateInStatusEnum: "active" | "completed";
-        /**
-         * @description * `text` - text
-         *     * `code` - code
-         *     * `image` - image
-         *     * `sheet` - sheet
-         * @enum {string}
-         */
-        KindEnum: "text" | "code" | "image" | "sheet";
-        /**
-         * @description * `message` - message
-         *     * `document` - document
-         *     * `learning` - learning
-         * @enum {string}
-         */
+        /** @enum {string} */
         KindsEnum: "message" | "document" | "learning";
         LeaderboardEntryOut: {
             isMe: boolean;
@@ -830,50 +1036,381 @@ export interface components {
             xp: number;
         };
         LeaderboardOut: {
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @example 2025-03-01T12:00:00.000Z
+             */
             endsAt: string;
             me: components["schemas"]["LeaderboardEntryOut"] | null;
             neighbours: components["schemas"]["LeaderboardEntryOut"][];
             size: number;
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @example 2025-03-01T12:00:00.000Z
+             */
             startsAt: string;
             top: components["schemas"]["LeaderboardEntryOut"][];
             week: string;
         };
-        /** @description Rejects fields it does not know, so typos are errors, not silently ignored. */
+        MessageCountOut: {
+            /** @description The user's messages (role user) in the last `hours`. */
+            count: number;
+            hours: number;
+        };
         MessageInRequest: {
-            attachments?: {
+            attachments?: ({
+                contentType?: string;
+                name?: string;
+                url?: string;
+            } & {
                 [key: string]: unknown;
-            }[];
+            })[];
             chatId: string;
             content?: string;
-            /** Format: date-time */
-            createdAt?: string;
+            /** @description An RFC 3339 timestamp (no offset means UTC) or epoch milliseconds, from year 1684 to 2255. */
+            createdAt?: string | number;
             id?: string;
-            parts?: {
+            parts: (({
+                providerMetadata?: {
+                    [key: string]: unknown;
+                };
+                /** @enum {string} */
+                state?: "streaming" | "done";
+                text: string;
+                /** @enum {string} */
+                type: "text";
+            } & {
                 [key: string]: unknown;
-            }[];
+            }) | ({
+                providerMetadata?: {
+                    [key: string]: unknown;
+                };
+                /** @enum {string} */
+                state?: "streaming" | "done";
+                text: string;
+                /** @enum {string} */
+                type: "reasoning";
+            } & {
+                [key: string]: unknown;
+            }) | ({
+                filename?: string;
+                mediaType: string;
+                providerMetadata?: {
+                    [key: string]: unknown;
+                };
+                /** @enum {string} */
+                type: "file";
+                url: string;
+            } & {
+                [key: string]: unknown;
+            }) | ({
+                providerMetadata?: {
+                    [key: string]: unknown;
+                };
+                sourceId: string;
+                title?: string;
+                /** @enum {string} */
+                type: "source-url";
+                url: string;
+            } & {
+                [key: string]: unknown;
+            }) | ({
+                filename?: string;
+                mediaType: string;
+                providerMetadata?: {
+                    [key: string]: unknown;
+                };
+                sourceId: string;
+                title: string;
+                /** @enum {string} */
+                type: "source-document";
+            } & {
+                [key: string]: unknown;
+            }) | ({
+                /** @enum {string} */
+                type: "step-start";
+            } & {
+                [key: string]: unknown;
+            }) | ({
+                errorText?: string;
+                /** @description The tool's input (free-form JSON). */
+                input?: unknown;
+                /** @description The tool's output (free-form JSON), with state output-available. */
+                output?: unknown;
+                providerExecuted?: boolean;
+                /** @enum {string} */
+                state: "input-streaming" | "input-available" | "output-available" | "output-error";
+                toolCallId: string;
+                type: string;
+            } & {
+                [key: string]: unknown;
+            }) | ({
+                errorText?: string;
+                /** @description The tool's input (free-form JSON). */
+                input?: unknown;
+                /** @description The tool's output (free-form JSON), with state output-available. */
+                output?: unknown;
+                providerExecuted?: boolean;
+                /** @enum {string} */
+                state: "input-streaming" | "input-available" | "output-available" | "output-error";
+                toolCallId: string;
+                toolName: string;
+                /** @enum {string} */
+                type: "dynamic-tool";
+            } & {
+                [key: string]: unknown;
+            }) | ({
+                data: unknown;
+                id?: string;
+                type: string;
+            } & {
+                [key: string]: unknown;
+            }) | ({
+                type: string;
+            } & {
+                [key: string]: unknown;
+            }))[];
+            role: components["schemas"]["RoleEnum"];
+        } | {
+            attachments?: ({
+                contentType?: string;
+                name?: string;
+                url?: string;
+            } & {
+                [key: string]: unknown;
+            })[];
+            chatId: string;
+            content: string;
+            /** @description An RFC 3339 timestamp (no offset means UTC) or epoch milliseconds, from year 1684 to 2255. */
+            createdAt?: string | number;
+            id?: string;
+            parts?: (({
+                providerMetadata?: {
+                    [key: string]: unknown;
+                };
+                /** @enum {string} */
+                state?: "streaming" | "done";
+                text: string;
+                /** @enum {string} */
+                type: "text";
+            } & {
+                [key: string]: unknown;
+            }) | ({
+                providerMetadata?: {
+                    [key: string]: unknown;
+                };
+                /** @enum {string} */
+                state?: "streaming" | "done";
+                text: string;
+                /** @enum {string} */
+                type: "reasoning";
+            } & {
+                [key: string]: unknown;
+            }) | ({
+                filename?: string;
+                mediaType: string;
+                providerMetadata?: {
+                    [key: string]: unknown;
+                };
+                /** @enum {string} */
+                type: "file";
+                url: string;
+            } & {
+                [key: string]: unknown;
+            }) | ({
+                providerMetadata?: {
+                    [key: string]: unknown;
+                };
+                sourceId: string;
+                title?: string;
+                /** @enum {string} */
+                type: "source-url";
+                url: string;
+            } & {
+                [key: string]: unknown;
+            }) | ({
+                filename?: string;
+                mediaType: string;
+                providerMetadata?: {
+                    [key: string]: unknown;
+                };
+                sourceId: string;
+                title: string;
+                /** @enum {string} */
+                type: "source-document";
+            } & {
+                [key: string]: unknown;
+            }) | ({
+                /** @enum {string} */
+                type: "step-start";
+            } & {
+                [key: string]: unknown;
+            }) | ({
+                errorText?: string;
+                /** @description The tool's input (free-form JSON). */
+                input?: unknown;
+                /** @description The tool's output (free-form JSON), with state output-available. */
+                output?: unknown;
+                providerExecuted?: boolean;
+                /** @enum {string} */
+                state: "input-streaming" | "input-available" | "output-available" | "output-error";
+                toolCallId: string;
+                type: string;
+            } & {
+                [key: string]: unknown;
+            }) | ({
+                errorText?: string;
+                /** @description The tool's input (free-form JSON). */
+                input?: unknown;
+                /** @description The tool's output (free-form JSON), with state output-available. */
+                output?: unknown;
+                providerExecuted?: boolean;
+                /** @enum {string} */
+                state: "input-streaming" | "input-available" | "output-available" | "output-error";
+                toolCallId: string;
+                toolName: string;
+                /** @enum {string} */
+                type: "dynamic-tool";
+            } & {
+                [key: string]: unknown;
+            }) | ({
+                data: unknown;
+                id?: string;
+                type: string;
+            } & {
+                [key: string]: unknown;
+            }) | ({
+                type: string;
+            } & {
+                [key: string]: unknown;
+            }))[];
             role: components["schemas"]["RoleEnum"];
         };
         MessageOut: {
-            attachments: unknown[];
+            attachments: ({
+                contentType?: string;
+                name?: string;
+                url?: string;
+            } & {
+                [key: string]: unknown;
+            })[];
             chatId: string;
             content: string;
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @example 2025-03-01T12:00:00.000Z
+             */
             createdAt: string;
             id: string;
-            parts: unknown[];
-            role: string;
+            parts: (({
+                providerMetadata?: {
+                    [key: string]: unknown;
+                };
+                /** @enum {string} */
+                state?: "streaming" | "done";
+                text: string;
+                /** @enum {string} */
+                type: "text";
+            } & {
+                [key: string]: unknown;
+            }) | ({
+                providerMetadata?: {
+                    [key: string]: unknown;
+                };
+                /** @enum {string} */
+                state?: "streaming" | "done";
+                text: string;
+                /** @enum {string} */
+                type: "reasoning";
+            } & {
+                [key: string]: unknown;
+            }) | ({
+                filename?: string;
+                mediaType: string;
+                providerMetadata?: {
+                    [key: string]: unknown;
+                };
+                /** @enum {string} */
+                type: "file";
+                url: string;
+            } & {
+                [key: string]: unknown;
+            }) | ({
+                providerMetadata?: {
+                    [key: string]: unknown;
+                };
+                sourceId: string;
+                title?: string;
+                /** @enum {string} */
+                type: "source-url";
+                url: string;
+            } & {
+                [key: string]: unknown;
+            }) | ({
+                filename?: string;
+                mediaType: string;
+                providerMetadata?: {
+                    [key: string]: unknown;
+                };
+                sourceId: string;
+                title: string;
+                /** @enum {string} */
+                type: "source-document";
+            } & {
+                [key: string]: unknown;
+            }) | ({
+                /** @enum {string} */
+                type: "step-start";
+            } & {
+                [key: string]: unknown;
+            }) | ({
+                errorText?: string;
+                /** @description The tool's input (free-form JSON). */
+                input?: unknown;
+                /** @description The tool's output (free-form JSON), with state output-available. */
+                output?: unknown;
+                providerExecuted?: boolean;
+                /** @enum {string} */
+                state: "input-streaming" | "input-available" | "output-available" | "output-error";
+                toolCallId: string;
+                type: string;
+            } & {
+                [key: string]: unknown;
+            }) | ({
+                errorText?: string;
+                /** @description The tool's input (free-form JSON). */
+                input?: unknown;
+                /** @description The tool's output (free-form JSON), with state output-available. */
+                output?: unknown;
+                providerExecuted?: boolean;
+                /** @enum {string} */
+                state: "input-streaming" | "input-available" | "output-available" | "output-error";
+                toolCallId: string;
+                toolName: string;
+                /** @enum {string} */
+                type: "dynamic-tool";
+            } & {
+                [key: string]: unknown;
+            }) | ({
+                data: unknown;
+                id?: string;
+                type: string;
+            } & {
+                [key: string]: unknown;
+            }) | ({
+                type: string;
+            } & {
+                [key: string]: unknown;
+            }))[];
+            role: components["schemas"]["RoleEnum"];
         };
         MessagePageOut: {
             hasMore: boolean;
             messages: components["schemas"]["MessageOut"][];
         };
-        /** @description Rejects fields it does not know, so typos are errors, not silently ignored. */
         MessagesInRequest: {
             messages: components["schemas"]["MessageInRequest"][];
         };
-        /** @description Rejects fields it does not know, so typos are errors, not silently ignored. */
         ModuleProgressInRequest: {
             completedNodes?: string[];
             currentNode?: string | null;
@@ -890,52 +1427,158 @@ export interface components {
             percent: number | null;
             timeSpentSeconds: number;
             totalNodes: number | null;
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @example 2025-03-01T12:00:00.000Z
+             */
             updatedAt: string;
         };
-        /** @description Rejects fields it does not know, so typos are errors, not silently ignored. */
+        /** @enum {unknown} */
+        NullEnum: null;
         PatchedChatUpdateInRequest: {
             title?: string;
             visibility?: components["schemas"]["VisibilityEnum"];
         };
-        /** @description Rejects fields it does not know, so typos are errors, not silently ignored. */
         PatchedGoalUpdateInRequest: {
             current?: number;
             description?: string;
-            /** Format: date-time */
-            dueDate?: string | null;
+            /** @description A plain date (the end of that day in the user's time zone), or a timestamp; after the current time and before 2200. */
+            dueDate?: (string | number) | null;
             progress?: number;
             status?: components["schemas"]["GoalUpdateInStatusEnum"];
             target?: number | null;
             title?: string;
         };
-        /** @description Rejects fields it does not know, so typos are errors, not silently ignored. */
         PatchedMessageUpdateInRequest: {
-            attachments?: {
+            attachments?: ({
+                contentType?: string;
+                name?: string;
+                url?: string;
+            } & {
                 [key: string]: unknown;
-            }[];
+            })[];
             content?: string;
-            parts?: {
+            parts?: (({
+                providerMetadata?: {
+                    [key: string]: unknown;
+                };
+                /** @enum {string} */
+                state?: "streaming" | "done";
+                text: string;
+                /** @enum {string} */
+                type: "text";
+            } & {
                 [key: string]: unknown;
-            }[];
+            }) | ({
+                providerMetadata?: {
+                    [key: string]: unknown;
+                };
+                /** @enum {string} */
+                state?: "streaming" | "done";
+                text: string;
+                /** @enum {string} */
+                type: "reasoning";
+            } & {
+                [key: string]: unknown;
+            }) | ({
+                filename?: string;
+                mediaType: string;
+                providerMetadata?: {
+                    [key: string]: unknown;
+                };
+                /** @enum {string} */
+                type: "file";
+                url: string;
+            } & {
+                [key: string]: unknown;
+            }) | ({
+                providerMetadata?: {
+                    [key: string]: unknown;
+                };
+                sourceId: string;
+                title?: string;
+                /** @enum {string} */
+                type: "source-url";
+                url: string;
+            } & {
+                [key: string]: unknown;
+            }) | ({
+                filename?: string;
+                mediaType: string;
+                providerMetadata?: {
+                    [key: string]: unknown;
+                };
+                sourceId: string;
+                title: string;
+                /** @enum {string} */
+                type: "source-document";
+            } & {
+                [key: string]: unknown;
+            }) | ({
+                /** @enum {string} */
+                type: "step-start";
+            } & {
+                [key: string]: unknown;
+            }) | ({
+                errorText?: string;
+                /** @description The tool's input (free-form JSON). */
+                input?: unknown;
+                /** @description The tool's output (free-form JSON), with state output-available. */
+                output?: unknown;
+                providerExecuted?: boolean;
+                /** @enum {string} */
+                state: "input-streaming" | "input-available" | "output-available" | "output-error";
+                toolCallId: string;
+                type: string;
+            } & {
+                [key: string]: unknown;
+            }) | ({
+                errorText?: string;
+                /** @description The tool's input (free-form JSON). */
+                input?: unknown;
+                /** @description The tool's output (free-form JSON), with state output-available. */
+                output?: unknown;
+                providerExecuted?: boolean;
+                /** @enum {string} */
+                state: "input-streaming" | "input-available" | "output-available" | "output-error";
+                toolCallId: string;
+                toolName: string;
+                /** @enum {string} */
+                type: "dynamic-tool";
+            } & {
+                [key: string]: unknown;
+            }) | ({
+                data: unknown;
+                id?: string;
+                type: string;
+            } & {
+                [key: string]: unknown;
+            }) | ({
+                type: string;
+            } & {
+                [key: string]: unknown;
+            }))[];
         };
-        /** @description Rejects fields it does not know, so typos are errors, not silently ignored. */
         PatchedUserUpdateInRequest: {
             name?: string;
             password?: string;
             preferences?: {
                 [key: string]: unknown;
             };
+            /**
+             * Format: iana-time-zone
+             * @description An IANA time zone name (tz database), e.g. Europe/Berlin or UTC.
+             * @example Europe/Berlin
+             */
             timezone?: string;
             type?: components["schemas"]["UserTypeEnum"];
         };
-        /** @description Rejects fields it does not know, so typos are errors, not silently ignored. */
         ProgressInRequest: {
             currentModule?: string | null;
             currentNode?: string | null;
             modules?: components["schemas"]["ModuleProgressInRequest"][];
-            /** Format: date-time */
-            updatedAt?: string;
+            /** @description An RFC 3339 timestamp (no offset means UTC) or epoch milliseconds, from year 1684 to 2255. Not in the future. */
+            updatedAt?: string | number;
         };
         ProgressListOut: {
             paths: components["schemas"]["ProgressSummaryOut"][];
@@ -949,7 +1592,10 @@ export interface components {
             percent: number | null;
             timeSpentSeconds: number;
             totalNodes: number | null;
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @example 2025-03-01T12:00:00.000Z
+             */
             updatedAt: string;
         };
         ProgressSummaryOut: {
@@ -960,7 +1606,10 @@ export interface components {
             percent: number | null;
             timeSpentSeconds: number;
             totalNodes: number | null;
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @example 2025-03-01T12:00:00.000Z
+             */
             updatedAt: string;
         };
         RealtimeTicket: {
@@ -968,16 +1617,14 @@ export interface components {
             expiresIn: number;
             ticket: string;
         };
-        /**
-         * @description * `user` - user
-         *     * `assistant` - assistant
-         *     * `system` - system
-         * @enum {string}
-         */
+        /** @enum {string} */
         RoleEnum: "user" | "assistant" | "system";
         SearchGroupOut: {
             chatId: string | null;
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @example 2025-03-01T12:00:00.000Z
+             */
             createdAt: string | null;
             documentId: string | null;
             hits: components["schemas"]["SearchHitOut"][];
@@ -986,27 +1633,26 @@ export interface components {
             /** Format: double */
             score: number;
             snippet: string;
+            /** @description Learning content: the file or id it was loaded from. */
+            source: string | null;
             title: string;
-            type: components["schemas"]["SearchGroupOutTypeEnum"];
+            /** @description chat, document, learning, or another registered kind's group. */
+            type: string;
         };
-        /**
-         * @description * `chat` - chat
-         *     * `document` - document
-         *     * `learning` - learning
-         * @enum {string}
-         */
-        SearchGroupOutTypeEnum: "chat" | "document" | "learning";
         SearchHitOut: {
             chunk: number | null;
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @example 2025-03-01T12:00:00.000Z
+             */
             createdAt: string | null;
             /** @description Vector id: msg:{chatId}#{messageId} or doc:{documentId}#{chunk}. */
             id: string;
             messageId: string | null;
-            role: string | null;
+            role: (components["schemas"]["RoleEnum"] | components["schemas"]["NullEnum"]) | null;
             /**
              * Format: double
-             * @description Cosine similarity, higher is closer.
+             * @description Cosine similarity plus a bounded keyword bonus; higher is closer.
              */
             score: number;
             snippet: string;
@@ -1014,15 +1660,15 @@ export interface components {
         /** @description A semantic search: the query text and optional filters (unknown fields are rejected). */
         SearchInRequest: {
             chatId?: string;
-            /** Format: date-time */
-            from?: string;
+            /** @description An RFC 3339 timestamp (no offset means UTC) or epoch milliseconds, from year 1684 to 2255. */
+            from?: string | number;
             /** @default false */
             includeLearning: boolean;
             kinds?: components["schemas"]["KindsEnum"][];
             query: string;
             role?: components["schemas"]["RoleEnum"];
-            /** Format: date-time */
-            to?: string;
+            /** @description An RFC 3339 timestamp (no offset means UTC) or epoch milliseconds, from year 1684 to 2255. */
+            to?: string | number;
             /** @default 10 */
             topK: number;
         };
@@ -1039,7 +1685,6 @@ export interface components {
             to: string;
             totals: components["schemas"]["StatsTotalsOut"];
         };
-        /** @description The counters a day and a range of days share. */
         StatsTotalsOut: {
             activeDays: number;
             goalsCompleted: number;
@@ -1054,7 +1699,10 @@ export interface components {
             current: number;
             freezes: number;
             freezesNeeded: number;
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @example 2025-03-01T12:00:00.000Z
+             */
             lastActivity: string | null;
             /** Format: date */
             lastActivityDate: string | null;
@@ -1064,31 +1712,63 @@ export interface components {
             /** Format: date */
             today: string;
         };
-        /** @description Rejects fields it does not know, so typos are errors, not silently ignored. */
+        /** @enum {string} */
+        StreamEndStatusEnum: "done" | "failed";
         StreamInRequest: {
             streamId: string;
         };
         StreamOut: {
             chatId: string;
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @example 2025-03-01T12:00:00.000Z
+             */
             createdAt: string;
             id: string;
         };
-        /** @description Rejects fields it does not know, so typos are errors, not silently ignored. */
+        StreamStateOut: {
+            chatId: string;
+            /**
+             * Format: date-time
+             * @example 2025-03-01T12:00:00.000Z
+             */
+            createdAt: string;
+            /**
+             * Format: date-time
+             * @example 2025-03-01T12:00:00.000Z
+             */
+            endedAt: string | null;
+            /**
+             * Format: date-time
+             * @example 2025-03-01T12:00:00.000Z
+             */
+            lastActivityAt: string;
+            position: number;
+            status: components["schemas"]["StreamStatusEnum"];
+            streamId: string;
+        };
+        /** @enum {string} */
+        StreamStatusEnum: "streaming" | "done" | "failed" | "stale";
         SuggestionInRequest: {
             description?: string | null;
-            /** Format: date-time */
-            documentCreatedAt?: string;
+            /** @description An RFC 3339 timestamp (no offset means UTC) or epoch milliseconds, from year 1684 to 2255. Names a stored one (else a 404). */
+            documentCreatedAt?: string | number;
             id?: string;
             isResolved?: boolean;
             originalText: string;
             suggestedText: string;
         };
         SuggestionOut: {
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @example 2025-03-01T12:00:00.000Z
+             */
             createdAt: string;
             description: string | null;
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @example 2025-03-01T12:00:00.000Z
+             */
             documentCreatedAt: string;
             documentId: string;
             id: string;
@@ -1097,7 +1777,6 @@ export interface components {
             suggestedText: string;
             userId: string;
         };
-        /** @description Rejects fields it does not know, so typos are errors, not silently ignored. */
         SuggestionsInRequest: {
             suggestions: components["schemas"]["SuggestionInRequest"][];
         };
@@ -1111,21 +1790,28 @@ export interface components {
             userId: string;
             xp: components["schemas"]["XpOut"];
         };
-        /** @description Rejects fields it does not know, so typos are errors, not silently ignored. */
         TokenInRequest: {
+            /** Format: email */
+            email: string;
+            password: string;
+            ttl?: number;
+            userId?: string;
+        } | {
             /** Format: email */
             email?: string;
             password?: string;
             ttl?: number;
-            userId?: string;
+            userId: string;
         };
         TokenOut: {
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @example 2025-03-01T12:00:00.000Z
+             */
             expiresAt: string;
             token: string;
             userId: string;
         };
-        /** @description Rejects fields it does not know, so typos are errors, not silently ignored. */
         UserCreateInRequest: {
             /** Format: email */
             email: string;
@@ -1135,11 +1821,19 @@ export interface components {
             preferences?: {
                 [key: string]: unknown;
             };
+            /**
+             * Format: iana-time-zone
+             * @description An IANA time zone name (tz database), e.g. Europe/Berlin or UTC.
+             * @example Europe/Berlin
+             */
             timezone?: string;
             type?: components["schemas"]["UserTypeEnum"];
         };
         UserOut: {
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @example 2025-03-01T12:00:00.000Z
+             */
             createdAt: string;
             email: string;
             id: string;
@@ -1149,22 +1843,12 @@ export interface components {
                 [key: string]: unknown;
             };
             timezone: string;
-            type: string;
+            type: components["schemas"]["UserTypeEnum"];
         };
-        /**
-         * @description * `free` - free
-         *     * `basic` - basic
-         *     * `pro` - pro
-         * @enum {string}
-         */
+        /** @enum {string} */
         UserTypeEnum: "free" | "basic" | "pro";
-        /**
-         * @description * `private` - private
-         *     * `public` - public
-         * @enum {string}
-         */
+        /** @enum {string} */
         VisibilityEnum: "private" | "public";
-        /** @description Rejects fields it does not know, so typos are errors, not silently ignored. */
         VoteInRequest: {
             chatId: string;
             messageId: string;
@@ -1175,11 +1859,7 @@ export interface components {
             isUpvoted: boolean;
             messageId: string;
         };
-        /**
-         * @description * `up` - up
-         *     * `down` - down
-         * @enum {string}
-         */
+        /** @enum {string} */
         VoteTypeEnum: "up" | "down";
         XpOut: {
             bySource: {
@@ -1198,7 +1878,7 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
-    gamification_achievements_list: {
+    getAchievements: {
         parameters: {
             query?: never;
             header?: never;
@@ -1215,9 +1895,45 @@ export interface operations {
                     "application/json": components["schemas"]["AchievementOut"][];
                 };
             };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
-    gamification_activity_create: {
+    recordActivity: {
         parameters: {
             query?: never;
             header?: never;
@@ -1227,7 +1943,6 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["ActivityInRequest"];
-                "multipart/form-data": components["schemas"]["ActivityInRequest"];
             };
         };
         responses: {
@@ -1247,18 +1962,86 @@ export interface operations {
                     "application/json": components["schemas"]["ActivityOut"];
                 };
             };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body (or a message or document) is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not JSON (or multipart where a file is accepted). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Rate limited: retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a retry can pass. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
-    gamification_goals_list: {
+    getGoals: {
         parameters: {
             query?: {
                 limit?: number;
-                /**
-                 * @description * `active` - active
-                 *     * `expired` - expired
-                 *     * `completed` - completed
-                 *     * `all` - all
-                 */
                 status?: "active" | "expired" | "completed" | "all";
             };
             header?: never;
@@ -1272,12 +2055,57 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["GoalListOut"][];
+                    "application/json": components["schemas"]["GoalListOut"];
+                };
+            };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
     };
-    gamification_goals_create: {
+    createGoal: {
         parameters: {
             query?: never;
             header?: never;
@@ -1287,7 +2115,6 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["GoalCreateInRequest"];
-                "multipart/form-data": components["schemas"]["GoalCreateInRequest"];
             };
         };
         responses: {
@@ -1299,9 +2126,92 @@ export interface operations {
                     "application/json": components["schemas"]["GoalOut"];
                 };
             };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The id (or email) is taken, or the record kept changing: retry. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body (or a message or document) is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not JSON (or multipart where a file is accepted). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Rate limited: retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a retry can pass. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
-    gamification_goals_retrieve: {
+    getGoal: {
         parameters: {
             query?: never;
             header?: never;
@@ -1320,9 +2230,54 @@ export interface operations {
                     "application/json": components["schemas"]["GoalOut"];
                 };
             };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
-    gamification_goals_destroy: {
+    deleteGoal: {
         parameters: {
             query?: never;
             header?: never;
@@ -1340,9 +2295,74 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The id (or email) is taken, or the record kept changing: retry. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Rate limited: retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a retry can pass. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
-    gamification_goals_partial_update: {
+    updateGoal: {
         parameters: {
             query?: never;
             header?: never;
@@ -1351,10 +2371,9 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody?: {
+        requestBody: {
             content: {
                 "application/json": components["schemas"]["PatchedGoalUpdateInRequest"];
-                "multipart/form-data": components["schemas"]["PatchedGoalUpdateInRequest"];
             };
         };
         responses: {
@@ -1366,9 +2385,92 @@ export interface operations {
                     "application/json": components["schemas"]["GoalOut"];
                 };
             };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The id (or email) is taken, or the record kept changing: retry. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body (or a message or document) is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not JSON (or multipart where a file is accepted). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Rate limited: retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a retry can pass. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
-    gamification_leaderboard_retrieve: {
+    getLeaderboard: {
         parameters: {
             query?: {
                 neighbours?: number;
@@ -1388,9 +2490,54 @@ export interface operations {
                     "application/json": components["schemas"]["LeaderboardOut"];
                 };
             };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
-    gamification_progress_list: {
+    getProgressPaths: {
         parameters: {
             query?: never;
             header?: never;
@@ -1404,12 +2551,48 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProgressListOut"][];
+                    "application/json": components["schemas"]["ProgressListOut"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
     };
-    gamification_progress_retrieve: {
+    getProgress: {
         parameters: {
             query?: never;
             header?: never;
@@ -1428,9 +2611,54 @@ export interface operations {
                     "application/json": components["schemas"]["ProgressOut"];
                 };
             };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
-    gamification_progress_update: {
+    putProgress: {
         parameters: {
             query?: never;
             header?: never;
@@ -1442,7 +2670,6 @@ export interface operations {
         requestBody?: {
             content: {
                 "application/json": components["schemas"]["ProgressInRequest"];
-                "multipart/form-data": components["schemas"]["ProgressInRequest"];
             };
         };
         responses: {
@@ -1454,9 +2681,92 @@ export interface operations {
                     "application/json": components["schemas"]["ProgressOut"];
                 };
             };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The id (or email) is taken, or the record kept changing: retry. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body (or a message or document) is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not JSON (or multipart where a file is accepted). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Rate limited: retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a retry can pass. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
-    gamification_progress_sync_create: {
+    syncProgress: {
         parameters: {
             query?: never;
             header?: never;
@@ -1468,7 +2778,6 @@ export interface operations {
         requestBody?: {
             content: {
                 "application/json": components["schemas"]["ProgressInRequest"];
-                "multipart/form-data": components["schemas"]["ProgressInRequest"];
             };
         };
         responses: {
@@ -1480,9 +2789,92 @@ export interface operations {
                     "application/json": components["schemas"]["ProgressOut"];
                 };
             };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The id (or email) is taken, or the record kept changing: retry. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body (or a message or document) is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not JSON (or multipart where a file is accepted). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Rate limited: retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a retry can pass. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
-    gamification_stats_retrieve: {
+    getStats: {
         parameters: {
             query?: {
                 from?: string;
@@ -1502,9 +2894,54 @@ export interface operations {
                     "application/json": components["schemas"]["StatsOut"];
                 };
             };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
-    gamification_streak_retrieve: {
+    getStreak: {
         parameters: {
             query?: never;
             header?: never;
@@ -1521,9 +2958,45 @@ export interface operations {
                     "application/json": components["schemas"]["StreakOut"];
                 };
             };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
-    gamification_summary_retrieve: {
+    getSummary: {
         parameters: {
             query?: {
                 days?: number;
@@ -1542,9 +3015,192 @@ export interface operations {
                     "application/json": components["schemas"]["SummaryOut"];
                 };
             };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
-    realtime_ticket_create: {
+    getHealth: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Redis (and every critical dependency) answers. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description Each dependency's state: `ok`, and what the check adds (latency, errors ...). */
+                        checks: {
+                            [key: string]: {
+                                error?: string;
+                                ok: boolean;
+                            } & {
+                                [key: string]: unknown;
+                            };
+                        };
+                        /** @enum {string} */
+                        status: "ok" | "unavailable";
+                    };
+                };
+            };
+            /** @description A critical dependency (Redis) is down. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description Each dependency's state: `ok`, and what the check adds (latency, errors ...). */
+                        checks: {
+                            [key: string]: {
+                                error?: string;
+                                ok: boolean;
+                            } & {
+                                [key: string]: unknown;
+                            };
+                        };
+                        /** @enum {string} */
+                        status: "ok" | "unavailable";
+                    };
+                };
+            };
+        };
+    };
+    getLiveness: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The process answers (no dependency is checked). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {string} */
+                        status: "ok";
+                    };
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    getReadiness: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Redis (and every critical dependency) answers. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description Each dependency's state: `ok`, and what the check adds (latency, errors ...). */
+                        checks: {
+                            [key: string]: {
+                                error?: string;
+                                ok: boolean;
+                            } & {
+                                [key: string]: unknown;
+                            };
+                        };
+                        /** @enum {string} */
+                        status: "ok" | "unavailable";
+                    };
+                };
+            };
+            /** @description A critical dependency (Redis) is down. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description Each dependency's state: `ok`, and what the check adds (latency, errors ...). */
+                        checks: {
+                            [key: string]: {
+                                error?: string;
+                                ok: boolean;
+                            } & {
+                                [key: string]: unknown;
+                            };
+                        };
+                        /** @enum {string} */
+                        status: "ok" | "unavailable";
+                    };
+                };
+            };
+        };
+    };
+    createRealtimeTicket: {
         parameters: {
             query?: never;
             header?: never;
@@ -1561,21 +3217,58 @@ export interface operations {
                     "application/json": components["schemas"]["RealtimeTicket"];
                 };
             };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
-    storage_chat_list: {
+    getChatsByUserId: {
         parameters: {
             query?: {
+                /** @description Not together with startingAfter (a 400). */
                 endingBefore?: string;
                 limit?: number;
-                /**
-                 * @description * `createdAt` - createdAt
-                 *     * `lastMessageAt` - lastMessageAt
-                 */
                 orderBy?: "createdAt" | "lastMessageAt";
+                /** @description Not together with endingBefore (a 400). */
                 startingAfter?: string;
             };
-            header?: never;
+            header?: {
+                /** @description An ETag from an earlier answer: 304 without a body if it is still current */
+                "If-None-Match"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1583,15 +3276,71 @@ export interface operations {
         responses: {
             200: {
                 headers: {
+                    /** @description The answer's strong tag: send it back in `If-None-Match` for a 304. */
+                    ETag: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ChatPageOut"][];
+                    "application/json": components["schemas"]["ChatPageOut"];
+                };
+            };
+            /** @description Not modified: the ETag in If-None-Match is current */
+            304: {
+                headers: {
+                    /** @description The answer's strong tag: send it back in `If-None-Match` for a 304. */
+                    ETag: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
     };
-    storage_chat_create: {
+    saveChat: {
         parameters: {
             query?: never;
             header?: never;
@@ -1601,7 +3350,6 @@ export interface operations {
         requestBody?: {
             content: {
                 "application/json": components["schemas"]["ChatCreateInRequest"];
-                "multipart/form-data": components["schemas"]["ChatCreateInRequest"];
             };
         };
         responses: {
@@ -1613,9 +3361,227 @@ export interface operations {
                     "application/json": components["schemas"]["ChatOut"];
                 };
             };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The id (or email) is taken, or the record kept changing: retry. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body (or a message or document) is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not JSON (or multipart where a file is accepted). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
-    storage_chat_retrieve: {
+    getActiveStreamByChatId: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                chat_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ActiveOut"];
+                };
+            };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    getChatById: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description An ETag from an earlier answer: 304 without a body if it is still current */
+                "If-None-Match"?: string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    /** @description The answer's strong tag: send it back in `If-None-Match` for a 304. */
+                    ETag: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChatOut"];
+                };
+            };
+            /** @description Not modified: the ETag in If-None-Match is current */
+            304: {
+                headers: {
+                    /** @description The answer's strong tag: send it back in `If-None-Match` for a 304. */
+                    ETag: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    deleteChatById: {
         parameters: {
             query?: never;
             header?: never;
@@ -1634,29 +3600,54 @@ export interface operations {
                     "application/json": components["schemas"]["ChatOut"];
                 };
             };
-        };
-    };
-    storage_chat_destroy: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description No response body */
-            204: {
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
             };
         };
     };
-    storage_chat_partial_update: {
+    updateChatById: {
         parameters: {
             query?: never;
             header?: never;
@@ -1668,7 +3659,6 @@ export interface operations {
         requestBody?: {
             content: {
                 "application/json": components["schemas"]["PatchedChatUpdateInRequest"];
-                "multipart/form-data": components["schemas"]["PatchedChatUpdateInRequest"];
             };
         };
         responses: {
@@ -1680,9 +3670,72 @@ export interface operations {
                     "application/json": components["schemas"]["ChatOut"];
                 };
             };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body (or a message or document) is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not JSON (or multipart where a file is accepted). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
-    storage_chat_streams_list: {
+    getStreamIdsByChatId: {
         parameters: {
             query?: never;
             header?: never;
@@ -1701,9 +3754,54 @@ export interface operations {
                     "application/json": components["schemas"]["StreamOut"][];
                 };
             };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
-    storage_chat_streams_create: {
+    createStreamId: {
         parameters: {
             query?: never;
             header?: never;
@@ -1715,7 +3813,6 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["StreamInRequest"];
-                "multipart/form-data": components["schemas"]["StreamInRequest"];
             };
         };
         responses: {
@@ -1727,9 +3824,81 @@ export interface operations {
                     "application/json": components["schemas"]["StreamOut"];
                 };
             };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The id (or email) is taken, or the record kept changing: retry. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body (or a message or document) is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not JSON (or multipart where a file is accepted). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
-    storage_chat_all_destroy: {
+    deleteAllChatsByUserId: {
         parameters: {
             query?: never;
             header?: never;
@@ -1743,18 +3912,54 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["DeletedCountOut"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
     };
-    storage_document_list: {
+    getDocumentsByUserId: {
         parameters: {
             query?: {
+                /** @description Not together with startingAfter (a 400). */
                 endingBefore?: string;
                 limit?: number;
+                /** @description Not together with endingBefore (a 400). */
                 startingAfter?: string;
             };
             header?: never;
@@ -1768,12 +3973,57 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["DocumentPageOut"][];
+                    "application/json": components["schemas"]["DocumentPageOut"];
+                };
+            };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
     };
-    storage_document_create: {
+    saveDocument: {
         parameters: {
             query?: never;
             header?: never;
@@ -1782,7 +4032,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["DocumentInRequest"];
+                "application/json": components["schemas"]["DocumentJsonInRequest"];
                 "multipart/form-data": components["schemas"]["DocumentInRequest"];
             };
         };
@@ -1795,12 +4045,78 @@ export interface operations {
                     "application/json": components["schemas"]["DocumentOut"];
                 };
             };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body (or a message or document) is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not JSON (or multipart where a file is accepted). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
-    storage_document_retrieve: {
+    getDocumentById: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description An ETag from an earlier answer: 304 without a body if it is still current */
+                "If-None-Match"?: string;
+            };
             path: {
                 id: string;
             };
@@ -1810,18 +4126,75 @@ export interface operations {
         responses: {
             200: {
                 headers: {
+                    /** @description The answer's strong tag: send it back in `If-None-Match` for a 304. */
+                    ETag: string;
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["DocumentOut"];
                 };
             };
+            /** @description Not modified: the ETag in If-None-Match is current */
+            304: {
+                headers: {
+                    /** @description The answer's strong tag: send it back in `If-None-Match` for a 304. */
+                    ETag: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
-    storage_document_destroy: {
+    deleteDocumentsByIdAfterTimestamp: {
         parameters: {
             query?: {
-                timestamp?: string;
+                /** @description An RFC 3339 timestamp (no offset means UTC) or epoch milliseconds, from year 1684 to 2255. */
+                timestamp?: string | number;
             };
             header?: never;
             path: {
@@ -1836,14 +4209,57 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["DeletedCountOut"];
+                };
+            };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
     };
-    storage_document_suggestions_list: {
+    getSuggestionsByDocumentId: {
         parameters: {
             query?: never;
             header?: never;
@@ -1862,9 +4278,54 @@ export interface operations {
                     "application/json": components["schemas"]["SuggestionOut"][];
                 };
             };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
-    storage_document_suggestions_create: {
+    saveSuggestions: {
         parameters: {
             query?: never;
             header?: never;
@@ -1876,7 +4337,6 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["SuggestionsInRequest"];
-                "multipart/form-data": components["schemas"]["SuggestionsInRequest"];
             };
         };
         responses: {
@@ -1888,12 +4348,78 @@ export interface operations {
                     "application/json": components["schemas"]["SuggestionOut"][];
                 };
             };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body (or a message or document) is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not JSON (or multipart where a file is accepted). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
-    storage_document_versions_list: {
+    getDocumentsById: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description An ETag from an earlier answer: 304 without a body if it is still current */
+                "If-None-Match"?: string;
+            };
             path: {
                 id: string;
             };
@@ -1903,23 +4429,84 @@ export interface operations {
         responses: {
             200: {
                 headers: {
+                    /** @description The answer's strong tag: send it back in `If-None-Match` for a 304. */
+                    ETag: string;
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["DocumentOut"][];
                 };
             };
+            /** @description Not modified: the ETag in If-None-Match is current */
+            304: {
+                headers: {
+                    /** @description The answer's strong tag: send it back in `If-None-Match` for a 304. */
+                    ETag: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
-    storage_message_list: {
+    getMessagesByChatId: {
         parameters: {
             query: {
                 chatId: string;
+                /** @description Not together with startingAfter (a 400). */
                 endingBefore?: string;
                 limit?: number;
+                /** @description Not together with endingBefore (a 400). */
                 startingAfter?: string;
             };
-            header?: never;
+            header?: {
+                /** @description An ETag from an earlier answer: 304 without a body if it is still current */
+                "If-None-Match"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1927,15 +4514,71 @@ export interface operations {
         responses: {
             200: {
                 headers: {
+                    /** @description The answer's strong tag: send it back in `If-None-Match` for a 304. */
+                    ETag: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["MessagePageOut"][];
+                    "application/json": components["schemas"]["MessagePageOut"];
+                };
+            };
+            /** @description Not modified: the ETag in If-None-Match is current */
+            304: {
+                headers: {
+                    /** @description The answer's strong tag: send it back in `If-None-Match` for a 304. */
+                    ETag: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
     };
-    storage_message_create: {
+    saveMessages: {
         parameters: {
             query?: never;
             header?: never;
@@ -1945,7 +4588,6 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["MessagesInRequest"];
-                "multipart/form-data": components["schemas"]["MessagesInRequest"];
             };
         };
         responses: {
@@ -1957,9 +4599,92 @@ export interface operations {
                     "application/json": components["schemas"]["MessageOut"][];
                 };
             };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The id (or email) is taken, or the record kept changing: retry. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body (or a message or document) is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not JSON (or multipart where a file is accepted). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Rate limited: retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a retry can pass. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
-    storage_message_retrieve: {
+    getMessageById: {
         parameters: {
             query?: never;
             header?: never;
@@ -1978,9 +4703,54 @@ export interface operations {
                     "application/json": components["schemas"]["MessageOut"];
                 };
             };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
-    storage_message_partial_update: {
+    updateMessage: {
         parameters: {
             query?: never;
             header?: never;
@@ -1989,10 +4759,9 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody?: {
+        requestBody: {
             content: {
                 "application/json": components["schemas"]["PatchedMessageUpdateInRequest"];
-                "multipart/form-data": components["schemas"]["PatchedMessageUpdateInRequest"];
             };
         };
         responses: {
@@ -2004,13 +4773,77 @@ export interface operations {
                     "application/json": components["schemas"]["MessageOut"];
                 };
             };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body (or a message or document) is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not JSON (or multipart where a file is accepted). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
-    storage_message_after_destroy: {
+    deleteMessagesByChatIdAfterTimestamp: {
         parameters: {
             query: {
                 chatId: string;
-                timestamp: string;
+                /** @description An RFC 3339 timestamp (no offset means UTC) or epoch milliseconds, from year 1684 to 2255. */
+                timestamp: string | number;
             };
             header?: never;
             path?: never;
@@ -2023,14 +4856,57 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["DeletedMessagesOut"];
+                };
+            };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
     };
-    storage_message_count_retrieve: {
+    getMessageCountByUserId: {
         parameters: {
             query?: {
                 hours?: number;
@@ -2046,14 +4922,57 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["MessageCountOut"];
+                };
+            };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
     };
-    storage_search_create: {
+    searchUserData: {
         parameters: {
             query?: never;
             header?: never;
@@ -2063,7 +4982,6 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["SearchInRequest"];
-                "multipart/form-data": components["schemas"]["SearchInRequest"];
             };
         };
         responses: {
@@ -2075,33 +4993,428 @@ export interface operations {
                     "application/json": components["schemas"]["SearchOut"];
                 };
             };
-            /** @description Empty query or bad filters (the field is named). */
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
             };
-            /** @description The embedding service or the vector store is unavailable. */
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body (or a message or document) is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not JSON (or multipart where a file is accepted). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
             };
         };
     };
-    storage_token_create: {
+    resumeStream: {
+        parameters: {
+            query?: {
+                resumeAt?: number;
+            };
+            header?: never;
+            path: {
+                stream_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Server-sent events */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": string;
+                };
+            };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The stream is done and its buffer expired (resumable-stream's "already done"). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    appendStreamChunks: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                stream_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChunksInRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChunksOut"];
+                };
+            };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The id (or email) is taken, or the record kept changing: retry. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body (or a message or document) is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not JSON (or multipart where a file is accepted). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    endStream: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                stream_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["EndInRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EndOut"];
+                };
+            };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The id (or email) is taken, or the record kept changing: retry. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body (or a message or document) is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not JSON (or multipart where a file is accepted). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    getStreamState: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                stream_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StreamStateOut"];
+                };
+            };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The stream is done and its buffer expired (resumable-stream's "already done"). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    createToken: {
         parameters: {
             query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
-        requestBody?: {
+        requestBody: {
             content: {
                 "application/json": components["schemas"]["TokenInRequest"];
-                "multipart/form-data": components["schemas"]["TokenInRequest"];
             };
         };
         responses: {
@@ -2113,9 +5426,72 @@ export interface operations {
                     "application/json": components["schemas"]["TokenOut"];
                 };
             };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body (or a message or document) is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not JSON (or multipart where a file is accepted). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
-    storage_token_current_destroy: {
+    revokeToken: {
         parameters: {
             query?: never;
             header?: never;
@@ -2131,9 +5507,45 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
-    storage_user_list: {
+    getUser: {
         parameters: {
             query: {
                 email: string;
@@ -2152,9 +5564,54 @@ export interface operations {
                     "application/json": components["schemas"]["UserOut"][];
                 };
             };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
-    storage_user_create: {
+    createUser: {
         parameters: {
             query?: never;
             header?: never;
@@ -2164,7 +5621,6 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["UserCreateInRequest"];
-                "multipart/form-data": components["schemas"]["UserCreateInRequest"];
             };
         };
         responses: {
@@ -2176,12 +5632,87 @@ export interface operations {
                     "application/json": components["schemas"]["UserOut"];
                 };
             };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The id (or email) is taken, or the record kept changing: retry. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body (or a message or document) is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not JSON (or multipart where a file is accepted). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
-    storage_user_retrieve: {
+    getUserById: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description An ETag from an earlier answer: 304 without a body if it is still current */
+                "If-None-Match"?: string;
+            };
             path: {
                 id: string;
             };
@@ -2191,15 +5722,71 @@ export interface operations {
         responses: {
             200: {
                 headers: {
+                    /** @description The answer's strong tag: send it back in `If-None-Match` for a 304. */
+                    ETag: string;
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["UserOut"];
                 };
             };
+            /** @description Not modified: the ETag in If-None-Match is current */
+            304: {
+                headers: {
+                    /** @description The answer's strong tag: send it back in `If-None-Match` for a 304. */
+                    ETag: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
-    storage_user_destroy: {
+    deleteUser: {
         parameters: {
             query?: never;
             header?: never;
@@ -2217,9 +5804,54 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
-    storage_user_partial_update: {
+    updateUser: {
         parameters: {
             query?: never;
             header?: never;
@@ -2231,7 +5863,6 @@ export interface operations {
         requestBody?: {
             content: {
                 "application/json": components["schemas"]["PatchedUserUpdateInRequest"];
-                "multipart/form-data": components["schemas"]["PatchedUserUpdateInRequest"];
             };
         };
         responses: {
@@ -2243,9 +5874,72 @@ export interface operations {
                     "application/json": components["schemas"]["UserOut"];
                 };
             };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body (or a message or document) is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not JSON (or multipart where a file is accepted). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
-    storage_user_guest_create: {
+    createGuestUser: {
         parameters: {
             query?: never;
             header?: never;
@@ -2262,9 +5956,45 @@ export interface operations {
                     "application/json": components["schemas"]["UserOut"];
                 };
             };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
-    storage_user_me_retrieve: {
+    getCurrentUser: {
         parameters: {
             query?: never;
             header?: never;
@@ -2281,9 +6011,45 @@ export interface operations {
                     "application/json": components["schemas"]["UserOut"];
                 };
             };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
-    storage_vote_list: {
+    getVotesByChatId: {
         parameters: {
             query: {
                 chatId: string;
@@ -2302,9 +6068,54 @@ export interface operations {
                     "application/json": components["schemas"]["VoteOut"][];
                 };
             };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
-    storage_vote_create: {
+    voteMessage: {
         parameters: {
             query?: never;
             header?: never;
@@ -2314,16 +6125,78 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["VoteInRequest"];
-                "multipart/form-data": components["schemas"]["VoteInRequest"];
             };
         };
         responses: {
-            201: {
+            200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["VoteOut"];
+                };
+            };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credentials may not do this (e.g. a user token on a service-key endpoint). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found, including someone else's private data and unknown cursors. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body (or a message or document) is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not JSON (or multipart where a file is accepted). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Redis (or the vector store) is unavailable: retry. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };

@@ -54,4 +54,12 @@ describe("SchemaChecker", () => {
     assert.match(found, /POST \/api\/other\/ 200: path not in the schema/);
     assert.match(found, /\(body\)\.kind is a plain string, not an enum/);
   });
+
+  it("takes a family of values (a pattern) or an extensible enum as typed", () => {
+    for (const kind of [{ type: "string", pattern: "^tool-" }, { type: "string", "x-extensible-enum": ["a"] }]) {
+      const checker = new SchemaChecker(docWith(kind));
+      checker.check({ method: "GET", path: "/api/thing/x1/", status: 200, body: { id: "x1", kind: "tool-x", at: null } });
+      assert.deepEqual([...checker.mismatches], [], JSON.stringify(kind));
+    }
+  });
 });

@@ -121,8 +121,9 @@ function closeObjects<T>(schema: T): T {
   return copy as T;
 }
 
-/** Truly free-form data (documented as such): user preferences, tool input/output. */
-const FREE_FORM_ALLOWED = new Set(["preferences", "input", "output"]);
+/** Truly free-form data (documented as such in the README): user preferences, tool input/output,
+ * provider metadata of message parts. */
+const FREE_FORM_ALLOWED = new Set(["preferences", "input", "output", "providerMetadata"]);
 /** Fields whose values the server draws from a fixed set: the schema should say which (an enum). */
 const ENUM_FIELDS = new Set(["visibility", "role", "kind", "type", "status"]);
 
@@ -145,7 +146,8 @@ function freeForm(schema: unknown, doc: OpenApiDoc, at: string, seen = new Set<s
     found.push(`${at}[] is typed as free-form (unknown)`);
   }
   const field = at.split(".").at(-1) ?? "";
-  if (ENUM_FIELDS.has(field) && node.type === "string" && !node.enum) found.push(`${at} is a plain string, not an enum`);
+  const open = node.pattern !== undefined || node["x-extensible-enum"] !== undefined; // a family (`tool-*`) or known values plus others
+  if (ENUM_FIELDS.has(field) && node.type === "string" && !node.enum && !open) found.push(`${at} is a plain string, not an enum`);
   if (node.type === "array" && node.items) found.push(...freeForm(node.items, doc, `${at}[]`, seen));
   for (const [name, property] of Object.entries((node.properties ?? {}) as Record<string, unknown>)) {
     if (!FREE_FORM_ALLOWED.has(name)) found.push(...freeForm(property, doc, `${at}.${name}`, seen));
