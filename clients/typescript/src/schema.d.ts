@@ -1936,7 +1936,10 @@ export interface operations {
     recordActivity: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent). */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2108,7 +2111,10 @@ export interface operations {
     createGoal: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent). */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2769,7 +2775,10 @@ export interface operations {
     syncProgress: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent). */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 id: string;
             };
@@ -3203,7 +3212,10 @@ export interface operations {
     createRealtimeTicket: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent). */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -3343,7 +3355,10 @@ export interface operations {
     saveChat: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent). */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -3804,7 +3819,10 @@ export interface operations {
     createStreamId: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent). */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 id: string;
             };
@@ -4026,7 +4044,10 @@ export interface operations {
     saveDocument: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent). */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -4328,7 +4349,10 @@ export interface operations {
     saveSuggestions: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent). */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 id: string;
             };
@@ -4581,7 +4605,10 @@ export interface operations {
     saveMessages: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent). */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -4975,7 +5002,10 @@ export interface operations {
     searchUserData: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent). */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -5139,7 +5169,10 @@ export interface operations {
     appendStreamChunks: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent). */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 stream_id: string;
             };
@@ -5236,7 +5269,10 @@ export interface operations {
     endStream: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent). */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 stream_id: string;
             };
@@ -5408,7 +5444,10 @@ export interface operations {
     createToken: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent). */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -5614,7 +5653,10 @@ export interface operations {
     createUser: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent). */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -5942,7 +5984,10 @@ export interface operations {
     createGuestUser: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent). */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -6118,7 +6163,10 @@ export interface operations {
     voteMessage: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent). */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
