@@ -29,9 +29,19 @@ from storage.api.permissions import IsMooktiUser, actor_id
 from storage.managers.streams import END_STATUSES, STATUSES, Located, streams
 
 ACTIVE_STATUSES = ("none", *STATUSES)  # a chat without a stream: "none"
-# The event stream as the schema shows it: text, one event per chunk, then the end event.
-EVENT_STREAM = {"type": "string", "description": "`id: <position>` + `data: <chunk as JSON>` per chunk, then "
-                "`event: end` + `data: {\"status\": ...}`; `:` comment lines keep the connection open."}  # fmt: skip
+# One server-sent event as the schema shows it (per event, as SSE readers parse them): a chunk
+# (``id`` the position to resume at, ``data`` the chunk as a JSON string), or the end.
+EVENT_STREAM = {
+    "type": "object",
+    "description": "`id: <position>` + `data: <chunk as JSON>` per chunk, then `event: end` + "
+    '`data: {"status": ...}`; `:` comment lines keep the connection open.',
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$"},
+        "event": {"type": "string", "enum": ["end"]},
+        "data": {"type": "string"},
+    },
+    "required": ["data"],
+}
 
 
 def _max(name: str) -> int:
@@ -54,7 +64,9 @@ class ChunkField(serializers.CharField):
 
 
 class ChunksIn(StrictSerializer):
-    seq = serializers.IntegerField(min_value=0, help_text="The batch number: 0, 1, 2, ... (a repeat is a no-op)")
+    seq = serializers.IntegerField(
+        min_value=0, max_value=2**53 - 1, help_text="The batch number: 0, 1, 2, ... (a repeat is a no-op)"
+    )
     chunks = serializers.ListField(child=ChunkField(), allow_empty=True)
 
     def validate_chunks(self, value: list[str]) -> list[str]:

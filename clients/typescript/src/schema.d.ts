@@ -873,7 +873,10 @@ export interface components {
         };
         ChunksInRequest: {
             chunks: (string)[];
-            /** @description The batch number: 0, 1, 2, ... (a repeat is a no-op) */
+            /**
+             * Format: int64
+             * @description The batch number: 0, 1, 2, ... (a repeat is a no-op)
+             */
             seq: number;
         };
         ChunksOut: {
@@ -5107,7 +5110,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "text/event-stream": string;
+                    "text/event-stream": {
+                        data: string;
+                        /** @enum {string} */
+                        event?: "end";
+                        id?: string;
+                    };
                 };
             };
             /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
