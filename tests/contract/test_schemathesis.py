@@ -51,7 +51,9 @@ class Outcome:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    started = start_server(MOOKTI_LIMIT_FREE="100000", MOOKTI_LOG_LEVEL="ERROR")  # the fuzzer sends many messages
+    # the fuzzer sends many messages; a stream it left open goes stale (and its readers' event
+    # stream ends) well within a request's timeout
+    started = start_server(MOOKTI_LIMIT_FREE="100000", MOOKTI_LOG_LEVEL="ERROR", MOOKTI_STREAM_STALE_AFTER="5")
     yield started
     started.stop()
 
