@@ -29,6 +29,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.decorators import sync_and_async_middleware
 
 from mookti import keys
+from mookti.api.schema import ERROR_DESCRIPTIONS, ERROR_REF
 from mookti.ids import Scope, idempotency_scope, now_us
 from mookti.redis import REDIS_ERRORS, get_redis
 
@@ -132,7 +133,7 @@ def declare_header(result: dict[str, Any], generator: Any, request: Any, public:
         "in": "header",
         "name": HEADER,
         "required": False,
-        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": KEY_PATTERN.pattern},
         "description": (
             "Makes the POST safe to retry: a repeat with the same key (same caller and path, within "
             f"{settings.MOOKTI_IDEMPOTENCY_TTL // 3600} h) is applied once and answers like the first "
@@ -143,4 +144,9 @@ def declare_header(result: dict[str, Any], generator: Any, request: Any, public:
         post = operations.get("post")
         if post is not None and not any(p.get("name") == HEADER for p in post.get("parameters", [])):
             post.setdefault("parameters", []).append(parameter)
+            # a malformed key is a 400, also on a POST that takes no other input
+            post.setdefault("responses", {}).setdefault(
+                "400",
+                {"description": ERROR_DESCRIPTIONS[400], "content": {"application/json": {"schema": ERROR_REF}}},
+            )
     return result

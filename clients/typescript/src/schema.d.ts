@@ -3232,6 +3232,15 @@ export interface operations {
                     "application/json": components["schemas"]["RealtimeTicket"];
                 };
             };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
             401: {
                 headers: {
@@ -6007,6 +6016,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["UserOut"];
+                };
+            };
+            /** @description Bad input: `fields` names each bad field (unknown fields and parameters are refused too). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description No, bad, expired or revoked credentials, or `X-Mookti-User` names no user. */
