@@ -36,6 +36,9 @@ EXAMPLES = os.environ.get("MOOKTI_FUZZ_EXAMPLES", "5")
 # on a shared two-core machine: opt in with MOOKTI_FUZZ_PHASES=examples,coverage,fuzzing,stateful.
 PHASES = os.environ.get("MOOKTI_FUZZ_PHASES", "examples,fuzzing,stateful")
 LAST = ["deleteUser", "revokeToken"]
+# Left to tests/storage/test_streams.py: a stream read answers server-sent events until the stream
+# ends, and fuzz workers appending to the same stream keep it open past any request timeout.
+NOT_FUZZED = ["resumeStream"]
 # Seconds per run (schemathesis's --max-time: fuzzing and stateful testing repeat until it is
 # spent), so the three runs take about five minutes whatever the machine.
 BUDGET = int(os.environ.get("MOOKTI_FUZZ_SECONDS", "90"))
@@ -80,7 +83,7 @@ def fuzz(
     ]  # fmt: skip
     for name, value in headers.items():
         command += ["--header", f"{name}: {value}"]
-    for operation_id in only or LAST:
+    for operation_id in only or [*LAST, *NOT_FUZZED]:
         command += ["--include-operation-id" if only else "--exclude-operation-id", operation_id]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.contract.hooks", "PYTHONPATH": str(ROOT)}
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=budget + SLACK)
