@@ -206,7 +206,8 @@ def test_a_thousand_resumes_of_live_and_finished_streams(server, alice):
         produce(alice, stream_id, texts[stream_id], 7, threading.Event())
 
     async def scenario() -> list[tuple[str, int, Any]]:
-        limits = httpx.Limits(max_connections=50)
+        # each resume on a new connection, as a page reload: no race with the server closing an idle one
+        limits = httpx.Limits(max_connections=50, max_keepalive_connections=0)
         async with httpx.AsyncClient(timeout=httpx.Timeout(120, pool=None), limits=limits) as client:
             gate = asyncio.Semaphore(50)
 
