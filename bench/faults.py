@@ -95,6 +95,7 @@ class Rig:
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "mookti.settings",
             "REDIS_URL": self.url,
+            "REDIS_CLUSTER": "false",  # its own standalone redis-server, also in the cluster pass
             "CHANNEL_REDIS_URL": self.url,
             "MOOKTI_REDIS_PREFIX": self.prefix,
             "MOOKTI_SERVICE_KEY": SERVICE_KEY,
