@@ -123,6 +123,29 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+async def wait_healthy(
+    process: subprocess.Popen, port: int, timeout: float, what: str, log: Path | None = None
+) -> None:
+    """Until ``GET /api/health/`` on ``port`` answers 200; SystemExit (with the log) if ``process``
+    exits or ``timeout`` seconds pass first."""
+    tail = (lambda: f":\n{log.read_text()}") if log else (lambda: "")
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise SystemExit(f"{what} exited ({process.returncode}){tail()}")
+        try:
+            connection = Connection(port)
+            reply = await connection.request("GET", "/api/health/")
+            await connection.close()
+            if reply.status == 200:
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{what} did not answer in {timeout:.0f}s{tail()}")
+        await asyncio.sleep(0.1)
+
+
 @dataclass
 class Server:
     port: int
@@ -185,21 +208,7 @@ class Server:
         return cls(port, prefix, service_key, redis_url, cluster, env, process, log)
 
     async def wait_ready(self, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                raise SystemExit(f"server exited ({self.process.returncode}):\n{self.log.read_text()}")
-            try:
-                connection = Connection(self.port)
-                reply = await connection.request("GET", "/api/health/")
-                await connection.close()
-                if reply.status == 200:
-                    return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"server did not answer in {timeout:.0f}s:\n{self.log.read_text()}")
-            await asyncio.sleep(0.2)
+        await wait_healthy(self.process, self.port, timeout, "server", self.log)
 
     def stop(self, timeout: float = 60.0) -> None:
         """SIGTERM (``serve`` forwards it to its children in order), SIGKILL after ``timeout``."""

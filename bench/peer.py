@@ -33,14 +33,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import HOST, ROOT, Connection, Server, create_user, expect, free_port
+from bench.common import HOST, ROOT, Connection, Server, create_user, expect, free_port, wait_healthy
 
 PEER_DIR = ROOT / "bench" / "peer"
 SEED_CHATS = 25
@@ -159,20 +158,7 @@ class Peer:
         return cls(port, process)
 
     async def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"the peer exited ({self.process.returncode})")
-            try:
-                connection = Connection(self.port)
-                reply = await connection.request("GET", "/api/health/")
-                await connection.close()
-                if reply.status == 200:
-                    return
-            except OSError:
-                pass
-            await asyncio.sleep(0.1)
-        raise SystemExit("the peer did not answer")
+        await wait_healthy(self.process, self.port, timeout, "the peer")
 
     def stop(self) -> None:
         if self.process.poll() is None:
