@@ -18,7 +18,8 @@ from mookti.redis import REDIS_ERRORS, is_out_of_memory
 logger = logging.getLogger(__name__)
 
 
-def _body(code: str, message: str, fields: dict[str, Any] | None = None) -> dict[str, Any]:
+def error_body(code: str, message: str, fields: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The one error body of the API (also for the middleware answers that never reach DRF)."""
     error: dict[str, Any] = {"code": code, "message": message}
     if fields:
         error["fields"] = fields
@@ -40,23 +41,23 @@ _DRF_CODES = {
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, DomainError):
-        response = Response(_body(exc.code, exc.message, exc.fields), status=exc.status_code)
+        response = Response(error_body(exc.code, exc.message, exc.fields), status=exc.status_code)
         if isinstance(exc, RateLimited):
             response["Retry-After"] = str(exc.retry_after)
         return response
     if isinstance(exc, RequestDataTooBig):
-        return Response(_body("payload_too_large:api", "Request body too large."), status=413)
+        return Response(error_body("payload_too_large:api", "Request body too large."), status=413)
     if is_out_of_memory(exc):
         logger.error(
             "Redis refused a write: its memory is full (maxmemory reached, noeviction). Raise maxmemory "
             "(or the plan), or free space: deletes still work; MOOKTI_EVENTS_RETENTION bounds the event streams."
         )
         message = "The data store's memory is full: new data is refused until space is freed (deletes still work)."
-        return Response(_body("insufficient_storage:database", message), status=507)
+        return Response(error_body("insufficient_storage:database", message), status=507)
     if isinstance(exc, REDIS_ERRORS):
         # the breaker (mookti.redis) logs the outage once; one line per refused request would flood the log
         logger.debug("Redis unavailable: %s", type(exc).__name__)
-        response = Response(_body("unavailable:database", "The data store is unavailable; try again."), status=503)
+        response = Response(error_body("unavailable:database", "The data store is unavailable; try again."), status=503)
         response["Retry-After"] = "1"
         response._has_been_logged = True  # by django.request, which logs every 5xx
         return response
@@ -70,10 +71,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     code = _DRF_CODES.get(response.status_code, "error:api")
     if isinstance(exc, exceptions.ValidationError):
         fields = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
-        response.data = _body(code, "Invalid input.", fields)
+        response.data = error_body(code, "Invalid input.", fields)
     else:
         detail = getattr(exc, "detail", "")
-        response.data = _body(code, str(detail) if detail else response.status_text)
+        response.data = error_body(code, str(detail) if detail else response.status_text)
     return response
 
 
@@ -98,7 +99,7 @@ class JsonErrorsMiddleware:
             return response
         status = response.status_code
         text = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
-        json_response = JsonResponse(_body(_PLAIN_CODES.get(status, "error:api"), text), status=status)
+        json_response = JsonResponse(error_body(_PLAIN_CODES.get(status, "error:api"), text), status=status)
         for header in ("Allow", "Retry-After", "WWW-Authenticate"):
             if header in response:
                 json_response[header] = response[header]

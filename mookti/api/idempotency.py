@@ -29,6 +29,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.decorators import sync_and_async_middleware
 
 from mookti import keys
+from mookti.api.exceptions import error_body
 from mookti.api.schema import ERROR_DESCRIPTIONS, ERROR_REF
 from mookti.ids import Scope, idempotency_scope, now_us
 from mookti.redis import REDIS_ERRORS, get_redis
@@ -46,10 +47,7 @@ def _digest(request: HttpRequest, key: str) -> str:
 
 
 def _error(status: int, code: str, message: str, fields: dict[str, Any] | None = None) -> JsonResponse:
-    error: dict[str, Any] = {"code": code, "message": message}
-    if fields:
-        error["fields"] = fields
-    return JsonResponse({"error": error}, status=status)
+    return JsonResponse(error_body(code, message, fields), status=status)
 
 
 def begin(request: HttpRequest, key: str) -> Scope | HttpResponse:
