@@ -14,8 +14,9 @@ Failure behaviour (docs/operations.md, "Redis outages"):
 
 - No client-side re-send: a command whose reply was lost may have been applied, so redis-py's
   retry is off. A client retries a POST with an ``Idempotency-Key`` instead: inside such a
-  request a standalone :class:`Write` carries a guard (:func:`_execute_guarded`), so the retry
-  applies nothing twice, even while the first attempt is still stuck in a frozen server.
+  request a :class:`Write` carries a guard (:func:`_execute_guarded`; on a cluster one per step,
+  in the step's slot), so the retry applies nothing twice, even while the first attempt is still
+  stuck in a frozen server.
 - Every command has a short timeout (``MOOKTI_REDIS_TIMEOUT``, 2 s): a stalled Redis costs a
   request at most that long before it becomes a 503.
 - A circuit breaker: a connect failure or a timeout opens it for ``MOOKTI_REDIS_BREAKER_SECONDS``;
@@ -25,6 +26,7 @@ Failure behaviour (docs/operations.md, "Redis outages"):
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
@@ -41,6 +43,7 @@ import redis.asyncio.cluster
 from django.conf import settings
 from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
+from redis.crc import key_slot
 from redis.exceptions import ExecAbortError, OutOfMemoryError, RedisClusterException, ResponseError
 from redis.retry import Retry
 
@@ -318,9 +321,9 @@ class Write:
     and hands every callback the replies of each step, so e.g. an event's stream id (the XADD
     reply) can be pushed to listeners afterwards.
 
-    ``absent``: keys that must not exist (a create): standalone, checked in the same atomic
-    step (:class:`KeyExists`, nothing applied); on a cluster the caller creates the entity
-    first. ``frees_memory``: a delete. A full Redis refuses every command inside MULTI, so
+    ``absent``: keys that must not exist (a create), checked in the same atomic step
+    (:class:`KeyExists`, nothing applied); on a cluster that is the first step, whose slot they
+    must share. ``frees_memory``: a delete. A full Redis refuses every command inside MULTI, so
     then its commands run without one, in protocol order (removals first, :func:`_run_freeing`).
     """
 
@@ -346,7 +349,7 @@ class Write:
 
     def execute(self) -> list[list[Any]]:
         if is_cluster():
-            replies = _run_in_order(self._steps)
+            replies = self._run_guarded_in_order() if current_scope() or self.absent else _run_in_order(self._steps)
         else:
             try:
                 replies = self._run_atomic()
@@ -357,6 +360,8 @@ class Write:
         if replies is None:
             self.applied_before = True
             return [[None] * count for count in self._counts]
+        if self.applied_before:  # a cluster replay that completed what the first attempt began
+            return replies
         for callback in self._callbacks:
             callback(replies)
         return replies
@@ -377,6 +382,63 @@ class Write:
             if flat is None:
                 return None
         return [flat[a:b] for a, b in bounds]
+
+    def _run_guarded_in_order(self) -> list[list[Any]] | None:
+        """A cluster: each step its own guarded MULTI/EXEC on its slot's node, in protocol order.
+
+        Step ``i`` carries the guard ``<write's guard>:{tag}:i`` in its own slot, so a replay skips
+        the steps the first attempt applied and applies the rest (a first attempt cut off after
+        its entity step is completed, not repeated); ``absent`` keys are checked in the first
+        step, whose slot they must share. None when every step was applied before.
+        """
+        client = get_redis()
+        guard, ttl, remember = _next_guard()
+        replies: list[list[Any]] = []
+        self._counts = []
+        applied = 0
+        for index, step in enumerate(self._steps):
+            # queued on a plain pipeline (its commands are readable), then handed to the slot's node
+            staged = client.get_default_node().redis_connection.pipeline(transaction=True)
+            step(staged)
+            self._counts.append(len(staged.command_stack))
+            if not staged.command_stack:
+                replies.append([])
+                continue
+            slot = client.determine_slot(*staged.command_stack[0][0])
+            pipe = client.nodes_manager.get_node_from_slot(slot).redis_connection.pipeline(transaction=True)
+            for args, options in staged.command_stack:
+                pipe.pipeline_execute_command(*args, **options)
+            absent = self.absent if index == 0 else ()
+            step_guard = f"{guard}:{{{slot_tag(slot)}}}:{index}"
+            flat = _execute_guarded(pipe, step_guard, ttl, remember, absent)
+            if flat is None:
+                applied += 1
+                flat = [None] * self._counts[-1]
+            replies.append(flat)
+        if applied and applied == sum(1 for count in self._counts if count):
+            return None
+        self.applied_before = applied > 0
+        return replies
+
+
+@functools.cache
+def _slot_tags() -> list[str]:
+    """For each of the 16384 cluster slots, a short hash tag that maps to it (computed once)."""
+    tags: list[str | None] = [None] * 16384
+    left, n = 16384, 0
+    while left:
+        tag = format(n, "x")
+        slot = key_slot(tag.encode())
+        if tags[slot] is None:
+            tags[slot] = tag
+            left -= 1
+        n += 1
+    return tags  # type: ignore[return-value]
+
+
+def slot_tag(slot: int) -> str:
+    """A hash tag (the text inside ``{...}``) whose keys live in ``slot``."""
+    return _slot_tags()[slot]
 
 
 # KEYS[1] the write's guard, KEYS[2...] keys that must be absent; ARGV[1] the guard's TTL (ms).

@@ -7,10 +7,9 @@ from typing import Any
 from mookti import events, outbox
 from mookti.errors import Conflict, NotFound
 from mookti.ids import new_id, now_us
-from mookti.redis import KeyExists, Write, get_async_redis, get_redis, is_cluster, pipeline
+from mookti.redis import KeyExists, Write, get_async_redis, get_redis, pipeline
 from storage import keys
 from storage.entities import Chat, Stream
-from storage.managers.common import create_if_absent
 from storage.managers.paging import PageRequest
 from storage.managers.revisions import Revision, touch_chat, touch_user
 
@@ -56,18 +55,15 @@ class ChatManager:
     ) -> dict[str, Any]:
         """saveChat: the hash, the owner's indexes and the event as one atomic step on a standalone
         Redis (a taken id is a 409 and nothing is written; a replay of the same request is a no-op).
-        On a cluster in protocol order: the hash first (only if the id is free), indexes after."""
+        On a cluster in protocol order, each step guarded: the hash first (only if the id is free),
+        indexes after."""
         chat_id = chat_id or new_id()
         created_at = created_at or now_us()
         entity = Chat(chat_id, user_id, title, visibility, created_at)
         taken = Conflict("A chat with this id already exists.", {"id": ["already exists"]})
         chat = entity.to_dict()
         write = Write(absent=(keys.chat(chat_id),))
-        if is_cluster():
-            if not create_if_absent(keys.chat(chat_id), entity.encode()):
-                raise taken
-        else:
-            write.step(lambda p: p.hset(keys.chat(chat_id), mapping=entity.encode()))
+        write.step(lambda p: p.hset(keys.chat(chat_id), mapping=entity.encode()))
 
         def index(p: Any) -> None:
             p.zadd(keys.user_chats(user_id), {chat_id: created_at})

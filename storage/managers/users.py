@@ -15,10 +15,9 @@ from django.contrib.auth.hashers import check_password, make_password
 from mookti import events, outbox
 from mookti.errors import Conflict, NotFound
 from mookti.ids import new_id, now_us
-from mookti.redis import Write, get_async_redis, get_redis, pipeline
+from mookti.redis import KeyExists, Write, get_async_redis, get_redis, pipeline
 from storage import keys, signals
 from storage.entities import Token, User
-from storage.managers.common import create_if_absent
 from storage.managers.revisions import Revision, touch_user
 
 USER_TYPES = ("free", "basic", "pro")
@@ -52,15 +51,18 @@ class UserManager:
         is_guest: bool = False,
         password_hash: str | None = None,
     ) -> dict[str, Any]:
-        """Claim the email (SET NX), create the hash if the id is free, then index it."""
+        """Claim the email (SET NX), then the hash (if the id is free) and its indexes as one write.
+
+        Inside an ``Idempotency-Key`` scope a replay finds the email claimed for the same id and
+        the write's guard set: it answers with the user the first attempt stored."""
         client = get_redis()
         email = normalize_email(email)
         user_id = user_id or new_id()
         created_at = created_at or now_us()
-        if not client.set(keys.user_email(email), user_id, nx=True):
-            owner = client.get(keys.user_email(email))
-            if owner != user_id or client.exists(keys.user(user_id)):
-                raise Conflict("A user with this email already exists.", {"email": ["already registered"]})
+        email_taken = Conflict("A user with this email already exists.", {"email": ["already registered"]})
+        claimed = bool(client.set(keys.user_email(email), user_id, nx=True))
+        if not claimed and client.get(keys.user_email(email)) != user_id:
+            raise email_taken
         user = User(
             id=user_id,
             email=email,
@@ -72,14 +74,19 @@ class UserManager:
             createdAt=created_at,
             password=password_hash or (make_password(password) if password else ""),
         )
-        created = create_if_absent(keys.user(user_id), user.encode())
-        if not created:
-            client.delete(keys.user_email(email))
-            raise Conflict("A user with this id already exists.", {"id": ["already exists"]})
-        write = Write()
+        write = Write(absent=(keys.user(user_id),))
+        write.step(lambda p: p.hset(keys.user(user_id), mapping=user.encode()))
         write.step(lambda p: p.zadd(keys.users(), {user_id: created_at}))
         write.step(lambda p: p.zadd(keys.users_by_type(user_type), {user_id: created_at}))
-        write.execute()
+        try:
+            write.execute()
+        except KeyExists:
+            if not claimed:  # the email was this id's already: the user exists
+                raise email_taken from None
+            client.delete(keys.user_email(email))
+            raise Conflict("A user with this id already exists.", {"id": ["already exists"]}) from None
+        if write.applied_before:  # a replay: the user as the first attempt stored it
+            return self.get(user_id) or user.to_dict()
         return user.to_dict()
 
     def create_guest(self) -> dict[str, Any]:
