@@ -21,7 +21,7 @@ from storage.api import serializers as s
 from storage.api.auth import Principal
 from storage.api.conditional import IF_NONE_MATCH, NOT_MODIFIED, conditional, revision
 from storage.api.permissions import IsMooktiUser, IsMooktiUserOrReadOnly, IsService, IsServiceOrSelf, actor_id
-from storage.managers import chats, documents, messages, tokens, users, votes
+from storage.managers import chats, documents, messages, streams, tokens, users, votes
 from storage.managers.paging import PageRequest
 
 
@@ -208,7 +208,7 @@ class ChatViewSet(viewsets.ViewSet):
         if request.method == "GET":
             return Response(s.StreamOut(chats.list_streams(actor_id(request), chat_id), many=True).data)
         data = validated(s.StreamIn, request.data)
-        stream = chats.add_stream(actor_id(request), chat_id, data["streamId"])
+        stream = streams.create(actor_id(request), chat_id, data["streamId"])  # also the chat's active stream
         return Response(s.StreamOut(stream).data, status=status.HTTP_201_CREATED)
 
 

@@ -202,13 +202,7 @@ class ChatManager:
         write.step(lambda p: p.unlink(*chat_keys))
         outbox.stage(write, "delete_chat", userId=user_id, chatId=chat_id)
 
-    # --- resumable stream ids (createStreamId / getStreamIdsByChatId) ---------------------------
-    def add_stream(self, actor_id: str, chat_id: str, stream_id: str) -> dict[str, Any]:
-        """createStreamId: also opens the stream's buffer and makes it the chat's active stream."""
-        from storage.managers.streams import streams  # streams builds on this module
-
-        return streams.create(actor_id, chat_id, stream_id)
-
+    # --- resumable stream ids (getStreamIdsByChatId; createStreamId is storage.managers.streams) ---
     def list_streams(self, actor_id: str, chat_id: str) -> list[dict[str, Any]]:
         pipe = pipeline()
         pipe.hgetall(keys.chat(chat_id))
