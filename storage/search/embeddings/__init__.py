@@ -40,6 +40,9 @@ class Embeddings(ABC):
     }
     #: how many texts one call to the model handles well (the indexer batches by it)
     batch_size: int = 64
+    #: the hybrid score's keyword weight this model's cosine range calls for (None: the default,
+    #: 0.15, measured with MiniLM); ``MOOKTI_SEARCH_KEYWORD_WEIGHT`` overrides it
+    keyword_weight: float | None = None
 
     @property
     @abstractmethod
