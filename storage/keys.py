@@ -103,6 +103,12 @@ def document_version(document_id: str, created_at: int | str) -> str:
     return key(f"document:{{{document_id}}}:version:{created_at}")
 
 
+def document_save_guard(document_id: str, token: str) -> str:
+    """STRING: the version time an ``Idempotency-Key`` request saved (PX: the idempotency TTL), so
+    its replay saves nothing (checked inside the save's Lua step)."""
+    return key(f"document:{{{document_id}}}:save:{token}")
+
+
 def document_suggestions(document_id: str) -> str:
     """ZSET suggestion ids by the createdAt of the version they belong to."""
     return key(f"document:{{{document_id}}}:suggestions")
