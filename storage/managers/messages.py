@@ -20,6 +20,7 @@ from mookti.ids import current_scope, new_id, now_us
 from mookti.redis import Write, get_redis, pipeline, register_script
 from storage import keys, signals
 from storage.entities import Message, Vote, text_of
+from storage.entities.records import PARTS_FIELDS
 from storage.managers.chats import decode_chat, require_owned, require_readable
 from storage.managers.common import flat
 from storage.managers.paging import PageRequest
@@ -83,7 +84,7 @@ return reply
 )
 
 
-decode_message = Message.view
+decode_message = Message.stored
 
 
 def _lookup(value: str | None) -> tuple[str, str]:
@@ -194,7 +195,8 @@ class MessageManager:
             pipe = pipeline()
             for message in messages:
                 pipe.hgetall(keys.chat_message(message["chatId"], message["id"]))
-            return [m for m in map(decode_message, pipe.execute()) if m]
+            found = zip(messages, pipe.execute(), strict=True)
+            return [m for m in (decode_message(n["chatId"], n["id"], raw) for n, raw in found) if m]
         return messages
 
     def list(
@@ -218,7 +220,8 @@ class MessageManager:
         pipe = pipeline()
         for message_id in ids:
             pipe.hgetall(keys.chat_message(chat_id, message_id))
-        return [m for m in map(decode_message, pipe.execute()) if m], has_more
+        found = (decode_message(chat_id, m, raw) for m, raw in zip(ids, pipe.execute(), strict=True))
+        return [m for m in found if m], has_more
 
     def get(self, actor_id: str | None, message_id: str) -> dict[str, Any]:
         """getMessageById."""
@@ -228,7 +231,7 @@ class MessageManager:
         pipe.hgetall(keys.chat_message(chat_id, message_id))
         raw_chat, raw = pipe.execute()
         require_readable(decode_chat(raw_chat), actor_id)
-        message = decode_message(raw)
+        message = decode_message(chat_id, message_id, raw)
         if message is None:
             raise NotFound("message")
         return message
@@ -240,7 +243,7 @@ class MessageManager:
             raise NotFound("message")
         fields: dict[str, str] = {}
         if "parts" in changes:
-            fields["parts"] = json.dumps(changes["parts"], separators=(",", ":"))
+            fields.update(Message.parts_fields(changes["parts"]))
             content = changes.get("content") or ""
             if content and content != text_of(changes["parts"]):
                 fields["content"] = content
@@ -253,8 +256,9 @@ class MessageManager:
         message_key = keys.chat_message(chat_id, message_id)
 
         def replace(p: Any) -> None:
-            if "parts" in changes and "content" not in fields:  # the text of the new parts: derived on read
-                p.hdel(message_key, "content")
+            if "parts" in changes:  # the parts' other field, and content when it is their text (derived on read)
+                gone = [name for name in PARTS_FIELDS if name not in fields]
+                p.hdel(message_key, *gone, *([] if "content" in fields else ["content"]))
             UPDATE_IF_EXISTS(keys=[message_key, keys.chat(chat_id)], args=flat(fields), client=p)
 
         index = write.step(replace)
@@ -274,7 +278,7 @@ class MessageManager:
             return self.get(actor_id, message_id)
         if not reply[0]:
             raise NotFound("message")
-        return decode_message(dict(zip(reply[2::2], reply[3::2], strict=True)))  # type: ignore[return-value]
+        return decode_message(chat_id, message_id, dict(zip(reply[2::2], reply[3::2], strict=True)))  # type: ignore[return-value]
 
     def delete_after(self, actor_id: str, chat_id: str, timestamp: int) -> list[str]:
         """deleteMessagesByChatIdAfterTimestamp: createdAt >= timestamp (inclusive), votes too."""

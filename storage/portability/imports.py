@@ -264,7 +264,9 @@ class ImportManager:
             elif lookup and lookup.partition("/")[0] != item["chatId"]:
                 outcomes[position] = f"message id used by another chat: {lookup.partition('/')[0]}"
             elif raw:
-                outcomes[position] = EXISTS if raw == Message.build(item).encode() else CHANGED
+                stored = Message.stored(item["chatId"], item["id"], raw)  # either storage format
+                same = stored == Message.stored(item["chatId"], item["id"], Message.build(item).encode())
+                outcomes[position] = EXISTS if same else CHANGED
             elif lookup:
                 outcomes[position] = EXISTS
             else:

@@ -198,7 +198,8 @@ def export_storage_user(user_id: str, emit: Emit) -> None:
                 pipe = pipeline()
                 for message_id in ids:
                     pipe.hgetall(keys.chat_message(chat_id, message_id))
-                for message in filter(None, map(Message.view, pipe.execute())):
+                found = (Message.stored(chat_id, m, raw) for m, raw in zip(ids, pipe.execute(), strict=True))
+                for message in filter(None, found):
                     emit("messages", {**message, "createdAt": ts_out(message["createdAt"])})
             for message_id, value in sorted(votes.items()):
                 emit("votes", Vote.from_field(chat_id, message_id, value).to_dict())
