@@ -28,9 +28,10 @@ from storage.managers.revisions import Revision, touch_chat, touch_user
 from storage.managers.users import decode_user
 
 ROLES = ("user", "assistant", "system")
-# What a message's events carry: ids and what orders it; clients read the text with GET (the
-# replay stream would otherwise hold a second copy of every message).
-EVENT_FIELDS = ("id", "chatId", "role", "createdAt")
+# What a message's events carry: its ids and role (a client counts its learner's messages without a
+# read); clients read the text and time with GET (the replay stream would otherwise hold a second
+# copy of every message, and every byte here is kept per message for the stream's retention).
+EVENT_FIELDS = ("id", "chatId", "role")
 DAY_US = 24 * 3600 * 1_000_000
 # Rate-limit history kept per user; covers the longest window the count endpoint accepts.
 MESSAGE_TIMES_RETENTION_US = 31 * DAY_US
