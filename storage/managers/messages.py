@@ -48,7 +48,7 @@ return 1
 )
 
 # KEYS[1] user hash, KEYS[2] the user's message-times ZSET (one slot); ARGV: now, window start,
-# retention cutoff, limits by kind (JSON), then the new learner messages' ``chatId/messageId``.
+# retention cutoff, limits by kind (JSON), then the new learner messages' ids.
 # Checks the daily limit and reserves the quota in one atomic step, so concurrent posts cannot
 # pass it together. Replies {1} (reserved), {0, limit, kind, oldest score} (over the limit) or
 # {-1} (no such user). A message counts from the time it reached the server, not its createdAt,
@@ -122,7 +122,7 @@ class MessageManager:
             pipe.get(keys.message_chat(message["id"]))
         pipe.hgetall(keys.user(actor_id))
         times_key = keys.user_message_times(actor_id)
-        quota = [f"{m['chatId']}/{m['id']}" for m in messages if m["role"] == "user"]
+        quota = [m["id"] for m in messages if m["role"] == "user"]  # ids are unique (the lookup): no chat id
         RESERVE_QUOTA(
             keys=[keys.user(actor_id), times_key],
             args=[

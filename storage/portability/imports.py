@@ -128,7 +128,7 @@ class ImportManager:
         """Users with their id, email claim, password hash and (restore) message-time history.
 
         Item: id, email, password (a Django hash or ""), name, type, isGuest, timezone,
-        preferences, createdAt, optionally messageTimes [(chatId/messageId, createdAt)].
+        preferences, createdAt, optionally messageTimes [(messageId, createdAt)].
         """
         for item in items:
             item["email"] = normalize_email(item.get("email") or "")
@@ -295,7 +295,7 @@ class ImportManager:
         recent_since = now_us() - MESSAGE_TIMES_RETENTION_US
         for chat_id, group in by_chat.items():
             owner = owners[chat_id]
-            times = {f"{chat_id}/{m['id']}": m["createdAt"] for m in group if m["role"] == "user"}
+            times = {m["id"]: m["createdAt"] for m in group if m["role"] == "user"}
             times = {member: at for member, at in times.items() if at >= recent_since} if record_times else {}
 
             def index(p: Any, c: str = chat_id, u: str = owner, g: list = group, t: dict = times) -> None:

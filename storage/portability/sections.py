@@ -234,9 +234,8 @@ def export_storage_user(user_id: str, emit: Emit) -> None:
 
 def _user_record(user: dict[str, Any], password: str, times: list[tuple[str, float]]) -> dict[str, Any]:
     recent = []
-    for member, score in times:
-        chat_id, _, message_id = member.partition("/")
-        recent.append({"chatId": chat_id, "messageId": message_id, "createdAt": ts_out(int(score))})
+    for member, score in times:  # a message id; ``chatId/messageId`` before issue 13
+        recent.append({"messageId": member.rpartition("/")[2], "createdAt": ts_out(int(score))})
     return {**user, "createdAt": ts_out(user["createdAt"]), "passwordHash": password, "messageTimes": recent}
 
 
@@ -251,9 +250,7 @@ def _user_item(record: dict[str, Any]) -> dict[str, Any]:
         "timezone": record.get("timezone", "UTC"),
         "preferences": record.get("preferences") or {},
         "createdAt": ts_in(record["createdAt"]),
-        "messageTimes": [
-            (f"{t['chatId']}/{t['messageId']}", ts_in(t["createdAt"])) for t in record.get("messageTimes") or []
-        ],
+        "messageTimes": [(t["messageId"], ts_in(t["createdAt"])) for t in record.get("messageTimes") or []],
     }
 
 

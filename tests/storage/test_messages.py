@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from mookti.ids import now_us
 from mookti.redis import get_redis
 from storage import keys
 
@@ -205,3 +206,12 @@ def test_a_message_stored_in_the_old_format_reads_the_same(alice, chat):
     r = api.patch("/api/storage/message/old-1", {"parts": [{"type": "text", "text": "rewritten"}]})
     assert r.status_code == 200 and r.json()["content"] == "rewritten"
     assert "parts" not in client.hgetall(keys.chat_message(chat["id"], "old-1"))  # the new format from now on
+
+
+def test_the_rate_limit_log_holds_message_ids_and_still_counts_old_members(alice, chat):
+    api, times = alice["api"], keys.user_message_times(alice["id"])
+    old_member = f"{chat['id']}/an-old-message"  # the member format before issue 13
+    get_redis().zadd(times, {old_member: now_us()})
+    saved = save(api, chat["id"], ("user", "q", None), ("assistant", "a", None))
+    assert set(get_redis().zrange(times, 0, -1)) == {old_member, saved[0]["id"]}
+    assert api.get("/api/storage/message/count?hours=24").json()["count"] == 2
