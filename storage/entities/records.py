@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -145,6 +146,38 @@ class Message(Entity):
         if not raw:
             return None
         return cls.view({"id": message_id, "chatId": chat_id, **raw})
+
+
+@dataclass(slots=True)
+class MessageLookup:
+    """A field of a ``message-chats:{bucket}`` HASH (message id -> chat and owner), not a hash of its own.
+
+    Two UUIDs (any server id, most client ids) are stored as their 32 bytes in Base85 (40
+    characters); other ids as ``chatId/ownerId`` (Base85 has no ``/``), the format the old
+    ``message-chat:{id}`` STRINGs hold.
+    """
+
+    chatId: str
+    ownerId: str
+
+    def encode(self) -> str:
+        try:
+            ids = [uuid.UUID(self.chatId), uuid.UUID(self.ownerId)]
+        except ValueError:
+            ids = []
+        if ids and [str(i) for i in ids] == [self.chatId, self.ownerId]:  # canonical: decodes to the same
+            return base64.b85encode(ids[0].bytes + ids[1].bytes).decode()
+        return f"{self.chatId}/{self.ownerId}"
+
+    @classmethod
+    def decode(cls, value: str | None) -> MessageLookup | None:
+        if not value:
+            return None
+        if "/" in value:
+            chat_id, _, owner_id = value.partition("/")
+            return cls(chat_id, owner_id)
+        raw = base64.b85decode(value)
+        return cls(str(uuid.UUID(bytes=raw[:16])), str(uuid.UUID(bytes=raw[16:])))
 
 
 @dataclass(slots=True)

@@ -2,8 +2,8 @@
 
 A message is ``chat:{cid}:message:{mid}`` (HASH) indexed in ``chat:{cid}:messages`` (ZSET by
 createdAt); both live in the chat's slot, so saving a message, indexing it and bumping the
-chat's lastMessageAt is one MULTI/EXEC. ``message-chat:{mid}`` lets a message be found by id
-alone (ai-chatbot's getMessageById).
+chat's lastMessageAt is one MULTI/EXEC. A field of ``message-chats:{bucket}`` lets a message be
+found by id alone (ai-chatbot's getMessageById; :mod:`storage.managers.lookups`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from mookti.redis import Write, get_redis, pipeline, register_script
 from storage import keys, signals
 from storage.entities import Message, Vote, text_of
 from storage.entities.records import PARTS_FIELDS
+from storage.managers import lookups
 from storage.managers.chats import decode_chat, require_owned, require_readable
 from storage.managers.common import flat
 from storage.managers.paging import PageRequest
@@ -88,12 +89,14 @@ return reply
 decode_message = Message.stored
 
 
-def _lookup(value: str | None) -> tuple[str, str]:
-    """(chat id, owner id) from a ``message-chat`` value; a missing one is a 404."""
-    if not value:
+def _lookup(message_id: str) -> tuple[str, str]:
+    """(chat id, owner id) of a message, by its id alone; a missing one is a 404."""
+    pipe = pipeline()
+    lookups.queue_read(pipe, message_id)
+    found = lookups.parse(*pipe.execute())
+    if found is None:
         raise NotFound("message")
-    chat_id, _, owner_id = value.partition("/")
-    return chat_id, owner_id
+    return found.chatId, found.ownerId
 
 
 def stage_chat_write(p: Any, chat_id: str, group: list[dict[str, Any]], last: int) -> None:
@@ -119,7 +122,7 @@ class MessageManager:
         for chat_id in chat_ids:
             pipe.hgetall(keys.chat(chat_id))
         for message in messages:
-            pipe.get(keys.message_chat(message["id"]))
+            lookups.queue_read(pipe, message["id"])
         pipe.hgetall(keys.user(actor_id))
         times_key = keys.user_message_times(actor_id)
         quota = [m["id"] for m in messages if m["role"] == "user"]  # ids are unique (the lookup): no chat id
@@ -140,12 +143,14 @@ class MessageManager:
             chats = {
                 cid: require_owned(decode_chat(raw), actor_id) for cid, raw in zip(chat_ids, replies, strict=False)
             }
-            owners = replies[len(chat_ids) : len(chat_ids) + len(messages)]
+            found = replies[len(chat_ids) : len(chat_ids) + 2 * len(messages)]
+            owners = [lookups.parse(*pair) for pair in zip(found[::2], found[1::2], strict=True)]
             scope = current_scope()
             replay = scope is not None and scope.replay
             for message, owner in zip(messages, owners, strict=True):
                 # a replayed request finds its own first attempt's messages: its guarded write is a no-op
-                if owner and not (replay and owner == f"{message['chatId']}/{actor_id}"):
+                mine = owner is not None and (owner.chatId, owner.ownerId) == (message["chatId"], actor_id)
+                if owner and not (replay and mine):
                     raise Conflict(f"Message {message['id']} already exists.", {"id": ["already exists"]})
             user = decode_user(user_raw)
             if user is None:
@@ -175,7 +180,7 @@ class MessageManager:
             write.step(lambda p, c=chat_id, g=group, t=last: stage_chat_write(p, c, g, t))
             touch_chat(write, chat_id, "chat", "messages")
         for message in messages:
-            write.step(lambda p, m=message: p.set(keys.message_chat(m["id"]), f"{m['chatId']}/{actor_id}"))
+            lookups.stage_set(write, message["id"], message["chatId"], actor_id)
 
         def index(p: Any) -> None:
             for chat_id, chat in chats.items():
@@ -226,7 +231,7 @@ class MessageManager:
 
     def get(self, actor_id: str | None, message_id: str) -> dict[str, Any]:
         """getMessageById."""
-        chat_id, _ = _lookup(get_redis().get(keys.message_chat(message_id)))
+        chat_id, _ = _lookup(message_id)
         pipe = pipeline()
         pipe.hgetall(keys.chat(chat_id))
         pipe.hgetall(keys.chat_message(chat_id, message_id))
@@ -239,7 +244,7 @@ class MessageManager:
 
     def update(self, actor_id: str, message_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         """updateMessage: replace parts (and attachments/content) of the owner's message."""
-        chat_id, owner_id = _lookup(get_redis().get(keys.message_chat(message_id)))
+        chat_id, owner_id = _lookup(message_id)
         if owner_id != actor_id:
             raise NotFound("message")
         fields: dict[str, str] = {}
@@ -297,8 +302,7 @@ class MessageManager:
             p.hdel(keys.chat_votes(chat_id), *message_ids)
             p.unlink(*(keys.chat_message(chat_id, m) for m in message_ids))
 
-        for message_id in message_ids:
-            write.step(lambda p, m=message_id: p.delete(keys.message_chat(m)))
+        lookups.stage_delete(write, message_ids)
         write.step(unindex)
         touch_chat(write, chat_id, "messages")
         outbox.stage(write, "delete", kind="message", userId=actor_id, chatId=chat_id, messageIds=",".join(message_ids))

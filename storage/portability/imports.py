@@ -29,6 +29,7 @@ from mookti.ids import is_valid_id, now_us
 from mookti.redis import Write, get_redis, pipeline, register_script
 from storage import keys
 from storage.entities import Chat, Document, Message, Suggestion, User
+from storage.managers import lookups
 from storage.managers.chats import VISIBILITIES
 from storage.managers.common import create_if_absent
 from storage.managers.documents import KINDS
@@ -247,7 +248,7 @@ class ImportManager:
         for chat_id in chat_ids:
             pipe.hgetall(keys.chat(chat_id))
         for position in valid:
-            pipe.get(keys.message_chat(items[position]["id"]))
+            lookups.queue_read(pipe, items[position]["id"])
             pipe.hgetall(keys.chat_message(items[position]["chatId"], items[position]["id"]))
         replies = pipe.execute()
         owners = {cid: (Chat.view(raw) or {}).get("userId") for cid, raw in zip(chat_ids, replies, strict=False)}
@@ -256,13 +257,15 @@ class ImportManager:
         rest = replies[len(chat_ids) :]
         new = []
         for n, position in enumerate(valid):
-            item, lookup, raw = items[position], rest[2 * n], rest[2 * n + 1]
+            item, raw = items[position], rest[3 * n + 2]
+            found = lookups.parse(rest[3 * n], rest[3 * n + 1])
+            lookup = found.chatId if found else None  # the chat that holds the id
             if planned and not lookup and item["id"] in planned.messages:
                 lookup = planned.messages[item["id"]]
             if not owners[item["chatId"]]:
                 outcomes[position] = f"chat not imported: {item['chatId']}"
-            elif lookup and lookup.partition("/")[0] != item["chatId"]:
-                outcomes[position] = f"message id used by another chat: {lookup.partition('/')[0]}"
+            elif lookup and lookup != item["chatId"]:
+                outcomes[position] = f"message id used by another chat: {lookup}"
             elif raw:
                 stored = Message.stored(item["chatId"], item["id"], raw)  # either storage format
                 same = stored == Message.stored(item["chatId"], item["id"], Message.build(item).encode())
@@ -290,8 +293,7 @@ class ImportManager:
             last = max(m["createdAt"] for m in group)
             write.step(lambda p, c=chat_id, g=group, t=last: stage_chat_write(p, c, g, t))
         for message in found:
-            value = f"{message['chatId']}/{owners[message['chatId']]}"
-            write.step(lambda p, m=message, v=value: p.set(keys.message_chat(m["id"]), v))
+            lookups.stage_set(write, message["id"], message["chatId"], owners[message["chatId"]] or "")
         recent_since = now_us() - MESSAGE_TIMES_RETENTION_US
         for chat_id, group in by_chat.items():
             owner = owners[chat_id]

@@ -138,6 +138,21 @@ def key_values(names: list[str]) -> dict[str, Any]:
     return found
 
 
+def hash_fields(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """Values of fields in shared hashes (e.g. message lookups), by logical ``hash[field]``."""
+    prefix = current_prefix()
+    found: dict[str, Any] = {}
+    for start in range(0, len(pairs), BATCH):
+        chunk = pairs[start : start + BATCH]
+        pipe = pipeline()
+        for name, field_name in chunk:
+            pipe.hget(name, field_name)
+        for (name, field_name), value in zip(chunk, pipe.execute(), strict=True):
+            if value is not None:
+                found[f"{name.removeprefix(prefix)}[{field_name}]"] = value
+    return found
+
+
 def memberships(index_keys: list[str], member: str) -> dict[str, Any]:
     """Scores of ``member`` in shared indexes (e.g. ``users``), by logical ``index[member]``."""
     prefix = current_prefix()
@@ -272,6 +287,7 @@ def snapshot_storage_user(user_id: str) -> dict[str, Any]:
         keys.user_message_times(user_id),
         keys.user_documents(user_id),
     ]
+    message_fields: list[tuple[str, str]] = []
     if raw.get("email"):
         names.append(keys.user_email(raw["email"]))
     for chunk in _chunks(chat_ids):
@@ -282,7 +298,8 @@ def snapshot_storage_user(user_id: str) -> dict[str, Any]:
             names += [keys.chat(chat_id), keys.chat_messages(chat_id), keys.chat_votes(chat_id)]
             names.append(keys.chat_streams(chat_id))
             names += [keys.chat_message(chat_id, m) for m in message_ids]
-            names += [keys.message_chat(m) for m in message_ids]
+            names += [keys.message_chat(m) for m in message_ids]  # old-format lookups
+            message_fields += [(keys.message_lookups(m), m) for m in message_ids]
     for document_id in document_ids:
         pipe = pipeline()
         pipe.zrange(keys.document_versions(document_id), 0, -1)
@@ -294,6 +311,7 @@ def snapshot_storage_user(user_id: str) -> dict[str, Any]:
         names += [keys.document_suggestion(document_id, s) for s in suggestion_ids]
     found = key_values(names)
     found.update(memberships([keys.users(), *(keys.users_by_type(t) for t in USER_TYPES)], user_id))
+    found.update(hash_fields(message_fields))
     return found
 
 

@@ -96,7 +96,7 @@ def test_delete_after_timestamp_is_inclusive_and_takes_votes(alice, chat):
     assert [m["id"] for m in remaining] == [kept["id"]]
     votes = alice["api"].get("/api/storage/vote", {"chatId": chat["id"]}).json()
     assert [v["messageId"] for v in votes] == [kept["id"]]
-    assert not get_redis().exists(keys.message_chat(at["id"]))
+    assert get_redis().hget(keys.message_lookups(at["id"]), at["id"]) is None
 
 
 def test_votes_upsert(alice, chat):
