@@ -13,7 +13,7 @@ from typing import Any
 from mookti import events, outbox
 from mookti.errors import Conflict, NotFound
 from mookti.ids import new_id, now_us
-from mookti.redis import Write, get_redis, next_guard_token, pipeline, register_script
+from mookti.redis import Write, get_redis, is_cluster, next_guard_token, pipeline, register_script
 from storage import keys
 from storage.entities import Document, Suggestion
 from storage.managers.common import flat
@@ -44,7 +44,7 @@ decode_suggestion = Suggestion.view
 # (microseconds, whole milliseconds), KEYS[4] (optional) the save's idempotency guard; ARGV[2] the
 # guard's TTL (ms), then the version's field/value pairs (userId among them).
 # A guard that exists means this request saved its version before (a replay): nothing is written and
-# the reply is {1, that version's createdAt, the first createdAt}.
+# the reply is {3, that version's createdAt, the first createdAt}.
 # Writes the version, its index entry and the summary in one step if ARGV[1] is at least 1 ms after
 # the newest version; otherwise writes nothing and replies {2, the earliest time allowed}, and the
 # caller tries again with that time (every key is declared in KEYS, so the time cannot be picked
@@ -53,7 +53,7 @@ SAVE_VERSION = register_script(
     """
 if KEYS[4] then
   local saved = redis.call('GET', KEYS[4])
-  if saved then return {1, saved, redis.call('HGET', KEYS[1], 'createdAt') or saved} end
+  if saved then return {3, saved, redis.call('HGET', KEYS[1], 'createdAt') or saved} end
 end
 local fields = {}
 for i = 3, #ARGV, 2 do fields[ARGV[i]] = ARGV[i + 1] end
@@ -146,7 +146,12 @@ class DocumentManager:
         write.step(lambda p: p.zadd(keys.user_documents(actor_id), {document_id: first}))
         outbox.stage(write, "upsert", kind="document", userId=actor_id, documentId=document_id)
         version = saved.to_dict()
-        events.stage(write, actor_id, "document.saved", {k: version[k] for k in ("id", "title", "kind", "createdAt")})
+        # A replay re-runs the rest (it completes a first attempt that stopped after the version): on a
+        # standalone Redis the Write's own guard makes that a no-op where it was applied; on a cluster
+        # (no Write guard) the index steps are idempotent, and the event is left out rather than doubled.
+        if not (int(reply[0]) == 3 and is_cluster()):
+            data = {k: version[k] for k in ("id", "title", "kind", "createdAt")}
+            events.stage(write, actor_id, "document.saved", data)
         write.execute()
         return version
 
