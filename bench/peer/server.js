@@ -377,7 +377,9 @@ function stageActivity(multi, user, messages, now) {
       now: String(now), week, statsExpireAt: (day + GAME.STATS_RETENTION_DAYS + 1) * 86_400,
       rules: CONFIG.rules, earnEvery: GAME.FREEZE_EARN_EVERY, maxFreezes: GAME.FREEZE_MAX,
       keep: Math.max(60, GAME.BACKFILL_DAYS + GAME.FREEZE_MAX + 10), goalXpPerDay: GAME.GOAL_XP_PER_DAY,
-      seenSince: String(now - (GAME.BACKFILL_DAYS + 2) * DAY_US), act,
+      seenSince: String(now - (GAME.BACKFILL_DAYS + 2) * DAY_US),
+      limits: { items: GAME.DAILY_ITEMS, seconds: GAME.DAILY_MINUTES * 60, activities: GAME.DAILY_ACTIVITIES },
+      act,
     };
     const uid = user.id;
     multi.eval(SCRIPTS.recordActivity, 7, keys.streak(uid), keys.streakDays(uid), keys.stats(uid, dayIso(day)),
