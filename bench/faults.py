@@ -43,6 +43,10 @@ import httpx
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script too: the storage entities decode what it reads back
+
+from storage.entities import Message  # noqa: E402 - after the path
+
 SERVICE_KEY = "bench-faults-service-key-0123456789"
 DIMENSION = 64
 REQUEST_TIMEOUT = 30.0  # far above any bound: a request that takes this long is a finding
@@ -337,11 +341,12 @@ def verify(rig: Rig, load: Load, drain_timeout: float = 60.0) -> dict[str, Any]:
         ids = client.zrange(rig.key(f"chat:{{{chat_id}}}:messages"), 0, -1)
         pipe = client.pipeline(transaction=False)
         for message_id in ids:
-            pipe.hget(rig.key(f"chat:{{{chat_id}}}:message:{message_id}"), "parts")
-        for message_id, parts in zip(ids, pipe.execute(), strict=True):
-            if parts:
+            pipe.hgetall(rig.key(f"chat:{{{chat_id}}}:message:{message_id}"))
+        for message_id, raw in zip(ids, pipe.execute(), strict=True):
+            message = Message.stored(chat_id, message_id, raw)  # the entity's decoding: any storage format
+            if message:
                 stored.add(message_id)
-                texts[json.loads(parts)[0]["text"]] += 1
+                texts[message["parts"][0]["text"]] += 1
     events: Counter[str] = Counter()
     for name in client.scan_iter(match=f"{rig.prefix}user:*:events", count=1000):
         for _, fields in client.xrange(name):

@@ -9,7 +9,9 @@ is drained as the indexer leaves it (read and acked by the group, then ``trim_ou
 message, in bytes:
 
 - ``hash``: the message's own hash; ``index``: its share of the chat's ZSET;
-- ``lookup``: ``message-chat:{id}``; ``quota``: its share of the user's rate-limit log (learners');
+- ``lookup``: its share of the ``message-chats:{bucket}`` hashes (the corpus's messages over
+  ``LOOKUP_BUCKETS`` buckets: a small corpus fills them thinly, see docs/benchmarks.md);
+- ``quota``: its share of the user's rate-limit log (learners');
 - ``events``: its share of the user's event stream (every event the saves caused);
 - ``outbox``: its share of the drained outbox stream;
 - ``total`` against the text size: ``x text`` (goal <= 1.5 for 1 KB messages) and
@@ -94,11 +96,12 @@ def measure(corpus: Corpus, per_chat: int, rng: random.Random) -> dict[str, floa
                 saved += messages.save(user["id"], [{"chatId": chat["id"], "role": role, "parts": parts}])
             for message in saved:
                 totals["hash"] += usage(client, keys.chat_message(chat["id"], message["id"]))
-                totals["lookup"] += usage(client, keys.message_chat(message["id"]))
             totals["index"] += usage(client, keys.chat_messages(chat["id"]))
             count += len(saved)
         totals["quota"] += usage(client, keys.user_message_times(user["id"]))
         totals["events"] += usage(client, mookti_keys.events(user["id"]))
+    buckets = [keys.message_lookup_bucket(f"{n:02x}") for n in range(keys.LOOKUP_BUCKETS)]
+    totals["lookup"] = sum(usage(client, name) for name in buckets)
     stream = mookti_keys.outbox()
     while True:  # drain as the indexer does: read by the group, ack, trim
         batch = client.xreadgroup(GROUP, "bench-memory", {stream: ">"}, count=1000)

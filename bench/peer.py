@@ -58,7 +58,9 @@ SETTINGS_PROBE = """
 import json
 from django.conf import settings
 from gamification.achievements import ACHIEVEMENTS, describe, rules
+from storage.keys import LOOKUP_BUCKETS
 print(json.dumps({
+    "lookupBuckets": LOOKUP_BUCKETS,
     "messageLimits": settings.MOOKTI_MESSAGE_LIMITS,
     "eventsMaxlen": settings.MOOKTI_EVENTS_MAXLEN,
     "eventsRetention": settings.MOOKTI_EVENTS_RETENTION,

@@ -120,9 +120,9 @@ def stage(
     can read the chat may see.
     """
     data_json = _encode(render(data))
+    # Every entry has the same two fields, so a stream node stores their names once (its master
+    # entry), not per entry; the chat a frame is scoped to travels in the poke, not the stream.
     fields = {"type": event_type, "data": data_json}
-    if chat_id:
-        fields["chatId"] = chat_id
     stream = keys.events(user_id)
 
     def append(p: Any) -> None:

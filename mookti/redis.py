@@ -313,6 +313,20 @@ def _next_guard() -> tuple[str, int, bool]:
     return key(f"write:{scope.token}:{scope.writes}"), settings.MOOKTI_IDEMPOTENCY_TTL * 1000, True
 
 
+def next_guard_token() -> tuple[str, int] | None:
+    """(token, TTL ms) naming the next write of the request's idempotency scope, or None outside one.
+
+    For a write that keeps its own guard inside its Lua step, in its own slot (a document save):
+    it takes the same place in the scope's sequence of writes as a :class:`Write`, so a replay
+    computes the same token.
+    """
+    scope = current_scope()
+    if scope is None:
+        return None
+    scope.writes += 1
+    return f"{scope.token}:{scope.writes}", settings.MOOKTI_IDEMPOTENCY_TTL * 1000
+
+
 class Write:
     """An ordered set of write steps plus callbacks that run once they are applied.
 

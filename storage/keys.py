@@ -7,6 +7,8 @@ Ids are validated (:mod:`mookti.ids`) before they reach these functions.
 
 from __future__ import annotations
 
+import zlib
+
 from mookti.redis import key
 
 
@@ -83,8 +85,26 @@ def chat_streams(chat_id: str) -> str:
     return key(f"chat:{{{chat_id}}}:streams")
 
 
+# Message lookups are spread over this many hashes (a hash per message id costs about 180 bytes
+# of key overhead; a field about 80-130). Changing it moves every lookup: `repair --fix` does.
+LOOKUP_BUCKETS = 256
+
+
+def message_lookups(message_id: str) -> str:
+    """HASH message id -> its chat and owner (:class:`storage.entities.MessageLookup`), for
+    getMessageById and unique message ids; the bucket is the id's CRC-32 modulo ``LOOKUP_BUCKETS``,
+    a hash tag of its own (a lookup write is one step on one slot)."""
+    return key(f"message-chats:{{{zlib.crc32(message_id.encode()) % LOOKUP_BUCKETS:02x}}}")
+
+
+def message_lookup_bucket(bucket: str) -> str:
+    """A bucket of :func:`message_lookups` by its name (``00``-``ff``), for repair's scan."""
+    return key(f"message-chats:{{{bucket}}}")
+
+
 def message_chat(message_id: str) -> str:
-    """STRING message id -> chat id (getMessageById needs no chat id)."""
+    """STRING ``chatId/ownerId``: a message's lookup as written before issue 13 (read until
+    ``repair --fix`` moves it into :func:`message_lookups`)."""
     return key(f"message-chat:{{{message_id}}}")
 
 
@@ -101,6 +121,12 @@ def document_versions(document_id: str) -> str:
 
 def document_version(document_id: str, created_at: int | str) -> str:
     return key(f"document:{{{document_id}}}:version:{created_at}")
+
+
+def document_save_guard(document_id: str, token: str) -> str:
+    """STRING: the version time an ``Idempotency-Key`` request saved (PX: the idempotency TTL), so
+    its replay saves nothing (checked inside the save's Lua step)."""
+    return key(f"document:{{{document_id}}}:save:{token}")
 
 
 def document_suggestions(document_id: str) -> str:

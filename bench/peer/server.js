@@ -22,6 +22,7 @@
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const http = require('node:http');
+const zlib = require('node:zlib');
 const Redis = require('ioredis');
 
 const CONFIG = JSON.parse(process.env.PEER_CONFIG);
@@ -48,7 +49,9 @@ const keys = {
   chat: (cid) => `${PREFIX}chat:{${cid}}`,
   chatMessages: (cid) => `${PREFIX}chat:{${cid}}:messages`,
   chatMessage: (cid, mid) => `${PREFIX}chat:{${cid}}:message:${mid}`,
-  messageChat: (mid) => `${PREFIX}message-chat:{${mid}}`,
+  messageChat: (mid) => `${PREFIX}message-chat:{${mid}}`, // the lookups written before issue 13
+  messageLookups: (mid) =>
+    `${PREFIX}message-chats:{${(zlib.crc32(Buffer.from(mid)) % CONFIG.lookupBuckets).toString(16).padStart(2, '0')}}`,
   outbox: () => `${PREFIX}outbox:index`,
   events: (uid) => `${PREFIX}user:{${uid}}:events`,
   streak: (uid) => `${PREFIX}user:{${uid}}:streak`,
@@ -114,16 +117,86 @@ function chatOut(raw) {
 
 const renderChat = (c) => ({ ...c, createdAt: iso(c.createdAt), lastMessageAt: iso(c.lastMessageAt) });
 
-function renderMessage(raw) {
+// Base85 as Python's base64.b85encode / b85decode (storage.entities.records.pack, MessageLookup)
+const B85 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz!#$%&()*+-;<=>?@^_`{|}~';
+
+function b85encode(buf) {
+  const pad = (4 - (buf.length % 4)) % 4;
+  const padded = Buffer.concat([buf, Buffer.alloc(pad)]);
+  let out = '';
+  for (let i = 0; i < padded.length; i += 4) {
+    let n = padded.readUInt32BE(i);
+    let chunk = '';
+    for (let j = 0; j < 5; j++) {
+      chunk = B85[n % 85] + chunk;
+      n = Math.floor(n / 85);
+    }
+    out += chunk;
+  }
+  return out.slice(0, out.length - pad);
+}
+
+function b85decode(text) {
+  const pad = (5 - (text.length % 5)) % 5;
+  const padded = text + '~'.repeat(pad);
+  const out = Buffer.alloc((padded.length / 5) * 4);
+  for (let i = 0; i < padded.length; i += 5) {
+    let n = 0;
+    for (let j = 0; j < 5; j++) n = n * 85 + B85.indexOf(padded[i + j]);
+    out.writeUInt32BE(n, (i / 5) * 4);
+  }
+  return out.subarray(0, out.length - pad);
+}
+
+const PACK_FROM = 128;
+function pack(value) {
+  // deflated + Base85 when that is shorter, else null
+  const raw = Buffer.from(value);
+  if (raw.length < PACK_FROM) return null;
+  const packed = b85encode(zlib.deflateRawSync(raw, { level: 9 }));
+  return packed.length < raw.length ? packed : null;
+}
+const unpack = (value) => zlib.inflateRawSync(b85decode(value)).toString();
+
+function partsFields(parts) {
+  // Message.parts_fields: one text part is kept as its text; long values deflated
+  const only = parts.length === 1 ? parts[0] : null;
+  if (only && typeof only === 'object' && Object.keys(only).sort().join() === 'text,type' && only.type === 'text'
+    && typeof only.text === 'string') {
+    const packed = pack(only.text);
+    return packed === null ? ['text', only.text] : ['ztext', packed];
+  }
+  const json = JSON.stringify(parts);
+  const packed = pack(json);
+  return packed === null ? ['parts', json] : ['zparts', packed];
+}
+
+function renderMessage(chatId, id, raw) {
+  // Message.stored: ids from the key; either storage format
+  let parts;
+  if (raw.parts !== undefined) parts = JSON.parse(raw.parts);
+  else if (raw.zparts !== undefined) parts = JSON.parse(unpack(raw.zparts));
+  else if (raw.text !== undefined || raw.ztext !== undefined) {
+    parts = [{ type: 'text', text: raw.text !== undefined ? raw.text : unpack(raw.ztext) }];
+  } else parts = [];
   return {
-    id: raw.id,
-    chatId: raw.chatId ?? '',
+    id,
+    chatId,
     role: raw.role ?? 'user',
-    parts: JSON.parse(raw.parts || '[]'),
+    parts,
     attachments: JSON.parse(raw.attachments || '[]'),
-    content: raw.content ?? '',
+    content: raw.content || textOf(parts),
     createdAt: iso(parseInt(raw.createdAt ?? '0', 10)),
   };
+}
+
+function lookupValue(chatId, ownerId) {
+  // MessageLookup.encode: two canonical UUIDs as their 32 bytes in Base85, else chatId/ownerId
+  const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+  if (UUID.test(chatId) && UUID.test(ownerId)) {
+    return b85encode(Buffer.from(chatId.replaceAll('-', '') + ownerId.replaceAll('-', ''), 'hex'));
+  }
+  return `${chatId}/${ownerId}`;
 }
 
 const canRead = (chat, actor) => chat !== null && (chat.userId === actor || chat.visibility === 'public');
@@ -206,8 +279,9 @@ async function listMessages(actor, params) {
   if (!ids.length) return { messages: [], hasMore };
   const read = redis.pipeline();
   for (const id of ids) read.hgetall(keys.chatMessage(chatId, id));
-  const stored = results(await read.exec()).filter((raw) => raw && raw.id !== undefined);
-  return { messages: stored.map(renderMessage), hasMore };
+  const stored = results(await read.exec());
+  const messages = ids.map((id, i) => [id, stored[i]]).filter(([, raw]) => raw && Object.keys(raw).length);
+  return { messages: messages.map(([id, raw]) => renderMessage(chatId, id, raw)), hasMore };
 }
 
 // --- the message write (MessageManager.save, events.stage, outbox.stage, gamification) -------------
@@ -238,15 +312,19 @@ function messageInput(item, index) {
 }
 
 function encodeMessage(m) {
-  return ['id', m.id, 'chatId', m.chatId, 'role', m.role, 'parts', JSON.stringify(m.parts),
-    'attachments', JSON.stringify(m.attachments), 'content', m.content, 'createdAt', String(m.createdAt)];
+  // Message.encode: no ids (the key has them), attachments only when there are some, content only
+  // when it is not the text of the parts
+  const fields = [...partsFields(m.parts), 'role', m.role];
+  if (m.attachments.length) fields.push('attachments', JSON.stringify(m.attachments));
+  if (m.content !== textOf(m.parts)) fields.push('content', m.content);
+  fields.push('createdAt', String(m.createdAt));
+  return fields;
 }
 
 function stageEvent(multi, userId, type, data, chatId) {
   // events.stage: XADD to the user's replay stream, then the trim/expiry script
   const stream = keys.events(userId);
-  const fields = ['type', type, 'data', JSON.stringify(data)];
-  if (chatId) fields.push('chatId', chatId);
+  const fields = ['type', type, 'data', JSON.stringify(data)]; // the chat scopes the poke, not the entry
   multi.xadd(stream, 'MAXLEN', '~', CONFIG.eventsMaxlen, '*', ...fields);
   const oldestKept = `${Date.now() - CONFIG.eventsRetention * 1000}-0`;
   multi.eval(SCRIPTS.afterAppend, 1, stream, oldestKept, CONFIG.eventsRetention);
@@ -299,7 +377,9 @@ function stageActivity(multi, user, messages, now) {
       now: String(now), week, statsExpireAt: (day + GAME.STATS_RETENTION_DAYS + 1) * 86_400,
       rules: CONFIG.rules, earnEvery: GAME.FREEZE_EARN_EVERY, maxFreezes: GAME.FREEZE_MAX,
       keep: Math.max(60, GAME.BACKFILL_DAYS + GAME.FREEZE_MAX + 10), goalXpPerDay: GAME.GOAL_XP_PER_DAY,
-      seenSince: String(now - (GAME.BACKFILL_DAYS + 2) * DAY_US), act,
+      seenSince: String(now - (GAME.BACKFILL_DAYS + 2) * DAY_US),
+      limits: { items: GAME.DAILY_ITEMS, seconds: GAME.DAILY_MINUTES * 60, activities: GAME.DAILY_ACTIVITIES },
+      act,
     };
     const uid = user.id;
     multi.eval(SCRIPTS.recordActivity, 7, keys.streak(uid), keys.streakDays(uid), keys.stats(uid, dayIso(day)),
@@ -325,7 +405,7 @@ function streakView(reported, now) {
   };
 }
 
-async function publishOutcome(userId, { day, week }, reply, now) {
+async function publishOutcome(userId, { week }, reply, now) {
   // gamification.managers.engine._publish, after the response: leaderboard entry and derived events
   const out = JSON.parse(reply);
   const xp = out.xp || {};
@@ -336,16 +416,7 @@ async function publishOutcome(userId, { day, week }, reply, now) {
     multi.expireat(board, weekStartSeconds(week) + (GAME.LEADERBOARD_WEEKS_KEPT + 1) * 7 * 86_400);
   }
   if (out.streak && out.streak.changed) stageEvent(multi, userId, 'streak.updated', streakView(out.streak, now));
-  const flat = Array.isArray(out.stats) ? out.stats : [];
-  const raw = Object.fromEntries(flat.flatMap((v, i) => (i % 2 ? [] : [[v, flat[i + 1]]])));
-  const num = (name) => parseInt(raw[name] || '0', 10);
-  const stats = {
-    date: dayIso(day), messages: num('messages'), minutes: Math.floor(num('seconds') / 60), xp: num('xp'),
-    itemsCompleted: num('items'), goalsCompleted: num('goals'),
-  };
-  if (stats.messages || stats.minutes || stats.xp || stats.itemsCompleted || stats.goalsCompleted) {
-    stageEvent(multi, userId, 'stats.updated', stats);
-  }
+  // a learner's messages publish no stats.updated (their message.created says the counters moved)
   if (xp.awarded) {
     stageEvent(multi, userId, 'xp.awarded', { amount: xp.awarded, total: xp.total || 0, week, weekXp: xp.week || 0 });
   }
@@ -368,17 +439,18 @@ async function saveMessages(actor, body) {
   }
   const chatIds = [...new Set(messages.map((m) => m.chatId))];
   const timesKey = keys.userMessageTimes(actor);
-  const quota = messages.filter((m) => m.role === 'user').map((m) => `${m.chatId}/${m.id}`);
+  const quota = messages.filter((m) => m.role === 'user').map((m) => m.id);
 
   // one read round trip: the chats, the id claims, the user, and the quota reservation
   const read = redis.pipeline();
   for (const cid of chatIds) read.hgetall(keys.chat(cid));
-  for (const m of messages) read.get(keys.messageChat(m.id));
+  for (const m of messages) read.hget(keys.messageLookups(m.id), m.id).get(keys.messageChat(m.id));
   read.hgetall(keys.user(actor));
   read.eval(SCRIPTS.reserveQuota, 2, keys.user(actor), timesKey, now, now - DAY_US,
     now - MESSAGE_TIMES_RETENTION_US, LIMITS_JSON, ...quota);
   const replies = results(await read.exec());
   const [userRaw, reservation] = replies.slice(-2);
+  const taken = messages.map((m, i) => replies[chatIds.length + 2 * i] || replies[chatIds.length + 2 * i + 1]);
   const chats = new Map();
   let user;
   try {
@@ -388,7 +460,7 @@ async function saveMessages(actor, body) {
       chats.set(cid, chat);
     });
     messages.forEach((m, i) => {
-      if (replies[chatIds.length + i]) throw new ApiError(409, 'conflict:api', `Message ${m.id} already exists.`, { id: ['already exists'] });
+      if (taken[i]) throw new ApiError(409, 'conflict:api', `Message ${m.id} already exists.`, { id: ['already exists'] });
     });
     if (!userRaw || userRaw.id === undefined) throw notFound('user');
     user = { id: userRaw.id, timezone: userRaw.timezone || 'UTC' };
@@ -416,12 +488,12 @@ async function saveMessages(actor, body) {
     multi.zadd(keys.chatMessages(cid), ...group.flatMap((m) => [m.createdAt, m.id]));
     multi.eval(SCRIPTS.raiseField, 1, keys.chat(cid), 'lastMessageAt', last);
   }
-  for (const m of messages) multi.set(keys.messageChat(m.id), `${m.chatId}/${actor}`);
+  for (const m of messages) multi.hset(keys.messageLookups(m.id), m.id, lookupValue(m.chatId, actor));
   for (const [cid, chat] of chats) multi.zadd(keys.userChatsByActivity(actor), 'GT', chat.lastMessageAt, cid);
   const rendered = messages.map((m) => ({ ...m, createdAt: iso(m.createdAt) }));
   messages.forEach((m, i) => {
     multi.xadd(keys.outbox(), '*', 'op', 'upsert', 'kind', 'message', 'userId', actor, 'chatId', m.chatId, 'messageId', m.id);
-    stageEvent(multi, actor, 'message.created', rendered[i], m.chatId);
+    stageEvent(multi, actor, 'message.created', { id: m.id, chatId: m.chatId, role: m.role });
   });
   const before = multi.length - 1; // the queue holds MULTI itself; the replies do not
   const staged = stageActivity(multi, user, messages, now);

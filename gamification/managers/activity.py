@@ -98,6 +98,7 @@ class ActivityManager:
             except (IndexError, TypeError, ValueError):
                 engine.logger.exception("unexpected activity reply for user %s", user_id)
                 return
+            outcome.stats_known = True
             engine.publish_after_response(outcome, tz_name=tz_name, now=now)
 
         write.on_commit(publish)

@@ -164,6 +164,9 @@ class Outcome:
     week: str
     raw: dict[str, Any]
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    # A learner's messages: their ``message.created`` events already say that the day's counters
+    # moved, so no ``stats.updated`` follows (``xp.awarded`` carries the new totals).
+    stats_known: bool = False
 
     @classmethod
     def decode(cls, user_id: str, day: date, week: str, reply: str) -> Outcome:
@@ -399,7 +402,9 @@ def derived_events(outcome: Outcome, tz_name: str, now: int) -> list[tuple[str, 
     if streak and streak.get("changed"):
         found.append(("streak.updated", streak_json(outcome.streak_view(tz_name, now))))
     stats = outcome.stats
-    if any(stats[name] for name in ("messages", "minutes", "xp", "itemsCompleted", "goalsCompleted")):
+    if not outcome.stats_known and any(
+        stats[name] for name in ("messages", "minutes", "xp", "itemsCompleted", "goalsCompleted")
+    ):
         found.append(("stats.updated", stats))
     if outcome.xp_awarded:
         found.append(

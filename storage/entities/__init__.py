@@ -1,5 +1,16 @@
 """Typed definitions of the storage app's stored entities, with their Redis hash encoding."""
 
-from storage.entities.records import Chat, Document, Message, Stream, Suggestion, Token, User, Vote, text_of
+from storage.entities.records import (
+    Chat,
+    Document,
+    Message,
+    MessageLookup,
+    Stream,
+    Suggestion,
+    Token,
+    User,
+    Vote,
+    text_of,
+)
 
-__all__ = ["Chat", "Document", "Message", "Stream", "Suggestion", "Token", "User", "Vote", "text_of"]
+__all__ = ["Chat", "Document", "Message", "MessageLookup", "Stream", "Suggestion", "Token", "User", "Vote", "text_of"]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import uuid
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,12 +63,38 @@ def text_of(parts: list[Any]) -> str:
     return "\n".join(t for t in texts if isinstance(t, str))
 
 
+# Texts (or parts JSON) at least this long are stored deflated when that is shorter (Base85, as the
+# client reads replies as UTF-8): a 1 KB text would otherwise fill a 1280-byte allocation.
+PACK_FROM = 128
+# Where a message's parts live in its hash, one of: ``text`` / ``ztext`` (the parts are one text
+# part: its text, plain or packed), ``parts`` / ``zparts`` (any other parts: JSON, plain or packed).
+PARTS_FIELDS = ("parts", "zparts", "text", "ztext")
+
+
+def pack(value: str) -> str | None:
+    """``value`` deflated and Base85-encoded, or None when that is not shorter."""
+    raw = value.encode()
+    if len(raw) < PACK_FROM:
+        return None
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    packed = base64.b85encode(deflate.compress(raw) + deflate.flush()).decode()
+    return packed if len(packed) < len(raw) else None
+
+
+def unpack(value: str) -> str:
+    return zlib.decompress(base64.b85decode(value), -15).decode()
+
+
 @dataclass(slots=True)
 class Message(Entity):
     """``chat:{chatId}:message:{id}`` HASH; ``parts``/``attachments`` are AI SDK UI JSON.
 
-    The text is stored once: ``content`` is kept only when it is not the text of ``parts``
-    (a client may send its own); otherwise the field is absent (or empty) and derived on read.
+    Stored compactly (:meth:`encode`): ``id`` and ``chatId`` are in the key name, not the hash
+    (:meth:`stored` puts them back); empty ``attachments`` are left out; the parts are one of
+    :data:`PARTS_FIELDS` (a single text part is kept as its text; long values deflated). The text
+    is stored once: ``content`` is kept only when it is not the text of ``parts`` (a client may send
+    its own). Hashes written before (``id``, ``chatId``, ``parts`` and ``attachments`` always
+    present) decode the same.
     """
 
     id: str
@@ -77,16 +107,77 @@ class Message(Entity):
 
     def encode(self) -> dict[str, str]:
         mapping = Entity.encode(self)
+        del mapping["id"], mapping["chatId"], mapping["parts"]
+        if not self.attachments:
+            del mapping["attachments"]
         if self.content == text_of(self.parts):
             del mapping["content"]
-        return mapping
+        return {**self.parts_fields(self.parts), **mapping}
+
+    @staticmethod
+    def parts_fields(parts: list[Any]) -> dict[str, str]:
+        """The hash field (one of :data:`PARTS_FIELDS`) that holds these parts."""
+        if len(parts) == 1 and isinstance(parts[0], dict) and parts[0].keys() == {"type", "text"}:
+            text = parts[0]["text"]
+            if parts[0]["type"] == "text" and isinstance(text, str):
+                packed = pack(text)
+                return {"ztext": packed} if packed is not None else {"text": text}
+        value = json.dumps(parts, separators=(",", ":"))
+        packed = pack(value)
+        return {"zparts": packed} if packed is not None else {"parts": value}
 
     @classmethod
     def decode(cls, raw: dict[str, str] | None) -> Message | None:
+        if raw and "parts" not in raw:
+            raw = dict(raw)
+            if "zparts" in raw:
+                raw["parts"] = unpack(raw["zparts"])
+            elif "text" in raw or "ztext" in raw:
+                text = raw["text"] if "text" in raw else unpack(raw["ztext"])
+                raw["parts"] = json.dumps([{"type": "text", "text": text}])
         message = Entity.decode.__func__(cls, raw)  # type: ignore[attr-defined]
         if message is not None and not message.content:
             message.content = text_of(message.parts)
         return message
+
+    @classmethod
+    def stored(cls, chat_id: str, message_id: str, raw: dict[str, str] | None) -> dict[str, Any] | None:
+        """The API shape of the hash ``chat:{chat_id}:message:{message_id}``, or None when it is gone."""
+        if not raw:
+            return None
+        return cls.view({"id": message_id, "chatId": chat_id, **raw})
+
+
+@dataclass(slots=True)
+class MessageLookup:
+    """A field of a ``message-chats:{bucket}`` HASH (message id -> chat and owner), not a hash of its own.
+
+    Two UUIDs (any server id, most client ids) are stored as their 32 bytes in Base85 (40
+    characters); other ids as ``chatId/ownerId`` (Base85 has no ``/``), the format the old
+    ``message-chat:{id}`` STRINGs hold.
+    """
+
+    chatId: str
+    ownerId: str
+
+    def encode(self) -> str:
+        try:
+            ids = [uuid.UUID(self.chatId), uuid.UUID(self.ownerId)]
+        except ValueError:
+            ids = []
+        if ids and [str(i) for i in ids] == [self.chatId, self.ownerId]:  # canonical: decodes to the same
+            return base64.b85encode(ids[0].bytes + ids[1].bytes).decode()
+        return f"{self.chatId}/{self.ownerId}"
+
+    @classmethod
+    def decode(cls, value: str | None) -> MessageLookup | None:
+        if not value:
+            return None
+        if "/" in value:
+            chat_id, _, owner_id = value.partition("/")
+            return cls(chat_id, owner_id)
+        raw = base64.b85decode(value)
+        return cls(str(uuid.UUID(bytes=raw[:16])), str(uuid.UUID(bytes=raw[16:])))
 
 
 @dataclass(slots=True)

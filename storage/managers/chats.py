@@ -10,6 +10,7 @@ from mookti.ids import new_id, now_us
 from mookti.redis import KeyExists, Write, get_async_redis, get_redis, pipeline
 from storage import keys
 from storage.entities import Chat, Stream
+from storage.managers import lookups
 from storage.managers.paging import PageRequest
 from storage.managers.revisions import Revision, touch_chat, touch_user
 
@@ -188,8 +189,7 @@ class ChatManager:
 
         write.step(unindex)
         touch_user(write, user_id, "chats")
-        for message_id in message_ids:
-            write.step(lambda p, m=message_id: p.delete(keys.message_chat(m)))
+        lookups.stage_delete(write, message_ids)
         chat_keys = [keys.chat_message(chat_id, m) for m in message_ids]
         chat_keys += [
             keys.chat_messages(chat_id),

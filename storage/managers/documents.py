@@ -13,7 +13,7 @@ from typing import Any
 from mookti import events, outbox
 from mookti.errors import Conflict, NotFound
 from mookti.ids import new_id, now_us
-from mookti.redis import Write, get_redis, pipeline, register_script
+from mookti.redis import Write, get_redis, next_guard_token, pipeline, register_script
 from storage import keys
 from storage.entities import Document, Suggestion
 from storage.managers.common import flat
@@ -41,15 +41,22 @@ decode_suggestion = Suggestion.view
 
 
 # KEYS[1] document summary, KEYS[2] versions ZSET, KEYS[3] the version hash for the time ARGV[1]
-# (microseconds, whole milliseconds); then the version's field/value pairs (userId among them).
+# (microseconds, whole milliseconds), KEYS[4] (optional) the save's idempotency guard; ARGV[2] the
+# guard's TTL (ms), then the version's field/value pairs (userId among them).
+# A guard that exists means this request saved its version before (a replay): nothing is written and
+# the reply is {3, that version's createdAt, the first createdAt}.
 # Writes the version, its index entry and the summary in one step if ARGV[1] is at least 1 ms after
 # the newest version; otherwise writes nothing and replies {2, the earliest time allowed}, and the
 # caller tries again with that time (every key is declared in KEYS, so the time cannot be picked
 # inside the script). Replies {0} (someone else's document) or {1, createdAt, the first createdAt}.
 SAVE_VERSION = register_script(
     """
+if KEYS[4] then
+  local saved = redis.call('GET', KEYS[4])
+  if saved then return {3, saved, redis.call('HGET', KEYS[1], 'createdAt') or saved} end
+end
 local fields = {}
-for i = 2, #ARGV, 2 do fields[ARGV[i]] = ARGV[i + 1] end
+for i = 3, #ARGV, 2 do fields[ARGV[i]] = ARGV[i + 1] end
 local owner = redis.call('HGET', KEYS[1], 'userId')
 if owner and owner ~= fields['userId'] then return {0} end
 local newest = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')[2]
@@ -65,6 +72,7 @@ redis.call('ZADD', KEYS[2], stamp, stamp)
 redis.call('HSETNX', KEYS[1], 'createdAt', stamp)
 redis.call('HSET', KEYS[1], 'id', fields['id'], 'userId', fields['userId'], 'title', fields['title'],
   'kind', fields['kind'], 'updatedAt', stamp)
+if KEYS[4] then redis.call('SET', KEYS[4], stamp, 'PX', ARGV[2]) end
 return {1, stamp, redis.call('HGET', KEYS[1], 'createdAt')}
 """
 )
@@ -111,14 +119,19 @@ class DocumentManager:
         document_id = document_id or new_id()
         saved = Document(document_id, actor_id, title, kind, content or None)
         at, fields = now_us(), flat(saved.encode())
+        # Inside an Idempotency-Key request the save carries a guard in the document's slot, checked
+        # and set in the same Lua step: a replay finds the version its first attempt saved.
+        token = next_guard_token()
+        guard = [keys.document_save_guard(document_id, token[0])] if token else []
         for _ in range(SAVE_ATTEMPTS):
             reply = SAVE_VERSION(
                 keys=[
                     keys.document(document_id),
                     keys.document_versions(document_id),
                     keys.document_version(document_id, at),
+                    *guard,
                 ],
-                args=[at, *fields],
+                args=[at, token[1] if token else 0, *fields],
             )
             if int(reply[0]) != 2:
                 break
@@ -133,6 +146,8 @@ class DocumentManager:
         write.step(lambda p: p.zadd(keys.user_documents(actor_id), {document_id: first}))
         outbox.stage(write, "upsert", kind="document", userId=actor_id, documentId=document_id)
         version = saved.to_dict()
+        # A replay re-runs the rest (it completes a first attempt that stopped after the version); the
+        # Write's own guards (one per step on a cluster) make it a no-op where it was applied.
         events.stage(write, actor_id, "document.saved", {k: version[k] for k in ("id", "title", "kind", "createdAt")})
         write.execute()
         return version

@@ -2,8 +2,8 @@
 
 A message is ``chat:{cid}:message:{mid}`` (HASH) indexed in ``chat:{cid}:messages`` (ZSET by
 createdAt); both live in the chat's slot, so saving a message, indexing it and bumping the
-chat's lastMessageAt is one MULTI/EXEC. ``message-chat:{mid}`` lets a message be found by id
-alone (ai-chatbot's getMessageById).
+chat's lastMessageAt is one MULTI/EXEC. A field of ``message-chats:{bucket}`` lets a message be
+found by id alone (ai-chatbot's getMessageById; :mod:`storage.managers.lookups`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from mookti.ids import current_scope, new_id, now_us
 from mookti.redis import Write, get_redis, pipeline, register_script
 from storage import keys, signals
 from storage.entities import Message, Vote, text_of
+from storage.entities.records import PARTS_FIELDS
+from storage.managers import lookups
 from storage.managers.chats import decode_chat, require_owned, require_readable
 from storage.managers.common import flat
 from storage.managers.paging import PageRequest
@@ -27,9 +29,10 @@ from storage.managers.revisions import Revision, touch_chat, touch_user
 from storage.managers.users import decode_user
 
 ROLES = ("user", "assistant", "system")
-# What a message's events carry: ids and what orders it; clients read the text with GET (the
-# replay stream would otherwise hold a second copy of every message).
-EVENT_FIELDS = ("id", "chatId", "role", "createdAt")
+# What a message's events carry: its ids and role (a client counts its learner's messages without a
+# read); clients read the text and time with GET (the replay stream would otherwise hold a second
+# copy of every message, and every byte here is kept per message for the stream's retention).
+EVENT_FIELDS = ("id", "chatId", "role")
 DAY_US = 24 * 3600 * 1_000_000
 # Rate-limit history kept per user; covers the longest window the count endpoint accepts.
 MESSAGE_TIMES_RETENTION_US = 31 * DAY_US
@@ -46,7 +49,7 @@ return 1
 )
 
 # KEYS[1] user hash, KEYS[2] the user's message-times ZSET (one slot); ARGV: now, window start,
-# retention cutoff, limits by kind (JSON), then the new learner messages' ``chatId/messageId``.
+# retention cutoff, limits by kind (JSON), then the new learner messages' ids.
 # Checks the daily limit and reserves the quota in one atomic step, so concurrent posts cannot
 # pass it together. Replies {1} (reserved), {0, limit, kind, oldest score} (over the limit) or
 # {-1} (no such user). A message counts from the time it reached the server, not its createdAt,
@@ -83,15 +86,17 @@ return reply
 )
 
 
-decode_message = Message.view
+decode_message = Message.stored
 
 
-def _lookup(value: str | None) -> tuple[str, str]:
-    """(chat id, owner id) from a ``message-chat`` value; a missing one is a 404."""
-    if not value:
+def _lookup(message_id: str) -> tuple[str, str]:
+    """(chat id, owner id) of a message, by its id alone; a missing one is a 404."""
+    pipe = pipeline()
+    lookups.queue_read(pipe, message_id)
+    found = lookups.parse(*pipe.execute())
+    if found is None:
         raise NotFound("message")
-    chat_id, _, owner_id = value.partition("/")
-    return chat_id, owner_id
+    return found.chatId, found.ownerId
 
 
 def stage_chat_write(p: Any, chat_id: str, group: list[dict[str, Any]], last: int) -> None:
@@ -117,10 +122,10 @@ class MessageManager:
         for chat_id in chat_ids:
             pipe.hgetall(keys.chat(chat_id))
         for message in messages:
-            pipe.get(keys.message_chat(message["id"]))
+            lookups.queue_read(pipe, message["id"])
         pipe.hgetall(keys.user(actor_id))
         times_key = keys.user_message_times(actor_id)
-        quota = [f"{m['chatId']}/{m['id']}" for m in messages if m["role"] == "user"]
+        quota = [m["id"] for m in messages if m["role"] == "user"]  # ids are unique (the lookup): no chat id
         RESERVE_QUOTA(
             keys=[keys.user(actor_id), times_key],
             args=[
@@ -138,12 +143,14 @@ class MessageManager:
             chats = {
                 cid: require_owned(decode_chat(raw), actor_id) for cid, raw in zip(chat_ids, replies, strict=False)
             }
-            owners = replies[len(chat_ids) : len(chat_ids) + len(messages)]
+            found = replies[len(chat_ids) : len(chat_ids) + 2 * len(messages)]
+            owners = [lookups.parse(*pair) for pair in zip(found[::2], found[1::2], strict=True)]
             scope = current_scope()
             replay = scope is not None and scope.replay
             for message, owner in zip(messages, owners, strict=True):
                 # a replayed request finds its own first attempt's messages: its guarded write is a no-op
-                if owner and not (replay and owner == f"{message['chatId']}/{actor_id}"):
+                mine = owner is not None and (owner.chatId, owner.ownerId) == (message["chatId"], actor_id)
+                if owner and not (replay and mine):
                     raise Conflict(f"Message {message['id']} already exists.", {"id": ["already exists"]})
             user = decode_user(user_raw)
             if user is None:
@@ -173,7 +180,7 @@ class MessageManager:
             write.step(lambda p, c=chat_id, g=group, t=last: stage_chat_write(p, c, g, t))
             touch_chat(write, chat_id, "chat", "messages")
         for message in messages:
-            write.step(lambda p, m=message: p.set(keys.message_chat(m["id"]), f"{m['chatId']}/{actor_id}"))
+            lookups.stage_set(write, message["id"], message["chatId"], actor_id)
 
         def index(p: Any) -> None:
             for chat_id, chat in chats.items():
@@ -194,7 +201,8 @@ class MessageManager:
             pipe = pipeline()
             for message in messages:
                 pipe.hgetall(keys.chat_message(message["chatId"], message["id"]))
-            return [m for m in map(decode_message, pipe.execute()) if m]
+            found = zip(messages, pipe.execute(), strict=True)
+            return [m for m in (decode_message(n["chatId"], n["id"], raw) for n, raw in found) if m]
         return messages
 
     def list(
@@ -218,29 +226,30 @@ class MessageManager:
         pipe = pipeline()
         for message_id in ids:
             pipe.hgetall(keys.chat_message(chat_id, message_id))
-        return [m for m in map(decode_message, pipe.execute()) if m], has_more
+        found = (decode_message(chat_id, m, raw) for m, raw in zip(ids, pipe.execute(), strict=True))
+        return [m for m in found if m], has_more
 
     def get(self, actor_id: str | None, message_id: str) -> dict[str, Any]:
         """getMessageById."""
-        chat_id, _ = _lookup(get_redis().get(keys.message_chat(message_id)))
+        chat_id, _ = _lookup(message_id)
         pipe = pipeline()
         pipe.hgetall(keys.chat(chat_id))
         pipe.hgetall(keys.chat_message(chat_id, message_id))
         raw_chat, raw = pipe.execute()
         require_readable(decode_chat(raw_chat), actor_id)
-        message = decode_message(raw)
+        message = decode_message(chat_id, message_id, raw)
         if message is None:
             raise NotFound("message")
         return message
 
     def update(self, actor_id: str, message_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         """updateMessage: replace parts (and attachments/content) of the owner's message."""
-        chat_id, owner_id = _lookup(get_redis().get(keys.message_chat(message_id)))
+        chat_id, owner_id = _lookup(message_id)
         if owner_id != actor_id:
             raise NotFound("message")
         fields: dict[str, str] = {}
         if "parts" in changes:
-            fields["parts"] = json.dumps(changes["parts"], separators=(",", ":"))
+            fields.update(Message.parts_fields(changes["parts"]))
             content = changes.get("content") or ""
             if content and content != text_of(changes["parts"]):
                 fields["content"] = content
@@ -253,8 +262,9 @@ class MessageManager:
         message_key = keys.chat_message(chat_id, message_id)
 
         def replace(p: Any) -> None:
-            if "parts" in changes and "content" not in fields:  # the text of the new parts: derived on read
-                p.hdel(message_key, "content")
+            if "parts" in changes:  # the parts' other field, and content when it is their text (derived on read)
+                gone = [name for name in PARTS_FIELDS if name not in fields]
+                p.hdel(message_key, *gone, *([] if "content" in fields else ["content"]))
             UPDATE_IF_EXISTS(keys=[message_key, keys.chat(chat_id)], args=flat(fields), client=p)
 
         index = write.step(replace)
@@ -274,7 +284,7 @@ class MessageManager:
             return self.get(actor_id, message_id)
         if not reply[0]:
             raise NotFound("message")
-        return decode_message(dict(zip(reply[2::2], reply[3::2], strict=True)))  # type: ignore[return-value]
+        return decode_message(chat_id, message_id, dict(zip(reply[2::2], reply[3::2], strict=True)))  # type: ignore[return-value]
 
     def delete_after(self, actor_id: str, chat_id: str, timestamp: int) -> list[str]:
         """deleteMessagesByChatIdAfterTimestamp: createdAt >= timestamp (inclusive), votes too."""
@@ -292,8 +302,7 @@ class MessageManager:
             p.hdel(keys.chat_votes(chat_id), *message_ids)
             p.unlink(*(keys.chat_message(chat_id, m) for m in message_ids))
 
-        for message_id in message_ids:
-            write.step(lambda p, m=message_id: p.delete(keys.message_chat(m)))
+        lookups.stage_delete(write, message_ids)
         write.step(unindex)
         touch_chat(write, chat_id, "messages")
         outbox.stage(write, "delete", kind="message", userId=actor_id, chatId=chat_id, messageIds=",".join(message_ids))

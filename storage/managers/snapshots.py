@@ -48,7 +48,7 @@ def messages(pairs: Sequence[tuple[str, str]]) -> list[dict[str, Any] | None]:
     pipe = pipeline()
     for chat_id, message_id in pairs:
         pipe.hgetall(keys.chat_message(chat_id, message_id))
-    return [decode_message(raw) for raw in pipe.execute()] if pairs else []
+    return [decode_message(c, m, raw) for (c, m), raw in zip(pairs, pipe.execute(), strict=True)] if pairs else []
 
 
 def documents(document_ids: Sequence[str]) -> dict[str, DocumentSnapshot]:

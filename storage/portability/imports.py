@@ -29,6 +29,7 @@ from mookti.ids import is_valid_id, now_us
 from mookti.redis import Write, get_redis, pipeline, register_script
 from storage import keys
 from storage.entities import Chat, Document, Message, Suggestion, User
+from storage.managers import lookups
 from storage.managers.chats import VISIBILITIES
 from storage.managers.common import create_if_absent
 from storage.managers.documents import KINDS
@@ -128,7 +129,7 @@ class ImportManager:
         """Users with their id, email claim, password hash and (restore) message-time history.
 
         Item: id, email, password (a Django hash or ""), name, type, isGuest, timezone,
-        preferences, createdAt, optionally messageTimes [(chatId/messageId, createdAt)].
+        preferences, createdAt, optionally messageTimes [(messageId, createdAt)].
         """
         for item in items:
             item["email"] = normalize_email(item.get("email") or "")
@@ -247,7 +248,7 @@ class ImportManager:
         for chat_id in chat_ids:
             pipe.hgetall(keys.chat(chat_id))
         for position in valid:
-            pipe.get(keys.message_chat(items[position]["id"]))
+            lookups.queue_read(pipe, items[position]["id"])
             pipe.hgetall(keys.chat_message(items[position]["chatId"], items[position]["id"]))
         replies = pipe.execute()
         owners = {cid: (Chat.view(raw) or {}).get("userId") for cid, raw in zip(chat_ids, replies, strict=False)}
@@ -256,15 +257,19 @@ class ImportManager:
         rest = replies[len(chat_ids) :]
         new = []
         for n, position in enumerate(valid):
-            item, lookup, raw = items[position], rest[2 * n], rest[2 * n + 1]
+            item, raw = items[position], rest[3 * n + 2]
+            found = lookups.parse(rest[3 * n], rest[3 * n + 1])
+            lookup = found.chatId if found else None  # the chat that holds the id
             if planned and not lookup and item["id"] in planned.messages:
                 lookup = planned.messages[item["id"]]
             if not owners[item["chatId"]]:
                 outcomes[position] = f"chat not imported: {item['chatId']}"
-            elif lookup and lookup.partition("/")[0] != item["chatId"]:
-                outcomes[position] = f"message id used by another chat: {lookup.partition('/')[0]}"
+            elif lookup and lookup != item["chatId"]:
+                outcomes[position] = f"message id used by another chat: {lookup}"
             elif raw:
-                outcomes[position] = EXISTS if raw == Message.build(item).encode() else CHANGED
+                stored = Message.stored(item["chatId"], item["id"], raw)  # either storage format
+                same = stored == Message.stored(item["chatId"], item["id"], Message.build(item).encode())
+                outcomes[position] = EXISTS if same else CHANGED
             elif lookup:
                 outcomes[position] = EXISTS
             else:
@@ -288,12 +293,11 @@ class ImportManager:
             last = max(m["createdAt"] for m in group)
             write.step(lambda p, c=chat_id, g=group, t=last: stage_chat_write(p, c, g, t))
         for message in found:
-            value = f"{message['chatId']}/{owners[message['chatId']]}"
-            write.step(lambda p, m=message, v=value: p.set(keys.message_chat(m["id"]), v))
+            lookups.stage_set(write, message["id"], message["chatId"], owners[message["chatId"]] or "")
         recent_since = now_us() - MESSAGE_TIMES_RETENTION_US
         for chat_id, group in by_chat.items():
             owner = owners[chat_id]
-            times = {f"{chat_id}/{m['id']}": m["createdAt"] for m in group if m["role"] == "user"}
+            times = {m["id"]: m["createdAt"] for m in group if m["role"] == "user"}
             times = {member: at for member, at in times.items() if at >= recent_since} if record_times else {}
 
             def index(p: Any, c: str = chat_id, u: str = owner, g: list = group, t: dict = times) -> None:

@@ -34,6 +34,8 @@ from mookti import outbox
 from mookti.progress import progress as progress_bar
 from mookti.redis import Write, current_prefix, get_redis, glob_escape, pipeline, register_script
 from storage import keys
+from storage.entities import MessageLookup
+from storage.managers import lookups
 from storage.managers.chats import ChatManager
 from storage.managers.documents import DocumentManager
 from storage.managers.users import USER_TYPES
@@ -47,6 +49,13 @@ SHOWN = 30
 DELETE_IF_EQUAL = register_script(
     """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+)
+# KEYS[1] hash; ARGV[1] field, ARGV[2] the value seen. Removes the field only if it still holds it.
+HDEL_IF_EQUAL = register_script(
+    """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
 return 0
 """
 )
@@ -366,7 +375,7 @@ def check_chat_message(found: list[tuple[str, ...]]) -> list[Problem]:
             (
                 p.hget(keys.chat(c), "userId"),
                 p.zscore(keys.chat_messages(c), m),
-                p.get(keys.message_chat(m)),
+                lookups.queue_read(p, m),
                 p.hget(keys.chat_message(c, m), "createdAt"),
             )
             for c, m in found
@@ -374,14 +383,21 @@ def check_chat_message(found: list[tuple[str, ...]]) -> list[Problem]:
     )
     problems = []
     for n, (chat_id, message_id) in enumerate(found):
-        owner, score, lookup, created = raws[4 * n : 4 * n + 4]
+        owner, score, current, old, created = raws[5 * n : 5 * n + 5]
+        lookup = lookups.parse(current, old)
         if not owner:
 
-            def remove(w: Write, c: str = chat_id, m: str = message_id, lk: str | None = lookup) -> None:
+            def remove(
+                w: Write, c: str = chat_id, m: str = message_id, found: tuple[str | None, str | None] = (current, old)
+            ) -> None:
                 owner = None
-                if lk and lk.partition("/")[0] == c:
-                    owner = lk.partition("/")[2]
-                    w.step(lambda p: DELETE_IF_EQUAL(keys=[keys.message_chat(m)], args=[lk], client=p))
+                seen = lookups.parse(*found)
+                if seen and seen.chatId == c:
+                    owner = seen.ownerId
+                    if found[0]:
+                        w.step(lambda p: HDEL_IF_EQUAL(keys=[keys.message_lookups(m)], args=[m, found[0]], client=p))
+                    if found[1]:
+                        w.step(lambda p: DELETE_IF_EQUAL(keys=[keys.message_chat(m)], args=[found[1]], client=p))
                 w.step(lambda p: p.delete(keys.chat_message(c, m), keys.chat_messages(c), keys.chat_votes(c)))
                 outbox.stage(w, "delete", kind="message", userId=owner, chatId=c, messageIds=m)
 
@@ -398,16 +414,54 @@ def check_chat_message(found: list[tuple[str, ...]]) -> list[Problem]:
                     ),
                 )
             )
-        expected = f"{chat_id}/{owner}"
-        if lookup != expected and (not lookup or lookup.partition("/")[0] == chat_id):
+        expected = MessageLookup(chat_id, owner)
+        if lookup != expected and (not lookup or lookup.chatId == chat_id):
             problems.append(
                 Problem(
                     "message lookup missing or wrong",
-                    keys.message_chat(message_id),
-                    f"{lookup!r}, should be {expected!r}",
-                    lambda w, m=message_id, v=expected: w.step(lambda p: p.set(keys.message_chat(m), v)),
+                    keys.message_lookups(message_id),
+                    f"{message_id}: {lookup}, should be {expected}",
+                    lambda w, m=message_id, v=expected: _set_lookup(w, m, v),
                 )
             )
+        elif old is not None and lookup == expected:
+            problems.append(
+                Problem(
+                    "message lookup in the old format",
+                    keys.message_chat(message_id),
+                    f"-> {old}",
+                    lambda w, m=message_id, v=expected: _set_lookup(w, m, v),
+                )
+            )
+    return problems
+
+
+def _set_lookup(write: Write, message_id: str, lookup: MessageLookup) -> None:
+    """Write a message's lookup into its bucket (first), then drop any old-format STRING."""
+    lookups.stage_set(write, message_id, lookup.chatId, lookup.ownerId)
+    write.step(lambda p: p.delete(keys.message_chat(message_id)))
+
+
+def check_lookup_buckets(found: list[tuple[str, ...]]) -> list[Problem]:
+    """Lookups (bucket fields) whose message is gone, or that sit in the wrong bucket."""
+    problems = []
+    for (bucket,) in found:
+        name = keys.message_lookup_bucket(bucket)
+        entries = list(get_redis().hscan_iter(name, count=1000))
+        parsed = [(m, v, MessageLookup.decode(v)) for m, v in entries]
+        present = _read(lambda p: [p.exists(keys.chat_message(lk.chatId, m)) for m, _, lk in parsed])  # noqa: B023
+        for (message_id, value, lookup), exists in zip(parsed, present, strict=True):
+            if not exists or keys.message_lookups(message_id) != name:
+                problems.append(
+                    Problem(
+                        "message lookup in the wrong bucket" if exists else "message lookup pointing nowhere",
+                        name,
+                        f"{message_id} -> {lookup}",
+                        lambda w, n=name, m=message_id, v=value: w.step(
+                            lambda p: HDEL_IF_EQUAL(keys=[n], args=[m, v], client=p)
+                        ),
+                    )
+                )
     return problems
 
 
@@ -630,6 +684,7 @@ for _name, _key, _groups, _run in [
     ("chat_votes", keys.chat_votes, (ID,), check_votes),
     ("chat_streams", keys.chat_streams, (ID,), lambda found: check_chat_parts(found, "stream ids", keys.chat_streams)),
     ("message_chat", keys.message_chat, (ID,), check_message_lookup),
+    ("message_lookups", keys.message_lookup_bucket, (r"[0-9a-f]{2}",), check_lookup_buckets),
     ("document", keys.document, (ID,), check_document),
     ("document_versions", keys.document_versions, (ID,), check_document_versions),
     ("document_version", keys.document_version, (ID, r"\d+"), check_document_version),

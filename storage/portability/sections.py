@@ -138,6 +138,21 @@ def key_values(names: list[str]) -> dict[str, Any]:
     return found
 
 
+def hash_fields(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """Values of fields in shared hashes (e.g. message lookups), by logical ``hash[field]``."""
+    prefix = current_prefix()
+    found: dict[str, Any] = {}
+    for start in range(0, len(pairs), BATCH):
+        chunk = pairs[start : start + BATCH]
+        pipe = pipeline()
+        for name, field_name in chunk:
+            pipe.hget(name, field_name)
+        for (name, field_name), value in zip(chunk, pipe.execute(), strict=True):
+            if value is not None:
+                found[f"{name.removeprefix(prefix)}[{field_name}]"] = value
+    return found
+
+
 def memberships(index_keys: list[str], member: str) -> dict[str, Any]:
     """Scores of ``member`` in shared indexes (e.g. ``users``), by logical ``index[member]``."""
     prefix = current_prefix()
@@ -198,7 +213,8 @@ def export_storage_user(user_id: str, emit: Emit) -> None:
                 pipe = pipeline()
                 for message_id in ids:
                     pipe.hgetall(keys.chat_message(chat_id, message_id))
-                for message in filter(None, map(Message.view, pipe.execute())):
+                found = (Message.stored(chat_id, m, raw) for m, raw in zip(ids, pipe.execute(), strict=True))
+                for message in filter(None, found):
                     emit("messages", {**message, "createdAt": ts_out(message["createdAt"])})
             for message_id, value in sorted(votes.items()):
                 emit("votes", Vote.from_field(chat_id, message_id, value).to_dict())
@@ -233,9 +249,8 @@ def export_storage_user(user_id: str, emit: Emit) -> None:
 
 def _user_record(user: dict[str, Any], password: str, times: list[tuple[str, float]]) -> dict[str, Any]:
     recent = []
-    for member, score in times:
-        chat_id, _, message_id = member.partition("/")
-        recent.append({"chatId": chat_id, "messageId": message_id, "createdAt": ts_out(int(score))})
+    for member, score in times:  # a message id; ``chatId/messageId`` before issue 13
+        recent.append({"messageId": member.rpartition("/")[2], "createdAt": ts_out(int(score))})
     return {**user, "createdAt": ts_out(user["createdAt"]), "passwordHash": password, "messageTimes": recent}
 
 
@@ -250,9 +265,7 @@ def _user_item(record: dict[str, Any]) -> dict[str, Any]:
         "timezone": record.get("timezone", "UTC"),
         "preferences": record.get("preferences") or {},
         "createdAt": ts_in(record["createdAt"]),
-        "messageTimes": [
-            (f"{t['chatId']}/{t['messageId']}", ts_in(t["createdAt"])) for t in record.get("messageTimes") or []
-        ],
+        "messageTimes": [(t["messageId"], ts_in(t["createdAt"])) for t in record.get("messageTimes") or []],
     }
 
 
@@ -274,6 +287,7 @@ def snapshot_storage_user(user_id: str) -> dict[str, Any]:
         keys.user_message_times(user_id),
         keys.user_documents(user_id),
     ]
+    message_fields: list[tuple[str, str]] = []
     if raw.get("email"):
         names.append(keys.user_email(raw["email"]))
     for chunk in _chunks(chat_ids):
@@ -284,7 +298,8 @@ def snapshot_storage_user(user_id: str) -> dict[str, Any]:
             names += [keys.chat(chat_id), keys.chat_messages(chat_id), keys.chat_votes(chat_id)]
             names.append(keys.chat_streams(chat_id))
             names += [keys.chat_message(chat_id, m) for m in message_ids]
-            names += [keys.message_chat(m) for m in message_ids]
+            names += [keys.message_chat(m) for m in message_ids]  # old-format lookups
+            message_fields += [(keys.message_lookups(m), m) for m in message_ids]
     for document_id in document_ids:
         pipe = pipeline()
         pipe.zrange(keys.document_versions(document_id), 0, -1)
@@ -296,6 +311,7 @@ def snapshot_storage_user(user_id: str) -> dict[str, Any]:
         names += [keys.document_suggestion(document_id, s) for s in suggestion_ids]
     found = key_values(names)
     found.update(memberships([keys.users(), *(keys.users_by_type(t) for t in USER_TYPES)], user_id))
+    found.update(hash_fields(message_fields))
     return found
 
 

@@ -44,7 +44,11 @@ def test_index_problems_are_found_and_fixed(data):
 
     client.zrem(keys.user_chats(alice["id"]), chat["id"])  # entity missing from its index
     client.zrem(keys.chat_messages(chat["id"]), messages[0]["id"])
-    client.delete(keys.message_chat(messages[1]["id"]))  # lookup missing
+    client.hdel(keys.message_lookups(messages[1]["id"]), messages[1]["id"])  # lookup missing
+    old_format = uid("b1-m1")  # a lookup as written before issue 13
+    old_value = client.hget(keys.message_lookups(old_format), old_format)
+    client.hdel(keys.message_lookups(old_format), old_format)
+    client.set(keys.message_chat(old_format), f"{uid('b1')}/{uid('bob')}")
     client.zrem(keys.document_versions(document_id), stamps[0])  # version not indexed
     client.zrem(keys.user_documents(alice["id"]), document_id)
     client.zrem(keys.users(), alice["id"])
@@ -52,6 +56,7 @@ def test_index_problems_are_found_and_fixed(data):
     client.zadd(keys.user_chats(alice["id"]), {"ghost-chat": 1})
     client.zadd(keys.chat_messages(uid("a1")), {"ghost-message": 1})
     client.set(keys.message_chat("ghost-lookup"), f"{uid('a1')}/{uid('alice')}")  # lookup pointing nowhere
+    client.hset(keys.message_lookups("ghost-2"), "ghost-2", f"{uid('a1')}/{uid('alice')}")  # and in a bucket
     client.set(keys.user_email("ghost@example.com"), "ghost-user")  # claim of a missing user
     client.delete(keys.user_email("bob@example.com"))  # claim missing
 
@@ -61,23 +66,27 @@ def test_index_problems_are_found_and_fixed(data):
     assert kinds(report) == {
         "entity missing from its index": 4,
         "message lookup missing or wrong": 1,
+        "message lookup in the old format": 1,
         "document version not indexed": 1,
         "index entry without entity": 3,
-        "message lookup pointing nowhere": 1,
+        "message lookup pointing nowhere": 2,
         "email claim pointing to a missing user": 1,
         "email claim missing": 1,
     }
-    with pytest.raises(CommandError, match="12 problems found"):
+    with pytest.raises(CommandError, match="14 problems found"):
         call_command("repair", no_progress=True, no_vectors=True)
 
     fixed = repair.run(fix=True, vectors=False)
-    assert fixed.remaining == 0 and fixed.fixed >= 12
+    assert fixed.remaining == 0 and fixed.fixed >= 14
     assert repair.run(vectors=False).problems == 0
     listed = [c["id"] for c in alice["api"].get("/api/storage/chat", {"limit": 50}).json()["chats"]]
     assert chat["id"] in listed and "ghost-chat" not in listed
     got = alice["api"].get("/api/storage/message", {"chatId": chat["id"]}).json()["messages"]
     assert [m["id"] for m in got] == [m["id"] for m in messages]
     assert alice["api"].get(f"/api/storage/message/{messages[1]['id']}").status_code == 200
+    assert not client.exists(keys.message_chat(old_format), keys.message_chat("ghost-lookup"))
+    assert client.hget(keys.message_lookups(old_format), old_format) == old_value  # moved, in the compact form
+    assert client.hget(keys.message_lookups("ghost-2"), "ghost-2") is None
     assert len(alice["api"].get(f"/api/storage/document/{document_id}/versions").json()) == len(stamps)
     assert client.get(keys.user_email("bob@example.com")) == uid("bob")
     assert client.get(keys.user_email("ghost@example.com")) is None
@@ -102,7 +111,8 @@ def test_orphans_are_removed(data):
     call_command("repair", fix=True, no_progress=True, no_vectors=True)
     assert repair.run(vectors=False).problems == 0
     assert not client.exists(keys.chat(bob_chat), keys.chat_message(uid("b1"), uid("b1-m1")))
-    assert not client.exists(keys.message_chat(uid("b1-m1")), keys.chat_votes(uid("b1")))
+    assert not client.exists(keys.chat_votes(uid("b1")))
+    assert client.hget(keys.message_lookups(uid("b1-m1")), uid("b1-m1")) is None
     assert client.hget(keys.chat_votes(uid("a1")), uid("a1-m2")) is None
     assert client.zscore(keys.users(), bob["id"]) is None
     entries = client.xrange(mookti_keys.outbox())

@@ -101,4 +101,4 @@ def test_post_learner_message(seeded):
     assert trips <= BUDGET
     engine.flush_background()
     recent = get_redis().xrevrange(events_key(alice["id"]), count=20)
-    assert any(fields["type"] == "stats.updated" for _, fields in recent)
+    assert any(fields["type"] == "xp.awarded" for _, fields in recent)

@@ -102,8 +102,8 @@ def test_delete_chat_cascades(alice):
         keys.chat_message(chat["id"], msg["id"]),
         keys.chat_votes(chat["id"]),
         keys.chat_streams(chat["id"]),
-        keys.message_chat(msg["id"]),
     )
+    assert client.hget(keys.message_lookups(msg["id"]), msg["id"]) is None
     assert client.zscore(keys.user_chats(alice["id"]), chat["id"]) is None
     assert api.get(f"/api/storage/chat/{chat['id']}").status_code == 404
     assert api.get(f"/api/storage/message/{msg['id']}").status_code == 404

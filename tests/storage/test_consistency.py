@@ -12,6 +12,7 @@ from mookti.errors import NotFound, RateLimited
 from mookti.ids import now_us
 from mookti.redis import get_redis
 from storage import keys
+from storage.entities import MessageLookup
 from storage.managers import chats, messages, users
 from storage.managers.paging import PageRequest
 from storage.signals import messages_saving
@@ -24,10 +25,11 @@ def assert_chat_consistent(chat_id: str) -> list[str]:
     pipe = client.pipeline()
     for message_id in ids:
         pipe.exists(keys.chat_message(chat_id, message_id))
-        pipe.get(keys.message_chat(message_id))
+        pipe.hget(keys.message_lookups(message_id), message_id)
     replies = pipe.execute()
     assert all(replies[::2]), "index entry without message"
-    assert all(value.startswith(f"{chat_id}/") for value in replies[1::2]), "lookup does not point to the chat"
+    found = [MessageLookup.decode(value) for value in replies[1::2]]
+    assert all(lookup and lookup.chatId == chat_id for lookup in found), "lookup does not point to the chat"
     assert len(set(ids)) == len(ids)
     return ids
 

@@ -99,3 +99,50 @@ def test_upload_pdf_and_text(alice):
     bad.name = "bad.pdf"
     r = alice["api"].post("/api/storage/document", {"title": "bad", "file": bad}, format="multipart")
     assert r.status_code == 400
+
+
+def _reopen_claim(api, path: str, idempotency_key: str, started_us: int) -> None:
+    """Leave the claim of an ``Idempotency-Key`` as a first attempt that crashed after its writes
+    does: the time it began, no stored answer, so the next attempt re-runs in the same scope."""
+    from django.test import RequestFactory
+
+    from mookti import keys as mookti_keys
+    from mookti.api.idempotency import _digest
+    from mookti.redis import get_redis
+
+    request = RequestFactory().post(path, **api.client._credentials)  # the caller's headers name the claim
+    claim = mookti_keys.idempotency(_digest(request, idempotency_key))
+    assert get_redis().get(claim).startswith("{")  # the first attempt's stored answer
+    get_redis().set(claim, started_us // 1000)
+
+
+def test_a_replayed_document_save_is_one_version(alice):
+    """A re-run of a save with the same Idempotency-Key (its first outcome unknown) answers like the
+    first attempt and writes no second version (the guard is checked in the save's atomic step)."""
+    from mookti import keys as mookti_keys
+    from mookti.redis import get_redis
+
+    api = alice["api"]
+    body = {"title": "Once", "kind": "text", "content": "only one"}
+    first = api.post("/api/storage/document", body, HTTP_IDEMPOTENCY_KEY="doc-save-1")
+    assert first.status_code == 201, first.content
+    doc = first.json()
+    _reopen_claim(api, "/api/storage/document", "doc-save-1", iso_us(doc["createdAt"]))
+    events_before = get_redis().xlen(mookti_keys.events(alice["id"]))
+
+    again = api.post("/api/storage/document", body, HTTP_IDEMPOTENCY_KEY="doc-save-1")
+    assert again.status_code == 201, again.content
+    assert again.json() == doc and "Idempotent-Replayed" not in again  # a re-run, not the stored answer
+    versions = api.get(f"/api/storage/document/{doc['id']}/versions").json()
+    assert [v["createdAt"] for v in versions] == [doc["createdAt"]]
+    assert get_redis().xlen(mookti_keys.events(alice["id"])) == events_before  # no second document.saved
+    other = api.post("/api/storage/document", {**body, "id": doc["id"]}, HTTP_IDEMPOTENCY_KEY="doc-save-2")
+    assert other.status_code == 201 and other.json()["createdAt"] != doc["createdAt"]  # a new key saves anew
+
+
+def iso_us(text: str) -> int:
+    from datetime import datetime
+
+    from mookti.ids import to_us
+
+    return to_us(datetime.fromisoformat(text.replace("Z", "+00:00")))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from mookti.ids import now_us
 from mookti.redis import get_redis
 from storage import keys
 
@@ -95,7 +96,7 @@ def test_delete_after_timestamp_is_inclusive_and_takes_votes(alice, chat):
     assert [m["id"] for m in remaining] == [kept["id"]]
     votes = alice["api"].get("/api/storage/vote", {"chatId": chat["id"]}).json()
     assert [v["messageId"] for v in votes] == [kept["id"]]
-    assert not get_redis().exists(keys.message_chat(at["id"]))
+    assert get_redis().hget(keys.message_lookups(at["id"]), at["id"]) is None
 
 
 def test_votes_upsert(alice, chat):
@@ -158,3 +159,59 @@ def test_message_pages_with_equal_timestamps(alice, chat):
             break
         cursor = seen[-1]
     assert sorted(seen) == sorted(m["id"] for m in saved) and len(seen) == 5
+
+
+# --- the compact hash (issue 13): ids in the key, one text part kept as its text, long text deflated
+def test_a_message_hash_holds_neither_its_ids_nor_a_second_copy_of_its_text(alice, chat):
+    api, long_text = alice["api"], "the numerator over the denominator " * 30
+    short, long, parted = (
+        api.post("/api/storage/message", {"chatId": chat["id"], "role": "user", "content": text}).json()[0]
+        for text in ("a short question", long_text, "x")
+    )
+    raw = get_redis().hgetall(keys.chat_message(chat["id"], short["id"]))
+    assert set(raw) == {"role", "text", "createdAt"} and raw["text"] == "a short question"
+    packed = get_redis().hgetall(keys.chat_message(chat["id"], long["id"]))
+    assert set(packed) == {"role", "ztext", "createdAt"} and len(packed["ztext"]) < len(long_text) / 2
+    got = api.get(f"/api/storage/message/{long['id']}").json()
+    assert got["parts"] == [{"type": "text", "text": long_text}] and got["content"] == long_text
+    assert got["id"] == long["id"] and got["chatId"] == chat["id"] and got["attachments"] == []
+
+    # parts that are not one text part are kept as JSON; content alone changes only content
+    parts = [{"type": "text", "text": "two"}, {"type": "reasoning", "text": "parts"}]
+    r = api.patch(f"/api/storage/message/{parted['id']}", {"parts": parts})
+    assert r.status_code == 200, r.content
+    raw = get_redis().hgetall(keys.chat_message(chat["id"], parted["id"]))
+    assert "text" not in raw and "ztext" not in raw and r.json()["parts"] == parts
+    r = api.patch(f"/api/storage/message/{short['id']}", {"content": "a summary"})
+    assert r.status_code == 200 and r.json()["parts"] == [{"type": "text", "text": "a short question"}]
+    assert r.json()["content"] == "a summary"
+    r = api.patch(f"/api/storage/message/{long['id']}", {"parts": [{"type": "text", "text": "shorter"}]})
+    assert get_redis().hgetall(keys.chat_message(chat["id"], long["id"])).keys() == {"role", "text", "createdAt"}
+    listed = api.get(f"/api/storage/message?chatId={chat['id']}").json()["messages"]
+    assert [m["content"] for m in listed] == ["a summary", "shorter", "two"]
+
+
+def test_a_message_stored_in_the_old_format_reads_the_same(alice, chat):
+    """Hashes written before the compact format (ids, parts JSON and attachments always present)."""
+    api = alice["api"]
+    parts = '[{"type":"text","text":"from before"}]'
+    old = {"id": "old-1", "chatId": chat["id"], "role": "user", "parts": parts, "attachments": "[]"}
+    client = get_redis()
+    client.hset(keys.chat_message(chat["id"], "old-1"), mapping={**old, "createdAt": T0 * 1000})
+    client.zadd(keys.chat_messages(chat["id"]), {"old-1": T0 * 1000})
+    client.set(keys.message_chat("old-1"), f"{chat['id']}/{alice['id']}")
+    got = api.get("/api/storage/message/old-1").json()
+    assert got["parts"] == [{"type": "text", "text": "from before"}] and got["content"] == "from before"
+    assert got["chatId"] == chat["id"] and got["role"] == "user"
+    r = api.patch("/api/storage/message/old-1", {"parts": [{"type": "text", "text": "rewritten"}]})
+    assert r.status_code == 200 and r.json()["content"] == "rewritten"
+    assert "parts" not in client.hgetall(keys.chat_message(chat["id"], "old-1"))  # the new format from now on
+
+
+def test_the_rate_limit_log_holds_message_ids_and_still_counts_old_members(alice, chat):
+    api, times = alice["api"], keys.user_message_times(alice["id"])
+    old_member = f"{chat['id']}/an-old-message"  # the member format before issue 13
+    get_redis().zadd(times, {old_member: now_us()})
+    saved = save(api, chat["id"], ("user", "q", None), ("assistant", "a", None))
+    assert set(get_redis().zrange(times, 0, -1)) == {old_member, saved[0]["id"]}
+    assert api.get("/api/storage/message/count?hours=24").json()["count"] == 2
