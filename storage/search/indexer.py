@@ -24,6 +24,7 @@ Writes append entries to the ``outbox:index`` stream in the same MULTI/EXEC as t
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import socket
@@ -31,7 +32,8 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +43,7 @@ from django.conf import settings
 from mookti import outbox
 from mookti.backends import BackendError, BackendUnavailable, IndexMismatch
 from mookti.ids import now_us
-from mookti.redis import Write, get_redis, pipeline, register_script
+from mookti.redis import REDIS_ERRORS, Write, get_redis, pipeline, register_script
 from storage.managers import snapshots
 from storage.search import keys as search_keys
 from storage.search import kinds
@@ -352,7 +354,8 @@ class Indexer:
             return
         try:
             subjects = {user: [s for _, subs in by_user[user] for s in subs] for user in leased}
-            counts = sync(self.embeddings, self.store, subjects, before_write=lambda: self._confirm(leased))
+            with self._keeping(leased):
+                counts = sync(self.embeddings, self.store, subjects, before_write=lambda: self._confirm(leased))
             done = [entry for user in leased for entry, _ in by_user[user]]
             self._ack(done)
             self._dirty.update(user_namespace(user) for user in leased)
@@ -372,15 +375,40 @@ class Indexer:
         replies = pipe.execute()
         return [user for user, owner in zip(users, replies[1::2], strict=True) if owner == self.consumer]
 
-    def _confirm(self, users: list[str]) -> None:
-        """Right before writing: still holding every lease (extended)? Else retry later."""
+    def _refresh(self, users: list[str]) -> bool:
+        """Extend every lease we still hold; False if one was lost."""
         pipe = pipeline()
         for user in users:
             REFRESH_LEASE(
                 keys=[search_keys.index_lease(user)], args=[self.consumer, self.options["LEASE_MS"]], client=pipe
             )
-        if not all(pipe.execute()):
+        return all(pipe.execute())
+
+    def _confirm(self, users: list[str]) -> None:
+        """Right before writing: still holding every lease (extended)? Else retry later."""
+        if not self._refresh(users):
             raise BackendUnavailable("an indexing lease expired during the batch")
+
+    @contextmanager
+    def _keeping(self, users: list[str]) -> Iterator[None]:
+        """Renew the leases every third of their time while a batch embeds: a model slower than the
+        lease (a big batch on a busy host) must not lose them and redo the same batch forever."""
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(self.options["LEASE_MS"] / 3000):
+                with suppress(*REDIS_ERRORS):  # a lost lease shows in _confirm
+                    self._refresh(users)
+
+        keeper = threading.Thread(
+            target=contextvars.copy_context().run, args=(renew,), name="lease-keeper", daemon=True
+        )
+        keeper.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            keeper.join()
 
     def _release(self, users: list[str]) -> None:
         try:

@@ -75,3 +75,19 @@ def test_a_faulty_backend_pauses_the_indexer_then_everything_is_indexed(
     assert index_metrics() == {**index_metrics(), "lag": 0, "pending": 0, "dead": 0}
     if (server, mode) != ("pinecone", "slow"):  # a slow upsert lands late, after its retry: twice
         assert all(pinecone.upserts[f"{namespace}/{vector_id}"] == 1 for vector_id in expected)
+
+
+def test_a_batch_that_embeds_longer_than_its_lease_is_indexed_once(faulty, settings, make_user, make_indexer):
+    """The indexer renews its leases while a slow model embeds: the batch is written, not redone forever."""
+    pinecone, openai = faulty["pinecone"], faulty["openai"]
+    settings.MOOKTI_EMBEDDINGS = openai_settings(openai, timeout=5)  # slow, not timed out
+    user = make_user(user_type="pro")
+    namespace = user_namespace(user["id"])
+    indexer = make_indexer(LEASE_MS=300)
+    openai.faults.set("slow", PATHS["openai"], delay=1.0)  # every embedding call outlasts the lease 3x
+    chat = new_chat(user, "Slow model", ["a fact about glaciers", "another about moraines"])
+    assert indexer.drain(timeout=20)
+    assert indexer.stats["outages"] == 0
+    expected = {f"msg:{m['chatId']}#{m['id']}" for m in chat["messages"]}
+    assert set(pinecone.vectors(namespace)) == expected
+    assert all(pinecone.upserts[f"{namespace}/{vector_id}"] == 1 for vector_id in expected)
