@@ -354,6 +354,15 @@ def check_chat(found: list[tuple[str, ...]]) -> list[Problem]:
     return problems
 
 
+def unindexed(index: str, what: str, member: str, score: int) -> Problem:
+    """An entity missing from its ZSET index; the fix adds it back with its score."""
+
+    def add_back(write: Write) -> None:
+        write.step(lambda p: p.zadd(index, {member: score}))
+
+    return Problem("entity missing from its index", index, f"{what} {member}", add_back)
+
+
 def check_chat_messages(found: list[tuple[str, ...]]) -> list[Problem]:
     """Members whose message is gone, with or without the chat (a message that is still there
     but has no chat is reported, and removed with the index, as a message without chat)."""
@@ -404,16 +413,7 @@ def check_chat_message(found: list[tuple[str, ...]]) -> list[Problem]:
             problems.append(Problem("message without chat", keys.chat_message(chat_id, message_id), "", remove))
             continue
         if score is None:
-            problems.append(
-                Problem(
-                    "entity missing from its index",
-                    keys.chat_messages(chat_id),
-                    f"message {message_id}",
-                    lambda w, c=chat_id, m=message_id, s=int(created or 0): w.step(
-                        lambda p: p.zadd(keys.chat_messages(c), {m: s})
-                    ),
-                )
-            )
+            problems.append(unindexed(keys.chat_messages(chat_id), "message", message_id, int(created or 0)))
         expected = MessageLookup(chat_id, owner)
         if lookup != expected and (not lookup or lookup.chatId == chat_id):
             problems.append(
@@ -571,16 +571,7 @@ def check_document(found: list[tuple[str, ...]]) -> list[Problem]:
                 )
             )
         elif indexed is None:
-            problems.append(
-                Problem(
-                    "entity missing from its index",
-                    keys.user_documents(owner),
-                    f"document {document_id}",
-                    lambda w, d=document_id, u=owner, s=int(created or 0): w.step(
-                        lambda p: p.zadd(keys.user_documents(u), {d: s})
-                    ),
-                )
-            )
+            problems.append(unindexed(keys.user_documents(owner), "document", document_id, int(created or 0)))
     return problems
 
 
@@ -653,14 +644,7 @@ def check_document_suggestion(found: list[tuple[str, ...]]) -> list[Problem]:
             )
         elif score is None:
             problems.append(
-                Problem(
-                    "entity missing from its index",
-                    keys.document_suggestions(document_id),
-                    f"suggestion {suggestion_id}",
-                    lambda w, d=document_id, s=suggestion_id, v=int(version or 0): w.step(
-                        lambda p: p.zadd(keys.document_suggestions(d), {s: v})
-                    ),
-                )
+                unindexed(keys.document_suggestions(document_id), "suggestion", suggestion_id, int(version or 0))
             )
     return problems
 
