@@ -39,6 +39,8 @@ import redis
 import redis.asyncio
 import redis.asyncio.cluster
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
 from redis.exceptions import ExecAbortError, OutOfMemoryError, RedisClusterException, ResponseError
@@ -263,9 +265,23 @@ def is_cluster() -> bool:
 _prefix_override: ContextVar[str | None] = ContextVar("mookti_key_prefix", default=None)
 
 
+_deployment_prefix: list[str] = []  # MOOKTI_REDIS_PREFIX, read once (every key name needs it)
+
+
 def current_prefix() -> str:
     """The key prefix in effect: ``MOOKTI_REDIS_PREFIX``, or the one :func:`using_prefix` set."""
-    return _prefix_override.get() or settings.MOOKTI_REDIS_PREFIX
+    override = _prefix_override.get()
+    if override:
+        return override
+    if not _deployment_prefix:
+        _deployment_prefix.append(settings.MOOKTI_REDIS_PREFIX)
+    return _deployment_prefix[0]
+
+
+@receiver(setting_changed)
+def _prefix_changed(setting: str, **kwargs: Any) -> None:
+    if setting == "MOOKTI_REDIS_PREFIX":
+        _deployment_prefix.clear()
 
 
 @contextmanager
