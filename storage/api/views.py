@@ -283,13 +283,15 @@ class MessageViewSet(HotReads, viewsets.ViewSet):
         summary="Save messages (a batch, or one message object)",
     )
     def create(self, request: Request) -> Response:
-        data = (
-            request.data
-            if isinstance(request.data, dict) and "messages" in request.data
-            else {"messages": [request.data]}
-        )
-        batch = validated(s.MessagesIn, data)["messages"]
-        saved = messages.save(actor_id(request), [dict(m) for m in batch])
+        batch = s.quick_messages(request.data)
+        if batch is None:
+            data = (
+                request.data
+                if isinstance(request.data, dict) and "messages" in request.data
+                else {"messages": [request.data]}
+            )
+            batch = [dict(m) for m in validated(s.MessagesIn, data)["messages"]]
+        saved = messages.save(actor_id(request), batch)
         return Response(s.MessageOut(saved, many=True).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses=s.MessageOut, operation_id="getMessageById")

@@ -185,3 +185,56 @@ def test_expired_token_is_refused_by_both(world):
     tokens.revoke(token)
     hot_answer, drf_answer = both({"HTTP_AUTHORIZATION": f"Bearer {token}"}, "/api/storage/chat")
     assert hot_answer == drf_answer and hot_answer[0] == 401
+
+
+def test_quick_messages_agree_with_the_serializer():
+    """Whatever quick_messages takes, MessagesIn takes with the same values; the rest it leaves."""
+    text = [{"type": "text", "text": "hi"}]
+    good = {"chatId": "c1", "role": "user", "parts": text}
+    bodies: list[Any] = [
+        good,
+        {**good, "id": "m1", "attachments": [{"url": "x", "n": None}], "content": "own"},
+        {"chatId": "c1", "role": "assistant", "content": "only content"},
+        {"chatId": "c1", "role": "system", "content": ""},
+        {**good, "createdAt": "2026-01-02T03:04:05.123Z"},
+        {**good, "createdAt": 1767225600000},
+        {**good, "createdAt": 1.5},
+        {"messages": [good, {**good, "id": "a"}, {**good, "id": "b"}]},
+        {"messages": [{**good, "id": "a"}, {**good, "id": "a"}]},
+        {"messages": []},
+        {"messages": [good] * 101},
+        {"messages": [good], "other": 1},
+        {"messages": "x"},
+        {**good, "role": "robot"},
+        {**good, "role": 1},
+        {**good, "chatId": " c1"},
+        {**good, "chatId": 5},
+        {**good, "id": "bad id"},
+        {**good, "parts": []},
+        {**good, "parts": [{"text": "no type"}]},
+        {**good, "parts": [{"type": 3}]},
+        {**good, "parts": ["x"]},
+        {**good, "parts": {"type": "text"}},
+        {**good, "attachments": ["x"]},
+        {**good, "content": 5},
+        {**good, "content": None},
+        {**good, "content": "nul\x00"},
+        {**good, "createdAt": None},
+        {**good, "createdAt": "yesterday"},
+        {**good, "createdAt": -1},
+        {**good, "extra": 1},
+        {"chatId": "c1", "role": "user"},
+        {**good, "parts": [{"type": "text", "text": "x" * 70_000}] * 20},
+        [good],
+        "text",
+        None,
+    ]
+    taken = 0
+    for body in bodies:
+        quick = s.quick_messages(body)
+        if quick is None:
+            continue
+        taken += 1
+        data = body if isinstance(body, dict) and "messages" in body else {"messages": [body]}
+        assert quick == [dict(m) for m in validated(s.MessagesIn, data)["messages"]], body
+    assert taken >= 9
