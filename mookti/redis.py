@@ -199,6 +199,14 @@ def _client_options(raw: bool, *, timeout: float | None = None, asynchronous: bo
     return options
 
 
+class _Pool(redis.ConnectionPool):
+    """redis-py's connection pool without the deprecated-arguments check wrapped around every
+    ``get_connection`` call (it inspects the call's arguments each time: a few per cent of a small
+    request's CPU, issue 16); callers here pass no arguments, so the check has nothing to warn about."""
+
+    get_connection = getattr(redis.ConnectionPool.get_connection, "__wrapped__", redis.ConnectionPool.get_connection)
+
+
 def get_redis(*, raw: bool = False, read_timeout: float | None = None) -> redis.Redis | RedisCluster:
     """The process-wide client for ``REDIS_URL`` (thread-safe pool, decoded str replies).
 
@@ -217,8 +225,9 @@ def get_redis(*, raw: bool = False, read_timeout: float | None = None) -> redis.
                 options = _client_options(raw, timeout=read_timeout)
                 if cluster:
                     client = RedisCluster.from_url(url, **options)
-                else:
-                    client = redis.Redis.from_url(url, max_connections=256, **options)
+                else:  # as redis.Redis.from_url does, with the pool below
+                    client = redis.Redis(connection_pool=_Pool.from_url(url, max_connections=256, **options))
+                    client.auto_close_connection_pool = True
                 _clients[name] = client
     return client
 
