@@ -10,9 +10,12 @@ Starts one uvicorn process (``bench.settings``: Redis round trips in a response 
    of append requests per second); ``--via http`` posts every batch to the API.
 2. The Redis round trips of an append request (auth included), from 50 appends over HTTP.
 3. A 50-message page fetched ``--pages`` times in full and as a 304 (``If-None-Match``): server CPU
-   per answer of each, and the ratio.
+   per answer of each, and the ratio; then the same under load (wrk, ``--connections``, 2 rounds of
+   ``--wrk-seconds`` each, alternating), where the fixed cost of waking an idle server per request
+   is shared.
 
-Usage: ``.venv/bin/python bench/streams.py [--streams 500 --rate 20 --batch-ms 100 --seconds 10 --via redis]``
+Usage: ``.venv/bin/python bench/streams.py [--streams 500 --rate 20 --batch-ms 100 --seconds 10 --via redis]``;
+``--parts pages`` runs part 3 alone.
 """
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ import argparse
 import asyncio
 import json
 import os
+import re
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -171,6 +177,49 @@ async def pages_part(server: Server, auth: dict[str, str], args: argparse.Namesp
             f"{reply.headers.get('x-redis-roundtrips')} Redis round trips"
         )
     print(f"  304 / full CPU ratio: {results['304'] / results['full 200']:.2f}")
+    if shutil.which("wrk") is None:
+        print("  (wrk is not installed: no figures under load)")
+        return
+    print(f"  under load (wrk, {args.connections} connections, {args.wrk_seconds}s each, alternating, 2 rounds):")
+    loaded = {"full 200": [0, 0.0], "304": [0, 0.0]}
+    with tempfile.TemporaryDirectory() as scripts:
+        for round_number in range(2):
+            order = list(loaded) if round_number == 0 else list(loaded)[::-1]
+            for label in order:
+                headers = {**auth, **({"If-None-Match": etag} if label == "304" else {})}
+                cpu_before = process_usage(server.process.pid)[0]
+                requests, expected = run_wrk(server.port, path, headers, args, Path(scripts))
+                loaded[label][0] += requests
+                loaded[label][1] += process_usage(server.process.pid)[0] - cpu_before
+                if expected != requests:
+                    raise SystemExit(f"wrk {label}: {requests - expected} answers with another status")
+    cpu = {label: seconds / requests * 1000 for label, (requests, seconds) in loaded.items()}
+    for label, value in cpu.items():
+        print(f"    {label}: {value:.2f} ms server CPU per answer ({loaded[label][0]} answers)")
+    print(f"    304 / full CPU ratio: {cpu['304'] / cpu['full 200']:.2f}")
+
+
+WRK_PAGE = """
+{headers}
+done = function(summary, latency, requests)
+  io.write(string.format("WRK-PAGE %d\\n", summary.requests))
+end
+"""
+
+
+def run_wrk(port: int, path: str, headers: dict[str, str], args: argparse.Namespace, scripts: Path) -> tuple[int, int]:
+    """(answers, answers with a 2xx or 3xx status) of one wrk run."""
+    lines = "\n".join(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items())
+    script = scripts / "page.lua"
+    script.write_text(WRK_PAGE.format(headers=lines))
+    argv = ["wrk", "-t1", f"-c{args.connections}", f"-d{args.wrk_seconds}s", "-s", str(script)]
+    done = subprocess.run([*argv, f"http://{HOST}:{port}{path}"], capture_output=True, text=True, check=False)
+    match = re.search(r"^WRK-PAGE (\d+)$", done.stdout, re.MULTILINE)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", done.stdout)
+    if done.returncode or not match:
+        raise SystemExit(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    requests = int(match.group(1))
+    return requests, requests - (int(non2xx.group(1)) if non2xx else 0)
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -182,13 +231,15 @@ async def main(args: argparse.Namespace) -> None:
             django.setup()
             _, token = await create_user(Connection(server.port), server, "streams", 0)
             auth = {"Authorization": f"Bearer {token}"}
-            try:
-                await streams_part(server, auth, args)
-            except SystemExit:
-                print(server.log.read_text()[-3000:])
-                raise
-            print(f"50-message page, {args.pages} requests each, sequential:")
-            await pages_part(server, auth, args)
+            if "streams" in args.parts:
+                try:
+                    await streams_part(server, auth, args)
+                except SystemExit:
+                    print(server.log.read_text()[-3000:])
+                    raise
+            if "pages" in args.parts:
+                print(f"50-message page, {args.pages} requests each, sequential:")
+                await pages_part(server, auth, args)
         finally:
             server.stop()
             server.delete_keys()
@@ -201,5 +252,13 @@ if __name__ == "__main__":
     parser.add_argument("--batch-ms", type=int, default=100, help="a producer appends every this many ms")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--pages", type=int, default=300)
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections for the pages under load")
+    parser.add_argument("--wrk-seconds", type=int, default=5, help="wrk seconds per page kind and round")
     parser.add_argument("--via", choices=("redis", "http"), default="redis", help="how producers append")
+    parser.add_argument(
+        "--parts",
+        type=lambda text: {part.strip() for part in text.split(",")},
+        default={"streams", "pages"},
+        help="comma-separated: streams (parts 1 and 2), pages (part 3); default both",
+    )
     asyncio.run(main(parser.parse_args()))

@@ -41,6 +41,8 @@ import redis
 import redis.asyncio
 import redis.asyncio.cluster
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
@@ -200,6 +202,14 @@ def _client_options(raw: bool, *, timeout: float | None = None, asynchronous: bo
     return options
 
 
+class _Pool(redis.ConnectionPool):
+    """redis-py's connection pool without the deprecated-arguments check wrapped around every
+    ``get_connection`` call (it inspects the call's arguments each time: a few per cent of a small
+    request's CPU, issue 16); callers here pass no arguments, so the check has nothing to warn about."""
+
+    get_connection = getattr(redis.ConnectionPool.get_connection, "__wrapped__", redis.ConnectionPool.get_connection)
+
+
 def get_redis(*, raw: bool = False, read_timeout: float | None = None) -> redis.Redis | RedisCluster:
     """The process-wide client for ``REDIS_URL`` (thread-safe pool, decoded str replies).
 
@@ -218,8 +228,9 @@ def get_redis(*, raw: bool = False, read_timeout: float | None = None) -> redis.
                 options = _client_options(raw, timeout=read_timeout)
                 if cluster:
                     client = RedisCluster.from_url(url, **options)
-                else:
-                    client = redis.Redis.from_url(url, max_connections=256, **options)
+                else:  # as redis.Redis.from_url does, with the pool below
+                    client = redis.Redis(connection_pool=_Pool.from_url(url, max_connections=256, **options))
+                    client.auto_close_connection_pool = True
                 _clients[name] = client
     return client
 
@@ -266,9 +277,23 @@ def is_cluster() -> bool:
 _prefix_override: ContextVar[str | None] = ContextVar("mookti_key_prefix", default=None)
 
 
+_deployment_prefix: list[str] = []  # MOOKTI_REDIS_PREFIX, read once (every key name needs it)
+
+
 def current_prefix() -> str:
     """The key prefix in effect: ``MOOKTI_REDIS_PREFIX``, or the one :func:`using_prefix` set."""
-    return _prefix_override.get() or settings.MOOKTI_REDIS_PREFIX
+    override = _prefix_override.get()
+    if override:
+        return override
+    if not _deployment_prefix:
+        _deployment_prefix.append(settings.MOOKTI_REDIS_PREFIX)
+    return _deployment_prefix[0]
+
+
+@receiver(setting_changed)
+def _prefix_changed(setting: str, **kwargs: Any) -> None:
+    if setting == "MOOKTI_REDIS_PREFIX":
+        _deployment_prefix.clear()
 
 
 @contextmanager

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import queue
 import sys
 import tempfile
@@ -54,15 +55,23 @@ class WSGIBridge:
                 loop.call_soon_threadsafe(_settle, future, result, error)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        with tempfile.SpooledTemporaryFile(max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE, mode="w+b") as body:
-            while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return  # the client left before sending its request
+        first = message.get("body", b"")
+        if not message.get("more_body", False) and len(first) <= settings.FILE_UPLOAD_MAX_MEMORY_SIZE:
+            body: Any = io.BytesIO(first)  # the whole body in one message (every GET): no spooling
+        else:
+            body = tempfile.SpooledTemporaryFile(max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE, mode="w+b")  # noqa: SIM115
+            body.write(first)
+            while message.get("more_body", False):
                 message = await receive()
                 if message["type"] == "http.disconnect":
+                    body.close()
                     return  # the client left before sending its whole request
                 body.write(message.get("body", b""))
-                if not message.get("more_body", False):
-                    break
             body.seek(0)
+        with body:
             loop = asyncio.get_running_loop()
             future = loop.create_future()
             self.jobs.put((loop, future, environ(scope, body)))

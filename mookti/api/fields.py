@@ -118,23 +118,52 @@ class OutputSerializer(serializers.Serializer):
         return cls._plan
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
-        plan = self._output_plan()
+        out = self._render(self._output_plan(), instance)
+        return super().to_representation(instance) if out is None else out
+
+    @staticmethod
+    def _render(plan: tuple[tuple[str, Any], ...] | None, instance: Any) -> dict[str, Any] | None:
         if plan is None or type(instance) is not dict:
-            return super().to_representation(instance)
+            return None
         out = {}
         for name, render in plan:
             try:
                 value = instance[name]
             except KeyError:
-                return super().to_representation(instance)
+                return None
             out[name] = value if value is None or render is None else render(value)
         return out
+
+    @classmethod
+    def render(cls, instance: Any) -> dict[str, Any]:
+        """``cls(instance).data`` without building a serializer (the hot reads)."""
+        out = cls._render(cls._output_plan(), instance)
+        return cls(instance).data if out is None else out
+
+    @classmethod
+    def render_many(cls, instances: list[Any]) -> list[dict[str, Any]]:
+        """``cls(instances, many=True).data`` without building serializers (the hot reads)."""
+        plan = cls._output_plan()
+        out = [cls._render(plan, instance) for instance in instances]
+        return cls(instances, many=True).data if None in out else out
+
+
+def _copies_json(child: serializers.Field) -> bool:
+    """A child whose output is its input for values decoded from JSON: an untyped value, or a dict
+    of untyped values (a JSON object's keys are strings already)."""
+    if isinstance(child, _UnvalidatedField):
+        return True
+    return (
+        isinstance(child, serializers.DictField)
+        and isinstance(child.child, _UnvalidatedField)
+        and type(child).to_representation is serializers.DictField.to_representation
+    )
 
 
 def _renderer(field: serializers.Field) -> Any:
     """``field.to_representation``, or None where it would only copy a value decoded from JSON
     (a list or dict field without a child type) or return the same string."""
-    if isinstance(field, serializers.ListField | serializers.DictField) and isinstance(field.child, _UnvalidatedField):
+    if isinstance(field, serializers.ListField | serializers.DictField) and _copies_json(field.child):
         return None
     if type(field) is serializers.CharField:
         return str

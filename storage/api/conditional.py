@@ -15,7 +15,6 @@ from typing import Any
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import status
-from rest_framework.request import Request
 from rest_framework.response import Response
 
 from storage.managers.revisions import NotModified, Revision
@@ -32,25 +31,32 @@ IF_NONE_MATCH = OpenApiParameter(
 NOT_MODIFIED = {304: OpenApiResponse(description="Not modified: the ETag in If-None-Match is current")}
 
 
-def revision(request: Request, scope: str, entity_id: str, field: str) -> Revision:
-    """The revision a GET reads: its counter, plus the URL and media type (each variant has its own tag)."""
-    variant = f"{request.get_full_path()}|{request.accepted_media_type}"
+def revision(request: Any, scope: str, entity_id: str, field: str, media_type: str | None = None) -> Revision:
+    """The revision a GET reads: its counter, plus the URL and media type (each variant has its own
+    tag). ``media_type``: the accepted one, for a plain Django request (the hot reads)."""
+    variant = f"{request.get_full_path()}|{media_type or request.accepted_media_type}"
     return Revision(scope, entity_id, field, variant, request.META.get("HTTP_IF_NONE_MATCH", ""))
 
 
-def conditional(rev: Revision, build: Callable[[], Any]) -> Response:
-    """Run ``build`` (the manager call that reads with ``rev``) and answer 200 with an ETag, or 304."""
+def evaluate(rev: Revision, build: Callable[[], Any]) -> tuple[int, Any, str]:
+    """Run ``build`` (the manager call that reads with ``rev``): (200, data, ETag) or (304, None, ETag)."""
     try:
         data = build()
     except NotModified as current:
-        return _tagged(Response(status=status.HTTP_304_NOT_MODIFIED), current.etag)
+        return status.HTTP_304_NOT_MODIFIED, None, current.etag
     etag = rev.etag
     if etag is None:
         body = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str).encode()
         etag = f'"b.{hashlib.sha256(body).hexdigest()[:32]}"'
         if rev.matches(etag):
-            return _tagged(Response(status=status.HTTP_304_NOT_MODIFIED), etag)
-    return _tagged(Response(data), etag)
+            return status.HTTP_304_NOT_MODIFIED, None, etag
+    return status.HTTP_200_OK, data, etag
+
+
+def conditional(rev: Revision, build: Callable[[], Any]) -> Response:
+    """:func:`evaluate` as a DRF answer: 200 with an ETag, or 304."""
+    code, data, etag = evaluate(rev, build)
+    return _tagged(Response(data, status=code), etag)
 
 
 def _tagged(response: Response, etag: str) -> Response:

@@ -13,13 +13,14 @@ from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from mookti.api.inputs import path_id, query, validated
+from mookti.api.inputs import path_id, query, quick_query, validated
 from mookti.api.parsers import StrictJSONParser
 from mookti.api.schema import errors
 from mookti.errors import Forbidden, Invalid, NotFound, Unauthorized
 from storage.api import serializers as s
-from storage.api.auth import Principal
-from storage.api.conditional import IF_NONE_MATCH, NOT_MODIFIED, conditional, revision
+from storage.api.auth import BearerCredential, Principal
+from storage.api.conditional import CACHE_CONTROL, IF_NONE_MATCH, NOT_MODIFIED, conditional, evaluate, revision
+from storage.api.hot import MEDIA_TYPE, HotReads, Skip
 from storage.api.permissions import IsMooktiUser, IsMooktiUserOrReadOnly, IsService, IsServiceOrSelf, actor_id
 from storage.managers import chats, documents, messages, streams, tokens, users, votes
 from storage.managers.paging import PageRequest
@@ -27,6 +28,51 @@ from storage.managers.paging import PageRequest
 
 def page_of(params: dict[str, Any], order: str = "desc") -> PageRequest:
     return PageRequest(params["limit"], params.get("startingAfter"), params.get("endingBefore"), order)
+
+
+# --- the reads the DRF actions and the hot reads (storage.api.hot) share ---------------------------
+def chat_page(actor: str, params: dict[str, Any], rev: Any) -> dict[str, Any]:
+    found, has_more = chats.list_for_user(actor, page_of(params), params["orderBy"], rev=rev)
+    return {"chats": s.ChatOut.render_many(found), "hasMore": has_more}
+
+
+def message_page(actor: Any, params: dict[str, Any], rev: Any) -> dict[str, Any]:
+    found, has_more = messages.list(actor, params["chatId"], page_of(params, order="asc"), rev=rev)
+    return {"messages": s.MessageOut.render_many(found), "hasMore": has_more}
+
+
+def _answer(rev: Any, build: Any) -> tuple[int, Any, dict[str, str]]:
+    code, data, etag = evaluate(rev, build)
+    return code, data, {"ETag": etag, "Cache-Control": CACHE_CONTROL}
+
+
+def _quick(serializer_class: type, request: Any) -> dict[str, Any]:
+    params = quick_query(serializer_class, request.GET.dict())
+    if params is None:
+        raise Skip
+    return params
+
+
+def hot_chat_list(request: Any, credential: BearerCredential) -> tuple[int, Any, dict[str, str]]:
+    params = _quick(s.ChatPageQuery, request)
+    actor = credential.check()  # the list's keys are the user's: its own round trip
+    rev = revision(request, "user", actor, "chats", MEDIA_TYPE)
+    return _answer(rev, lambda: chat_page(actor, params, rev))
+
+
+def hot_chat(request: Any, credential: BearerCredential, pk: str) -> tuple[int, Any, dict[str, str]]:
+    try:
+        chat_id = path_id(pk)
+    except Invalid:
+        raise Skip from None
+    rev = revision(request, "chat", chat_id, "chat", MEDIA_TYPE)
+    return _answer(rev, lambda: s.ChatOut.render(chats.read(credential, chat_id, rev)))
+
+
+def hot_message_page(request: Any, credential: BearerCredential) -> tuple[int, Any, dict[str, str]]:
+    params = _quick(s.MessagePageQuery, request)
+    rev = revision(request, "chat", params["chatId"], "messages", MEDIA_TYPE)
+    return _answer(rev, lambda: message_page(credential, params, rev))
 
 
 class UserViewSet(viewsets.ViewSet):
@@ -135,11 +181,12 @@ class TokenViewSet(viewsets.ViewSet):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class ChatViewSet(viewsets.ViewSet):
+class ChatViewSet(HotReads, viewsets.ViewSet):
     """Chats of the calling user (getChatsByUserId, saveChat, getChatById, deleteChatById, ...)."""
 
     permission_classes = [IsMooktiUserOrReadOnly]
     lookup_value_regex = "[^/]+"
+    hot = {"list": hot_chat_list, "retrieve": hot_chat}
 
     def get_permissions(self) -> list:
         if self.action == "list":
@@ -154,12 +201,7 @@ class ChatViewSet(viewsets.ViewSet):
     def list(self, request: Request) -> Response:
         params = query(request, s.ChatPageQuery)
         rev = revision(request, "user", actor_id(request), "chats")
-
-        def build() -> dict:
-            found, has_more = chats.list_for_user(actor_id(request), page_of(params), params["orderBy"], rev=rev)
-            return {"chats": s.ChatOut(found, many=True).data, "hasMore": has_more}
-
-        return conditional(rev, build)
+        return conditional(rev, lambda: chat_page(actor_id(request), params, rev))
 
     @extend_schema(request=s.ChatCreateIn, responses={201: s.ChatOut, **errors(409)}, operation_id="saveChat")
     def create(self, request: Request) -> Response:
@@ -212,11 +254,12 @@ class ChatViewSet(viewsets.ViewSet):
         return Response(s.StreamOut(stream).data, status=status.HTTP_201_CREATED)
 
 
-class MessageViewSet(viewsets.ViewSet):
+class MessageViewSet(HotReads, viewsets.ViewSet):
     """Messages (saveMessages, getMessagesByChatId, getMessageById, updateMessage, ...)."""
 
     permission_classes = [IsMooktiUserOrReadOnly]
     lookup_value_regex = "[^/]+"
+    hot = {"list": hot_message_page}
 
     def get_permissions(self) -> list:
         if self.action == "count":
@@ -231,13 +274,7 @@ class MessageViewSet(viewsets.ViewSet):
     def list(self, request: Request) -> Response:
         params = query(request, s.MessagePageQuery)
         rev = revision(request, "chat", params["chatId"], "messages")
-
-        def build() -> dict:
-            page = page_of(params, order="asc")
-            found, has_more = messages.list(actor_id(request), params["chatId"], page, rev=rev)
-            return {"messages": s.MessageOut(found, many=True).data, "hasMore": has_more}
-
-        return conditional(rev, build)
+        return conditional(rev, lambda: message_page(actor_id(request), params, rev))
 
     @extend_schema(
         request=s.MessagesIn,
@@ -246,13 +283,15 @@ class MessageViewSet(viewsets.ViewSet):
         summary="Save messages (a batch, or one message object)",
     )
     def create(self, request: Request) -> Response:
-        data = (
-            request.data
-            if isinstance(request.data, dict) and "messages" in request.data
-            else {"messages": [request.data]}
-        )
-        batch = validated(s.MessagesIn, data)["messages"]
-        saved = messages.save(actor_id(request), [dict(m) for m in batch])
+        batch = s.quick_messages(request.data)
+        if batch is None:
+            data = (
+                request.data
+                if isinstance(request.data, dict) and "messages" in request.data
+                else {"messages": [request.data]}
+            )
+            batch = [dict(m) for m in validated(s.MessagesIn, data)["messages"]]
+        saved = messages.save(actor_id(request), batch)
         return Response(s.MessageOut(saved, many=True).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses=s.MessageOut, operation_id="getMessageById")

@@ -11,6 +11,7 @@ from mookti.redis import KeyExists, Write, get_async_redis, get_redis, pipeline
 from storage import keys
 from storage.entities import Chat, Stream
 from storage.managers import lookups
+from storage.managers.common import Actor, queue_actor
 from storage.managers.paging import PageRequest
 from storage.managers.revisions import Revision, touch_chat, touch_user
 
@@ -89,12 +90,15 @@ class ChatManager:
         """:meth:`get` for async code (a websocket subscribing to a chat)."""
         return decode_chat(await get_async_redis().hgetall(keys.chat(chat_id)))
 
-    def read(self, actor_id: str | None, chat_id: str, rev: Revision) -> dict[str, Any]:
-        """getChatById with its revision, in one round trip (NotModified for a current copy)."""
+    def read(self, actor: Actor, chat_id: str, rev: Revision) -> dict[str, Any]:
+        """getChatById with its revision, in one round trip, the caller's credential included when
+        ``actor`` is a :class:`Credential` (NotModified for a current copy)."""
         pipe = pipeline()
+        deferred = queue_actor(pipe, actor)
         pipe.hgetall(keys.chat(chat_id))
         rev.queue(pipe)
-        raw, version = pipe.execute()
+        *checked, raw, version = pipe.execute()
+        actor_id = actor.resolve(checked[0]) if deferred else actor  # type: ignore[union-attr]
         chat = require_readable(decode_chat(raw), actor_id)
         rev.check(version)
         return chat

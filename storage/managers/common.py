@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mookti.redis import register_script
+from mookti.redis import pipeline, register_script
 
 # KEYS[1] hash; ARGV field/value pairs. Creates the hash only if the key is free.
 CREATE_IF_ABSENT = register_script(
@@ -14,6 +14,36 @@ redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
 """
 )
+
+
+class Credential:
+    """A caller's credential checked in a read's first pipeline, so auth costs no round trip of
+    its own (the hot reads of ``storage.api.hot``). :meth:`queue` adds its one command;
+    :meth:`resolve` gets that command's reply and returns the acting user's id, or raises when
+    the credential is not valid (nothing read in the same pipeline is used then)."""
+
+    def queue(self, pipe: Any) -> None:
+        raise NotImplementedError
+
+    def resolve(self, reply: Any) -> str:
+        raise NotImplementedError
+
+    def check(self) -> str:
+        """The check alone, one round trip (for a read whose keys depend on the user)."""
+        pipe = pipeline()
+        self.queue(pipe)
+        return self.resolve(pipe.execute()[0])
+
+
+Actor = str | None | Credential
+
+
+def queue_actor(pipe: Any, actor: Actor) -> bool:
+    """Queue ``actor``'s check first in ``pipe`` if it is a :class:`Credential`; True if queued."""
+    if isinstance(actor, Credential):
+        actor.queue(pipe)
+        return True
+    return False
 
 
 def flat(fields: dict[str, Any]) -> list[Any]:

@@ -23,7 +23,7 @@ from storage.entities import Message, Vote, text_of
 from storage.entities.records import PARTS_FIELDS
 from storage.managers import lookups
 from storage.managers.chats import decode_chat, require_owned, require_readable
-from storage.managers.common import flat
+from storage.managers.common import Actor, flat, queue_actor
 from storage.managers.paging import PageRequest
 from storage.managers.revisions import Revision, touch_chat, touch_user
 from storage.managers.users import decode_user
@@ -206,16 +206,21 @@ class MessageManager:
         return messages
 
     def list(
-        self, actor_id: str | None, chat_id: str, page: PageRequest, rev: Revision | None = None
+        self, actor: Actor, chat_id: str, page: PageRequest, rev: Revision | None = None
     ) -> tuple[list[dict[str, Any]], bool]:
-        """getMessagesByChatId: oldest first, keyset pages by message id."""
+        """getMessagesByChatId: oldest first, keyset pages by message id. The first round trip
+        checks the caller's credential too when ``actor`` is a :class:`Credential`."""
         pipe = pipeline()
+        deferred = queue_actor(pipe, actor)
         pipe.hgetall(keys.chat(chat_id))
         page.queue(pipe, keys.chat_messages(chat_id))
         if rev:
             rev.queue(pipe)
-        raw_chat, page_reply, *version = pipe.execute()
-        require_readable(decode_chat(raw_chat), actor_id)
+        replies = pipe.execute()
+        if deferred:
+            actor = actor.resolve(replies.pop(0))  # type: ignore[union-attr]
+        raw_chat, page_reply, *version = replies
+        require_readable(decode_chat(raw_chat), actor)  # type: ignore[arg-type]
         found, ids, has_more = page.split(page_reply)
         if not found:
             raise NotFound("message", "The cursor message was not found.")

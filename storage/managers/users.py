@@ -113,6 +113,11 @@ class UserManager:
         """One EXISTS: the service key acting for a user checks the user is there."""
         return bool(get_redis().exists(keys.user(user_id)))
 
+    @staticmethod
+    def queue_exists(pipe: Any, user_id: str) -> None:
+        """:meth:`exists` as one command of a pipeline (its reply is 0 or 1)."""
+        pipe.exists(keys.user(user_id))
+
     async def aexists(self, user_id: str) -> bool:
         """:meth:`exists` for async code (a socket opened with a service-key ticket re-checks its user)."""
         return bool(await get_async_redis().exists(keys.user(user_id)))
@@ -276,6 +281,19 @@ class TokenManager:
         if not token.startswith(TOKEN_PREFIX) or len(token) > MAX_TOKEN_LENGTH:
             return None
         return self.digest(token)
+
+    def digest_of(self, token: str) -> str | None:
+        """The digest of a well-formed token, None for anything that cannot be one (no Redis call)."""
+        return self._digest_of(token)
+
+    @staticmethod
+    def queue_lookup(pipe: Any, digest: str) -> None:
+        """:meth:`lookup` as one command of a pipeline (its reply goes to :meth:`info`)."""
+        pipe.hmget(keys.token(digest), TOKEN_FIELDS)
+
+    @staticmethod
+    def info(digest: str, reply: list[str | None]) -> TokenInfo | None:
+        return _token_info(digest, reply)
 
     def lookup(self, token: str) -> TokenInfo | None:
         """The token's user, digest and expiry, or None (malformed, unknown, expired, revoked): one round trip."""

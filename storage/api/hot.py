@@ -1,0 +1,134 @@
+"""Hot reads: the GETs a chat client polls, dispatched without DRF's per-request machinery.
+
+Listing chats, getting a chat and reading a message page are most of an app's requests, and
+DRF's dispatch (a ``Request`` wrapper, authenticator/parser/negotiator/permission instances,
+content negotiation, the response's rendering and finalising) was about half of their CPU
+time (issue 16). A viewset with :class:`HotReads` keeps its DRF view for everything, and puts a
+shortcut in front of it for ``GET`` of the actions in its ``hot`` mapping. The shortcut runs
+only for the plain case; every other request goes to the DRF view untouched:
+
+- a bearer credential that needs Redis to judge (a user token of the right form, or the service
+  key with a valid ``X-Mookti-User``: :class:`storage.api.auth.BearerCredential`); no header,
+  another scheme, the service key acting for nobody or a malformed token go to DRF, which
+  answers them without Redis;
+- ``Accept`` absent, ``*/*`` or ``application/json`` (DRF's negotiation answers
+  ``application/json`` to each; anything else, e.g. ``; indent=4``, goes to DRF);
+- a query whose values are in their plain form (:func:`mookti.api.inputs.quick_query`); a value
+  the serializer must judge (and maybe reject with a 400) goes to DRF.
+
+Then the credential is checked in the read's first pipeline (one round trip less than DRF's
+authentication, which has its own), so a 304 costs one round trip for a chat or a message page,
+before any entity is decoded or rendered. The answer has DRF's status, body and headers
+(``Allow``, ``Content-Type``, ``ETag``, ``Cache-Control``; the middleware adds the rest as for
+any view); an error raised after the shortcut took the request (a bad token, a 404, Redis down)
+is answered by the DRF view's own exception handling and finalising, so the error body and
+headers are the same (``tests/storage/test_hot_reads.py`` compares both paths). The schema is
+the DRF view's: the shortcut answers the same operation.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+
+from mookti.api.parsers import FastJSONRenderer
+from storage.api.auth import BearerCredential
+
+# tests switch the shortcut off to compare it with the DRF path
+ENABLED = True
+MEDIA_TYPE = "application/json"
+PLAIN_ACCEPT = frozenset({None, "*/*", MEDIA_TYPE})
+_render = FastJSONRenderer().render
+
+# A hot handler: (request, credential, **url kwargs) -> (status, data, headers), or None to leave
+# the request to DRF (only before any Redis call).
+Handler = Callable[..., tuple[int, Any, dict[str, str]] | None]
+
+
+class Skip(Exception):
+    """Raised by a hot handler before it calls Redis: DRF answers the request instead."""
+
+
+class HotReads:
+    """Viewset mixin: ``hot = {"list": handler, ...}`` answers ``GET`` of those actions through
+    :func:`hot_view` when the request is plain (see the module docstring)."""
+
+    hot: dict[str, Handler] = {}
+
+    @classmethod
+    def as_view(cls, actions: dict[str, str] | None = None, **initkwargs: Any) -> Callable:
+        view = super().as_view(actions, **initkwargs)  # type: ignore[misc]
+        handler = cls.hot.get((actions or {}).get("get", ""))
+        if handler is None:
+            return view
+        return hot_view(view, handler)
+
+
+def hot_view(view: Callable, handler: Handler) -> Callable:
+    """``view`` (a DRF viewset view) with the shortcut for plain GETs in front."""
+    allow: list[str] = []  # DRF's Allow header of this route, computed on first use
+
+    def shortcut(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not ENABLED or request.method != "GET" or request.META.get("HTTP_ACCEPT") not in PLAIN_ACCEPT:
+            return view(request, *args, **kwargs)
+        credential = BearerCredential.of(request.META)
+        if credential is None or "format" in request.GET:
+            return view(request, *args, **kwargs)
+        try:
+            code, data, headers = handler(request, credential, **kwargs)
+        except Skip:
+            return view(request, *args, **kwargs)
+        except Exception as exc:  # answered as the DRF view answers it
+            return drf_error(view, request, exc, credential, args, kwargs)
+        if not allow:
+            allow.append(allowed_methods(view))
+        if data is None:
+            response = HttpResponse(status=code)
+            del response["Content-Type"]  # DRF drops it for an empty body
+        else:
+            response = HttpResponse(_render(data), status=code, content_type=MEDIA_TYPE)
+        for name, value in headers.items():
+            response[name] = value
+        response["Allow"] = allow[0]
+        return response
+
+    functools.update_wrapper(shortcut, view)  # cls, actions, initkwargs, csrf_exempt: as DRF's view
+    return shortcut
+
+
+def _drf_view(view: Callable, request: HttpRequest, args: tuple, kwargs: dict) -> Any:
+    """A viewset instance set up as DRF's view function sets it up before ``dispatch``."""
+    self = view.cls(**view.initkwargs)
+    actions = view.actions
+    if "get" in actions and "head" not in actions:
+        actions["head"] = actions["get"]
+    self.action_map = actions
+    for method, action in actions.items():
+        setattr(self, method, getattr(self, action))
+    self.request, self.args, self.kwargs = request, args, kwargs
+    return self
+
+
+def allowed_methods(view: Callable) -> str:
+    """DRF's ``Allow`` header of ``view``'s route."""
+    return _drf_view(view, HttpRequest(), (), {}).default_response_headers["Allow"]
+
+
+def drf_error(
+    view: Callable, request: HttpRequest, exc: Exception, credential: BearerCredential, args: tuple, kwargs: dict
+) -> HttpResponse:
+    """The DRF view's answer to ``exc`` raised in its handler: its exception handler, renderer and
+    response headers, without running the request again (no second Redis read)."""
+    self = _drf_view(view, request, args, kwargs)
+    drf_request = self.initialize_request(request, *args, **kwargs)
+    self.request = drf_request
+    self.headers = self.default_response_headers
+    self.format_kwarg = self.get_format_suffix(**kwargs)
+    drf_request.accepted_renderer, drf_request.accepted_media_type = self.perform_content_negotiation(drf_request)
+    if credential.principal is not None:
+        drf_request.user = credential.principal
+    response = self.handle_exception(exc)
+    return self.finalize_response(drf_request, response, *args, **kwargs)

@@ -1,0 +1,240 @@
+"""The hot reads (storage/api/hot.py) answer exactly as the DRF views do: status, body, headers.
+
+Each request is sent twice, with the shortcut on and off, and the answers are compared; the
+shortcut's quick query check accepts only what the serializer accepts, with the same values; a
+304 costs one Redis round trip for a chat or a message page, auth included.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from bench import roundtrips
+from mookti.api.inputs import quick_query, validated
+from storage.api import hot
+from storage.api import serializers as s
+from storage.managers import tokens
+
+# headers that differ between any two answers
+VOLATILE = {"Date"}
+
+
+def answer(headers: dict[str, str], path: str, query: dict[str, Any] | None = None) -> tuple[int, bytes, dict]:
+    response = APIClient().get(path, query, **headers)
+    kept = {k: v for k, v in response.items() if k not in VOLATILE}
+    return response.status_code, response.content, kept
+
+
+def both(headers: dict[str, str], path: str, query: dict[str, Any] | None = None) -> tuple[Any, Any]:
+    hot_answer = answer(headers, path, query)
+    hot.ENABLED = False
+    try:
+        drf_answer = answer(headers, path, query)
+    finally:
+        hot.ENABLED = True
+    return hot_answer, drf_answer
+
+
+@pytest.fixture
+def world(alice, bob):
+    api = alice["api"]
+    private = api.post("/api/storage/chat", {"title": "mine"}).json()["id"]
+    public = api.post("/api/storage/chat", {"title": "open", "visibility": "public"}).json()["id"]
+    for chat_id in (private, public):
+        batch = [
+            {"chatId": chat_id, "role": "user", "parts": [{"type": "text", "text": f"m{i}"}, {"type": "x", "n": i}]}
+            for i in range(5)
+        ]
+        batch.append({"chatId": chat_id, "role": "assistant", "content": "own text", "parts": []})
+        assert api.post("/api/storage/message", {"messages": batch}).status_code == 201
+    return alice, bob, private, public
+
+
+def test_same_answers_as_drf(world):
+    alice, bob, private, public = world
+    first = APIClient().get(f"/api/storage/message?chatId={private}", HTTP_AUTHORIZATION=f"Bearer {alice['token']}")
+    message_ids = [m["id"] for m in first.json()["messages"]]
+    as_alice = {"HTTP_AUTHORIZATION": f"Bearer {alice['token']}"}
+    as_bob = {"HTTP_AUTHORIZATION": f"Bearer {bob['token']}"}
+    service = {"HTTP_AUTHORIZATION": f"Bearer {settings.MOOKTI_SERVICE_KEY}", "HTTP_X_MOOKTI_USER": alice["id"]}
+    callers = {
+        "alice": as_alice,
+        "bob": as_bob,
+        "service for alice": service,
+        "service for nobody": {"HTTP_AUTHORIZATION": f"Bearer {settings.MOOKTI_SERVICE_KEY}"},
+        "service for a missing user": {**service, "HTTP_X_MOOKTI_USER": "no-such-user"},
+        "service for a bad id": {**service, "HTTP_X_MOOKTI_USER": "bad id!"},
+        "unknown token": {"HTTP_AUTHORIZATION": "Bearer mkt_unknown"},
+        "malformed token": {"HTTP_AUTHORIZATION": "Bearer nope"},
+        "other scheme": {"HTTP_AUTHORIZATION": f"Token {alice['token']}"},
+        "empty bearer": {"HTTP_AUTHORIZATION": "Bearer "},
+        "anonymous": {},
+        "accept json": {**as_alice, "HTTP_ACCEPT": "application/json"},
+        "accept any": {**as_alice, "HTTP_ACCEPT": "*/*"},
+        "accept indent": {**as_alice, "HTTP_ACCEPT": "application/json; indent=2"},
+        "accept html": {**as_alice, "HTTP_ACCEPT": "text/html"},
+    }
+    requests: list[tuple[str, dict[str, Any] | None]] = [
+        ("/api/storage/chat", None),
+        ("/api/storage/chat/", {"limit": "1"}),
+        ("/api/storage/chat", {"limit": "1", "orderBy": "lastMessageAt"}),
+        ("/api/storage/chat", {"endingBefore": public}),
+        ("/api/storage/chat", {"startingAfter": private, "limit": "007"}),
+        ("/api/storage/chat", {"endingBefore": "no-such-chat"}),
+        ("/api/storage/chat", {"limit": "0"}),
+        ("/api/storage/chat", {"limit": " 5"}),
+        ("/api/storage/chat", {"limit": "101"}),
+        ("/api/storage/chat", {"orderBy": "title"}),
+        ("/api/storage/chat", {"startingAfter": private, "endingBefore": public}),
+        ("/api/storage/chat", {"unknown": "1"}),
+        ("/api/storage/chat", {"format": "json"}),
+        (f"/api/storage/chat/{private}", None),
+        (f"/api/storage/chat/{public}/", None),
+        ("/api/storage/chat/no-such-chat", None),
+        ("/api/storage/chat/bad%20id", None),
+        ("/api/storage/message", {"chatId": private}),
+        ("/api/storage/message", {"chatId": public, "limit": "2"}),
+        ("/api/storage/message", {"chatId": private, "startingAfter": message_ids[1], "limit": "2"}),
+        ("/api/storage/message", {"chatId": private, "endingBefore": message_ids[3]}),
+        ("/api/storage/message", {"chatId": private, "endingBefore": "no-such-message"}),
+        ("/api/storage/message", {"chatId": "no-such-chat"}),
+        ("/api/storage/message", {"chatId": "bad id"}),
+        ("/api/storage/message", {"limit": "5"}),
+        ("/api/storage/message", {"chatId": private, "limit": "1001"}),
+    ]
+    compared = 0
+    for caller, headers in callers.items():
+        for path, query in requests:
+            hot_answer, drf_answer = both(headers, path, query)
+            assert hot_answer == drf_answer, (caller, path, query)
+            status, _, answered = hot_answer
+            if status == 200:  # the same ETag is a 304 on both paths, a stale one a 200
+                for tag in (answered["ETag"], '"stale"'):
+                    again = both({**headers, "HTTP_IF_NONE_MATCH": tag}, path, query)
+                    assert again[0] == again[1], (caller, path, query, tag)
+            compared += 1
+    assert compared == len(callers) * len(requests)
+
+
+def test_the_shortcut_answers_the_plain_requests(world, monkeypatch):
+    """The comparison above would pass with the shortcut never taken: it must be taken."""
+    alice, _, private, _ = world
+    taken = []
+    real = hot.drf_error
+
+    def spy(*args: Any) -> Any:
+        taken.append("error")
+        return real(*args)
+
+    monkeypatch.setattr(hot, "drf_error", spy)
+    monkeypatch.setattr(hot, "_render", lambda data, render=hot._render: taken.append("ok") or render(data))
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {alice['token']}"}
+    for path in ("/api/storage/chat", f"/api/storage/chat/{private}", f"/api/storage/message?chatId={private}"):
+        assert APIClient().get(path, **headers).status_code == 200
+    assert APIClient().get("/api/storage/chat/no-such-chat", **headers).status_code == 404
+    assert taken == ["ok", "ok", "ok", "error"]
+
+
+def test_quick_query_accepts_only_what_the_serializer_accepts():
+    values = ["", "1", "20", "100", "101", "0", "007", "-1", " 5", "5 ", "1.0", "²", "abc", "a b", "a" * 101]
+    values += ["createdAt", "lastMessageAt", "title", "x" * 100, "1e3"]
+    for serializer in (s.ChatPageQuery, s.MessagePageQuery):
+        names = [*serializer._declared_fields, "other"]
+        for name in names:
+            for value in values:
+                for extra in ({}, {"chatId": "c1"}, {"startingAfter": "c2"}):
+                    params = {**extra, name: value}
+                    quick = quick_query(serializer, params)
+                    if quick is None:
+                        continue
+                    assert quick == dict(validated(serializer, params)), (serializer, params)
+
+
+@pytest.fixture
+def count_roundtrips():
+    roundtrips.install()
+    yield roundtrips.counting
+    roundtrips.uninstall()
+
+
+def test_round_trips(world, count_roundtrips):
+    alice, _, private, _ = world
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {alice['token']}"}
+    paths = {
+        "chat": (f"/api/storage/chat/{private}", 1, 1),
+        "message page": (f"/api/storage/message?chatId={private}", 2, 1),
+        "chat list": ("/api/storage/chat", 3, 2),
+    }
+    for what, (path, full, not_modified) in paths.items():
+        etag = APIClient().get(path, **headers)["ETag"]
+        with count_roundtrips() as holder:
+            assert APIClient().get(path, **headers).status_code == 200
+        assert sum(holder) == full, what
+        with count_roundtrips() as holder:
+            assert APIClient().get(path, HTTP_IF_NONE_MATCH=etag, **headers).status_code == 304
+        assert sum(holder) == not_modified, what
+
+
+def test_expired_token_is_refused_by_both(world):
+    alice, *_ = world
+    token = tokens.issue(alice["id"], ttl=60)["token"]
+    tokens.revoke(token)
+    hot_answer, drf_answer = both({"HTTP_AUTHORIZATION": f"Bearer {token}"}, "/api/storage/chat")
+    assert hot_answer == drf_answer and hot_answer[0] == 401
+
+
+def test_quick_messages_agree_with_the_serializer():
+    """Whatever quick_messages takes, MessagesIn takes with the same values; the rest it leaves."""
+    text = [{"type": "text", "text": "hi"}]
+    good = {"chatId": "c1", "role": "user", "parts": text}
+    bodies: list[Any] = [
+        good,
+        {**good, "id": "m1", "attachments": [{"url": "x", "n": None}], "content": "own"},
+        {"chatId": "c1", "role": "assistant", "content": "only content"},
+        {"chatId": "c1", "role": "system", "content": ""},
+        {**good, "createdAt": "2026-01-02T03:04:05.123Z"},
+        {**good, "createdAt": 1767225600000},
+        {**good, "createdAt": 1.5},
+        {"messages": [good, {**good, "id": "a"}, {**good, "id": "b"}]},
+        {"messages": [{**good, "id": "a"}, {**good, "id": "a"}]},
+        {"messages": []},
+        {"messages": [good] * 101},
+        {"messages": [good], "other": 1},
+        {"messages": "x"},
+        {**good, "role": "robot"},
+        {**good, "role": 1},
+        {**good, "chatId": " c1"},
+        {**good, "chatId": 5},
+        {**good, "id": "bad id"},
+        {**good, "parts": []},
+        {**good, "parts": [{"text": "no type"}]},
+        {**good, "parts": [{"type": 3}]},
+        {**good, "parts": ["x"]},
+        {**good, "parts": {"type": "text"}},
+        {**good, "attachments": ["x"]},
+        {**good, "content": 5},
+        {**good, "content": None},
+        {**good, "content": "nul\x00"},
+        {**good, "createdAt": None},
+        {**good, "createdAt": "yesterday"},
+        {**good, "createdAt": -1},
+        {**good, "extra": 1},
+        {"chatId": "c1", "role": "user"},
+        {**good, "parts": [{"type": "text", "text": "x" * 70_000}] * 20},
+        [good],
+        "text",
+        None,
+    ]
+    taken = 0
+    for body in bodies:
+        quick = s.quick_messages(body)
+        if quick is None:
+            continue
+        taken += 1
+        data = body if isinstance(body, dict) and "messages" in body else {"messages": [body]}
+        assert quick == [dict(m) for m in validated(s.MessagesIn, data)["messages"]], body
+    assert taken >= 9
