@@ -51,6 +51,7 @@ SCRIPT_NAMES = {
     "raiseField": "RAISE_FIELD",
     "afterAppend": "AFTER_APPEND",
     "recordActivity": "RECORD_ACTIVITY",
+    "bump": "BUMP",
 }
 # Settings the peer's writes depend on, read in the service's environment (no app imported
 # beyond the gamification rules, whose module does not move).

@@ -8,7 +8,9 @@
  *   GET  /api/storage/chat/:id                                           get a chat
  *   GET  /api/storage/message?chatId=&limit=&startingAfter=&endingBefore= read messages
  *   POST /api/storage/message                                            save one message or a batch
- * Auth: the hashed bearer token (token:{sha256} -> userId), one round trip.
+ * Auth: the hashed bearer token (token:{sha256} -> userId), one round trip. The reads answer
+ * with the service's strong ETag (the revision counter read in the first pipeline) and a matching
+ * If-None-Match with 304; the post bumps the same counters.
  *
  * The Lua scripts are the service's own (bench/peer.py extracts them from the repository's
  * source into a JSON file, PEER_SCRIPTS), and so are the settings the writes depend on
@@ -49,6 +51,8 @@ const keys = {
   chatMessages: (cid) => `${PREFIX}chat:{${cid}}:messages`,
   chatMessage: (cid, mid) => `${PREFIX}chat:{${cid}}:message:${mid}`,
   messageChat: (mid) => `${PREFIX}message-chat:{${mid}}`,
+  chatRev: (cid) => `${PREFIX}chat:{${cid}}:rev`,
+  userRev: (uid) => `${PREFIX}user:{${uid}}:rev`,
   outbox: () => `${PREFIX}outbox:index`,
   events: (uid) => `${PREFIX}user:{${uid}}:events`,
   streak: (uid) => `${PREFIX}user:{${uid}}:streak`,
@@ -100,6 +104,13 @@ function parseTimestamp(value, field) {
 }
 
 // --- decoding (storage/managers/*.py) ------------------------------------------------------------
+// storage.entities.text_of: the text of every {"type": "text"} part (a missing text is '')
+const textOf = (parts) =>
+  parts
+    .filter((p) => p && typeof p === 'object' && !Array.isArray(p) && p.type === 'text')
+    .map((p) => (p.text === undefined ? '' : p.text))
+    .filter((t) => typeof t === 'string')
+    .join('\n');
 function chatOut(raw) {
   if (!raw || raw.id === undefined) return null;
   return {
@@ -121,7 +132,7 @@ function renderMessage(raw) {
     role: raw.role ?? 'user',
     parts: JSON.parse(raw.parts || '[]'),
     attachments: JSON.parse(raw.attachments || '[]'),
-    content: raw.content ?? '',
+    content: raw.content || textOf(JSON.parse(raw.parts || '[]')), // stored only when not the parts' text
     createdAt: iso(parseInt(raw.createdAt ?? '0', 10)),
   };
 }
@@ -171,15 +182,39 @@ function results(replies) {
   });
 }
 
+// --- conditional GETs (storage/api/conditional.py, storage/managers/revisions.py) ------------------
+class NotModified extends Error {
+  constructor(etag) {
+    super('not modified');
+    this.etag = etag;
+  }
+}
+
+// The counter a GET reads in its first round trip; its ETag names the counter, the URL and the media type.
+function revision(req, key, field) {
+  const variant = crypto.createHash('sha256').update(`${req.url}|application/json`).digest('hex').slice(0, 16);
+  const header = req.headers['if-none-match'] || '';
+  const tags = new Set(header.split(',').map((t) => t.trim()).map((t) => (t.startsWith('W/') ? t.slice(2) : t)));
+  tags.delete('');
+  return { key, field, variant, tags, etag: null };
+}
+
+function checkRevision(rev, value) {
+  if (value === null || value === undefined) return; // never bumped: the service hashes the body (not done here)
+  rev.etag = `"${rev.field}.${value}.${rev.variant}"`;
+  if (rev.tags.has('*') || rev.tags.has(rev.etag)) throw new NotModified(rev.etag);
+}
+
 // --- reads -------------------------------------------------------------------------------------------
-async function listChats(actor, params) {
+async function listChats(actor, params, rev) {
   const orderBy = params.get('orderBy') ?? 'createdAt';
   const index = { createdAt: keys.userChats, lastMessageAt: keys.userChatsByActivity }[orderBy];
   if (!index) throw invalid('orderBy', `"${orderBy}" is not a valid choice.`);
   const page = pageOf(params, 'desc');
-  const [reply] = results(await queuePage(redis.pipeline(), page, index(actor)).exec());
+  const [reply, version] = results(await queuePage(redis.pipeline(), page, index(actor)).hget(rev.key, rev.field).exec());
   const { found, ids, hasMore } = splitPage(reply, page);
   if (!found) throw notFound('chat', 'The cursor chat was not found.');
+  checkRevision(rev, version);
   if (!ids.length) return { chats: [], hasMore };
   const pipe = redis.pipeline();
   for (const id of ids) pipe.hgetall(keys.chat(id));
@@ -187,22 +222,26 @@ async function listChats(actor, params) {
   return { chats, hasMore };
 }
 
-async function getChat(actor, chatId) {
+async function getChat(actor, chatId, rev) {
   if (!ID_PATTERN.test(chatId)) throw invalid('id', 'Not a valid id.');
-  const chat = chatOut(await redis.hgetall(keys.chat(chatId)));
+  const [raw, version] = results(await redis.pipeline().hgetall(keys.chat(chatId)).hget(rev.key, rev.field).exec());
+  const chat = chatOut(raw);
   if (!canRead(chat, actor)) throw notFound('chat');
+  checkRevision(rev, version);
   return renderChat(chat);
 }
 
-async function listMessages(actor, params) {
+async function listMessages(actor, params, rev) {
   const chatId = params.get('chatId');
   if (chatId === null || !ID_PATTERN.test(chatId)) throw invalid('chatId', 'Not a valid id.');
   const page = pageOf(params, 'asc');
   const pipe = redis.pipeline().hgetall(keys.chat(chatId));
-  const [rawChat, reply] = results(await queuePage(pipe, page, keys.chatMessages(chatId)).exec());
+  queuePage(pipe, page, keys.chatMessages(chatId)).hget(rev.key, rev.field);
+  const [rawChat, reply, version] = results(await pipe.exec());
   if (!canRead(chatOut(rawChat), actor)) throw notFound('chat');
   const { found, ids, hasMore } = splitPage(reply, page);
   if (!found) throw notFound('message', 'The cursor message was not found.');
+  checkRevision(rev, version);
   if (!ids.length) return { messages: [], hasMore };
   const read = redis.pipeline();
   for (const id of ids) read.hgetall(keys.chatMessage(chatId, id));
@@ -211,12 +250,6 @@ async function listMessages(actor, params) {
 }
 
 // --- the message write (MessageManager.save, events.stage, outbox.stage, gamification) -------------
-const textOf = (parts) =>
-  parts
-    .filter((p) => p && typeof p === 'object' && p.type === 'text' && typeof p.text === 'string')
-    .map((p) => p.text)
-    .filter(Boolean)
-    .join('\n');
 
 function messageInput(item, index) {
   if (!item || typeof item !== 'object' || Array.isArray(item)) throw invalid('messages', 'Expected an object.');
@@ -238,8 +271,12 @@ function messageInput(item, index) {
 }
 
 function encodeMessage(m) {
-  return ['id', m.id, 'chatId', m.chatId, 'role', m.role, 'parts', JSON.stringify(m.parts),
-    'attachments', JSON.stringify(m.attachments), 'content', m.content, 'createdAt', String(m.createdAt)];
+  // Message.encode: the text is stored once; content only when it is not the parts' text
+  const fields = ['id', m.id, 'chatId', m.chatId, 'role', m.role, 'parts', JSON.stringify(m.parts),
+    'attachments', JSON.stringify(m.attachments)];
+  if (m.content !== textOf(m.parts)) fields.push('content', m.content);
+  fields.push('createdAt', String(m.createdAt));
+  return fields;
 }
 
 function stageEvent(multi, userId, type, data, chatId) {
@@ -299,7 +336,9 @@ function stageActivity(multi, user, messages, now) {
       now: String(now), week, statsExpireAt: (day + GAME.STATS_RETENTION_DAYS + 1) * 86_400,
       rules: CONFIG.rules, earnEvery: GAME.FREEZE_EARN_EVERY, maxFreezes: GAME.FREEZE_MAX,
       keep: Math.max(60, GAME.BACKFILL_DAYS + GAME.FREEZE_MAX + 10), goalXpPerDay: GAME.GOAL_XP_PER_DAY,
-      seenSince: String(now - (GAME.BACKFILL_DAYS + 2) * DAY_US), act,
+      seenSince: String(now - (GAME.BACKFILL_DAYS + 2) * DAY_US),
+      limits: { items: GAME.DAILY_ITEMS, seconds: GAME.DAILY_MINUTES * 60, activities: GAME.DAILY_ACTIVITIES },
+      act,
     };
     const uid = user.id;
     multi.eval(SCRIPTS.recordActivity, 7, keys.streak(uid), keys.streakDays(uid), keys.stats(uid, dayIso(day)),
@@ -415,13 +454,16 @@ async function saveMessages(actor, body) {
     for (const m of group) multi.hset(keys.chatMessage(cid, m.id), ...encodeMessage(m));
     multi.zadd(keys.chatMessages(cid), ...group.flatMap((m) => [m.createdAt, m.id]));
     multi.eval(SCRIPTS.raiseField, 1, keys.chat(cid), 'lastMessageAt', last);
+    multi.eval(SCRIPTS.bump, 1, keys.chatRev(cid), nowUs(), 'chat', 'messages'); // revisions.touch_chat
   }
   for (const m of messages) multi.set(keys.messageChat(m.id), `${m.chatId}/${actor}`);
   for (const [cid, chat] of chats) multi.zadd(keys.userChatsByActivity(actor), 'GT', chat.lastMessageAt, cid);
+  multi.eval(SCRIPTS.bump, 1, keys.userRev(actor), nowUs(), 'chats'); // revisions.touch_user
   const rendered = messages.map((m) => ({ ...m, createdAt: iso(m.createdAt) }));
   messages.forEach((m, i) => {
     multi.xadd(keys.outbox(), '*', 'op', 'upsert', 'kind', 'message', 'userId', actor, 'chatId', m.chatId, 'messageId', m.id);
-    stageEvent(multi, actor, 'message.created', rendered[i], m.chatId);
+    const { id, chatId, role, createdAt } = rendered[i]; // messages.EVENT_FIELDS: the text is re-read
+    stageEvent(multi, actor, 'message.created', { id, chatId, role, createdAt }, m.chatId);
   });
   const before = multi.length - 1; // the queue holds MULTI itself; the replies do not
   const staged = stageActivity(multi, user, messages, now);
@@ -433,7 +475,14 @@ async function saveMessages(actor, body) {
 }
 
 // --- HTTP ----------------------------------------------------------------------------------------
+const CACHE_CONTROL = 'private, no-cache';
+
 function send(res, status, payload, headers) {
+  if (status === 304) {
+    res.writeHead(304, headers);
+    res.end();
+    return;
+  }
   const body = JSON.stringify(payload);
   res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body), ...headers });
   res.end(body);
@@ -453,10 +502,31 @@ async function route(req) {
   const path = url.pathname.replace(/\/$/, '');
   if (path === '/api/health') return [200, { status: 'ok' }];
   const actor = await authenticate(req);
-  if (path === '/api/storage/chat' && req.method === 'GET') return [200, await listChats(actor, url.searchParams)];
-  const chat = /^\/api\/storage\/chat\/([^/]+)$/.exec(path);
-  if (chat && req.method === 'GET') return [200, await getChat(actor, decodeURIComponent(chat[1]))];
-  if (path === '/api/storage/message' && req.method === 'GET') return [200, await listMessages(actor, url.searchParams)];
+  if (req.method === 'GET') {
+    const chat = /^\/api\/storage\/chat\/([^/]+)$/.exec(path);
+    let rev, read;
+    if (path === '/api/storage/chat') {
+      rev = revision(req, keys.userRev(actor), 'chats');
+      read = () => listChats(actor, url.searchParams, rev);
+    } else if (chat) {
+      const chatId = decodeURIComponent(chat[1]);
+      rev = revision(req, keys.chatRev(chatId), 'chat');
+      read = () => getChat(actor, chatId, rev);
+    } else if (path === '/api/storage/message') {
+      const chatId = url.searchParams.get('chatId') || '';
+      rev = revision(req, keys.chatRev(chatId), 'messages');
+      read = () => listMessages(actor, url.searchParams, rev);
+    }
+    if (read) {
+      try {
+        const payload = await read();
+        return [200, payload, rev.etag ? { ETag: rev.etag, 'Cache-Control': CACHE_CONTROL } : {}];
+      } catch (error) {
+        if (!(error instanceof NotModified)) throw error;
+        return [304, null, { ETag: error.etag, 'Cache-Control': CACHE_CONTROL }];
+      }
+    }
+  }
   if (path === '/api/storage/message' && req.method === 'POST') {
     let body;
     try {
@@ -471,7 +541,7 @@ async function route(req) {
 
 const server = http.createServer((req, res) => {
   route(req).then(
-    ([status, payload]) => send(res, status, payload),
+    ([status, payload, headers]) => send(res, status, payload, headers),
     (error) => {
       if (!(error instanceof ApiError)) {
         console.error(error);
