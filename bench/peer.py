@@ -18,7 +18,9 @@ Then wrk (``apt-get install -y wrk``) drives each operation for ``--rounds`` rou
 ``--seconds``, alternating which side goes first, with ``--connections`` keep-alive
 connections; its Lua ``done`` hook reports requests, p50/p99 latency and non-2xx answers.
 Printed per operation: req/s, p50/p99 and the ratios service/peer. Every key under the prefix
-is removed at the end. Search is not benchmarked: the peer does not query the vector store.
+is removed at the end. Search (``--ops search``, :mod:`bench.peer_search`): the peer reads the
+service's cached query embedding and queries the same LanceDB tables; how the corpus is indexed
+and how answers are compared (scores to 4 decimals when not exact) is in that module.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import HOST, ROOT, Connection, Server, create_user, expect, free_port, wait_healthy
+from bench.peer_search import SearchOperation
 
 PEER_DIR = ROOT / "bench" / "peer"
 SEED_CHATS = 25
@@ -224,6 +227,7 @@ OPERATIONS = {
     "get-chat": Operation("get a chat", "GET", "/api/storage/chat/{f.read_chat}"),
     "read-messages": Operation("read 50 messages", "GET", "/api/storage/message?chatId={f.read_chat}&limit=50"),
     "post-message": Operation("post one message", "POST", "/api/storage/message", 201),
+    "search": SearchOperation("search, cached"),
 }
 
 
@@ -424,7 +428,10 @@ async def run(args: argparse.Namespace) -> None:
             fixture = await seed(server, "peer-bench")
             print("checking that the peer answers as the service does")
             await check_reads(server, peer, fixture, ops)
-            if any(op.method == "POST" for op in ops):
+            for op in ops:
+                if isinstance(op, SearchOperation):
+                    await op.prepare(server, peer, fixture)
+            if OPERATIONS["post-message"] in ops:
                 await check_post(server, peer)
             sides = {"service": server.port, "peer": peer.port}
             results = {(op.name, side): Stats() for op in ops for side in sides}

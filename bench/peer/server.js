@@ -562,6 +562,9 @@ function readBody(req) {
   });
 }
 
+// POST /api/storage/search lives in search.js (bench/peer.py --ops search)
+const search = require('./search').create({ redis, prefix: PREFIX, ApiError, invalid, iso, parseTimestamp, idPattern: ID_PATTERN });
+
 async function route(req) {
   const url = new URL(req.url, 'http://peer');
   const path = url.pathname.replace(/\/$/, '');
@@ -592,6 +595,7 @@ async function route(req) {
       }
     }
   }
+  if (path === '/api/storage/search' && req.method === 'POST') return [200, await search(actor, await readBody(req))];
   if (path === '/api/storage/message' && req.method === 'POST') {
     let body;
     try {
