@@ -427,13 +427,14 @@ class _Batch:
         self.chunks = Chunks()
         self.end: str | None = None
         expected = self.first
-        for entry_id, fields in entries:
+        for entry_id, fields in entries:  # one field each: {"c": text} or {"end": status} (a list raw)
             if _seq(entry_id) != expected:  # never within one read of a dense stream; stop there anyway
                 break
-            if "end" in fields:
-                self.end = fields["end"]
+            name, value = fields if isinstance(fields, list) else next(iter(fields.items()))
+            if name == "end":
+                self.end = value
                 break
-            self.chunks.append((expected, fields["c"]))
+            self.chunks.append((expected, value))
             expected += 1
 
     def after(self, position: int) -> tuple[Chunks, str | None, bool]:
@@ -484,12 +485,22 @@ class _Follower:
         return False
 
 
-class _Watched:
-    __slots__ = ("cursor", "followers")
+def _bulk(value: bytes) -> bytes:
+    """One argument of a command in the Redis protocol."""
+    return b"$%d\r\n%s\r\n" % (len(value), value)
 
-    def __init__(self, cursor: str) -> None:
+
+_XREAD_HEAD = b"".join(_bulk(arg) for arg in (b"XREAD", b"COUNT", b"%d" % READ_BATCH, b"BLOCK", b"%d" % HUB_BLOCK_MS))
+_XREAD_HEAD += _bulk(b"STREAMS")
+
+
+class _Watched:
+    __slots__ = ("cursor", "followers", "packed_key")
+
+    def __init__(self, stream_key: str, cursor: str) -> None:
         self.cursor = cursor
         self.followers: set[_Follower] = set()
+        self.packed_key = _bulk(stream_key.encode())
 
 
 class _Hub:
@@ -512,7 +523,7 @@ class _Hub:
         follower = _Follower(wait)
         watched = self._streams.get(stream_key)
         if watched is None:
-            watched = self._streams[stream_key] = _Watched(f"0-{position}")
+            watched = self._streams[stream_key] = _Watched(stream_key, f"0-{position}")
         watched.followers.add(follower)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
@@ -534,14 +545,14 @@ class _Hub:
             started = loop.time()
             try:
                 replies = await (self._poll_cluster(client) if cluster else self._read(client))
-            except Exception as exc:  # followers read the buffer themselves after their quiet spell
+                now = time.monotonic()
+                for reply in replies:
+                    self._deliver(reply, now)
+            except Exception as exc:  # the hub must live on: followers wait on it (the sweep below)
                 if not isinstance(exc, REDIS_ERRORS):
                     logger.exception("stream hub: the shared read failed")
-                replies = []
-                await asyncio.sleep(0.5)
-            now = time.monotonic()
-            for reply in replies:
-                self._deliver(reply, now)
+                await asyncio.sleep(0.5)  # followers read the buffer themselves after their quiet spell
+                now = time.monotonic()
             if now - self._swept >= HUB_SWEEP_S:
                 self._sweep(now)
             pause = (HUB_POLL_MS / 1000 if cluster else HUB_MIN_INTERVAL) - (loop.time() - started)
@@ -549,8 +560,24 @@ class _Hub:
                 await asyncio.sleep(pause)
 
     async def _read(self, client: Any) -> list[Any]:
-        cursors = {stream_key: watched.cursor for stream_key, watched in self._streams.items()}
-        return [await client.xread(cursors, block=HUB_BLOCK_MS, count=READ_BATCH)]
+        """One ``XREAD COUNT .. BLOCK .. STREAMS <every key> <every cursor>``, packed here from each
+        key's cached wire form and sent on a connection of the pool: redis-py's generic packing
+        and reply parsing cost more than the read itself at hundreds of streams."""
+        watched = list(self._streams.values())
+        parts = [b"*%d\r\n" % (6 + 2 * len(watched)), _XREAD_HEAD]
+        parts += [w.packed_key for w in watched]
+        parts += [_bulk(w.cursor.encode()) for w in watched]
+        pool = client.connection_pool
+        connection = await pool.get_connection()
+        try:
+            await connection.send_packed_command(b"".join(parts))
+            reply = await connection.read_response()
+        except BaseException:
+            await connection.disconnect()  # it may still owe the reply
+            raise
+        finally:
+            await pool.release(connection)
+        return [reply]
 
     async def _poll_cluster(self, client: Any) -> list[Any]:
         """One XREAD per hash slot (a multi-key command stays in one slot), one pipeline per node."""
@@ -563,9 +590,7 @@ class _Hub:
         return await pipe.execute()
 
     def _deliver(self, reply: Any, now: float) -> None:
-        for stream_key, entries in reply.items() if isinstance(reply, dict) else reply or []:
-            if entries and isinstance(entries[0], list):  # RESP3: {key: [[entries]]}
-                entries = entries[0]
+        for stream_key, entries in reply.items() if isinstance(reply, dict) else reply or []:  # RESP3, RESP2
             watched = self._streams.get(stream_key)
             if watched is None or not entries:
                 continue
