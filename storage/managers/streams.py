@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 from django.conf import settings
 from redis.crc import key_slot
 
@@ -42,6 +43,7 @@ READ_BATCH = 1000
 HUB_BLOCK_MS = 25  # the shared XREAD's BLOCK: a stream first followed while it waits joins the next read
 HUB_MIN_INTERVAL = 0.005  # seconds: at most one shared read per this, so a busy one collects many batches
 HUB_POLL_MS = 10  # Redis Cluster: the per-slot XREADs cannot block together; they poll at this interval
+CLUSTER_READS = 8  # followers' own buffer reads in flight at once per process on a cluster (see _read)
 HUB_SWEEP_S = 0.5  # how often the hub looks for followers due a keep-alive
 QUEUE_SIZE = 256
 _LOOKUP_CACHE_SIZE = 65_536
@@ -452,8 +454,20 @@ class _Batch:
 
 
 async def _read(client: Any, stream_key: str, position: int) -> _Batch:
-    """Buffered entries after ``position`` (at most READ_BATCH; the follower comes back for more)."""
-    return _Batch(await client.xrange(stream_key, f"0-{position + 1}", "+", count=READ_BATCH))
+    """Buffered entries after ``position`` (at most READ_BATCH; the follower comes back for more).
+
+    On a cluster at most CLUSTER_READS at once per process: redis-py's asyncio cluster client, which
+    never re-sends (mookti.redis), fails dozens of concurrent commands on a node with "Connection
+    closed" once one of them fails (it reinitializes and drops the node's connections), which a
+    burst of followers joining (a reconnect storm) sets off; such a failed read is sent once more."""
+    if not is_cluster():
+        return _Batch(await client.xrange(stream_key, f"0-{position + 1}", "+", count=READ_BATCH))
+    async with _hub().cluster_reads:
+        try:
+            entries = await client.xrange(stream_key, f"0-{position + 1}", "+", count=READ_BATCH)
+        except redis.ConnectionError:  # a read, safe to send again (see above)
+            entries = await client.xrange(stream_key, f"0-{position + 1}", "+", count=READ_BATCH)
+        return _Batch(entries)
 
 
 class _Follower:
@@ -518,6 +532,7 @@ class _Hub:
         self._streams: dict[str, _Watched] = {}
         self._task: asyncio.Task | None = None
         self._swept = 0.0
+        self.cluster_reads = asyncio.Semaphore(CLUSTER_READS)
 
     def watch(self, stream_key: str, position: int, wait: float) -> _Follower:
         follower = _Follower(wait)
