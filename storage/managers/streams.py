@@ -371,6 +371,15 @@ class StreamManager:
                         batch = await follower.next()
                     continue
                 chunks, end, gap = batch.after(position)
+                while end is None and not gap and not follower.queue.empty():
+                    # a reader that fell behind (a slow client, a busy process) sends what queued up
+                    # as one write: fewer, larger writes let it catch up
+                    queued = follower.queue.get_nowait()
+                    if queued is None:
+                        continue
+                    batch = queued
+                    more, end, gap = batch.after(chunks[-1][0] if chunks else position)
+                    chunks = Chunks(chunks + more) if chunks else more
                 if chunks:
                     position = chunks[-1][0]
                     yield chunks
