@@ -4,12 +4,13 @@ Starts one uvicorn process (``bench.settings``: Redis round trips in a response 
 load average (the machine may be shared), then:
 
 1. ``--streams`` streams at ``--rate`` chunks/s each, appended in batches every ``--batch-ms`` for
-   ``--seconds``, each followed by one SSE reader on the web process (all connected before the
-   first append). ``--via redis`` (default) appends from this process with the API's own Lua
-   script (EVALSHA, one command per batch; the batches due in the same tenth of an interval share
-   one pipeline), so the web process only serves the readers: on a 2-core box one Python process
-   cannot also take thousands of append requests per second; ``--via http`` posts every batch to
-   the API. Then every stream is ended through the API. Prints chunks sent (and the rate reached),
+   ``--seconds``, spread over ``--chats`` chats (a chat's streams share its hash slot), each
+   followed by one SSE reader on the web process (all connected before the first append).
+   ``--via redis`` (default) appends from this process with the API's own Lua script (EVALSHA,
+   one command per batch; the batches due in the same tenth of an interval share one pipeline),
+   so the web process only serves the readers: on a 2-core box one Python process cannot also
+   take thousands of append requests per second; ``--via http`` posts every batch to the API.
+   Then every stream is ended through the API. Prints chunks sent (and the rate reached),
    received, lost, duplicated, gaps, readers that never saw the end; delivery latency (append
    sent -> chunk read by its reader) p50/p99/max; CPU of the web process and of the bench. Readers
    get at most ``--grace`` seconds to connect and to finish: the run is bounded.
@@ -149,7 +150,8 @@ async def produce_redis(ids: list[str], args: argparse.Namespace, run: Run) -> N
                 sent = run.sent.get(s, 0)
                 chunks = [f"{now}|token {sent + i}" for i in range(per_batch)]
                 fixed = [conf("MAX_CHUNKS"), conf("MAX_BYTES"), _lifetime(), conf("TTL")]
-                pipe.evalsha(sha, 4, *loc.keys, loc.owner_id, s, seq[s], int(now * 1_000_000), stale, *fixed, *chunks)
+                argv = [loc.owner_id, s, seq[s], int(now * 1_000_000), stale, *fixed, *chunks]
+                pipe.execute_command("EVALSHA", sha, 4, *loc.keys, *argv)  # a cluster pipeline has no .evalsha()
             for s, reply in zip(due, await pipe.execute(raise_on_error=False), strict=True):
                 if isinstance(reply, Exception) or reply[0] != "ok":
                     live.discard(s)
@@ -225,10 +227,14 @@ async def roundtrips_part(server: Server, auth: dict[str, str], chat_id: str) ->
 async def streams_part(server: Server, auth: dict[str, str], args: argparse.Namespace) -> bool:
     """Part 1; False when something went wrong (errors, lost or duplicated chunks, readers not done)."""
     connection = Connection(server.port)
-    chat_id = expect(await connection.request("POST", "/api/storage/chat", {}, auth), 201, "chat")["id"]
+    chats = [
+        expect(await connection.request("POST", "/api/storage/chat", {}, auth), 201, "chat")["id"]
+        for _ in range(max(1, min(args.chats, args.streams)))
+    ]  # the streams of a chat share its hash slot; on a cluster the hub reads per slot
+    chat_id = chats[0]
     ids = [str(uuid.uuid4()) for _ in range(args.streams)]
-    for stream_id in ids:
-        path = f"/api/storage/chat/{chat_id}/streams"
+    for n, stream_id in enumerate(ids):
+        path = f"/api/storage/chat/{chats[n % len(chats)]}/streams"
         expect(await connection.request("POST", path, {"streamId": stream_id}, auth), 201, "stream")
     run = Run()
     opened = time.monotonic()
@@ -260,9 +266,8 @@ async def streams_part(server: Server, auth: dict[str, str], args: argparse.Name
     unfinished = sum(r.end is None for r in run.readers.values())
     ms = [x * 1000 for x in run.latencies] or [0.0]
     asked = args.streams * args.rate
-    print(
-        f"streams={args.streams} rate={args.rate:g}/s batch={args.batch_ms}ms seconds={args.seconds:g} via={args.via}"
-    )
+    print(f"streams={args.streams} chats={len(chats)} rate={args.rate:g}/s batch={args.batch_ms}ms", end=" ")
+    print(f"seconds={args.seconds:g} via={args.via}")
     print(f"  {len(ids)} readers connected in {connect_s:.1f}s; appending took {produced:.1f}s")
     print(
         f"  chunks sent {sent} ({sent / produced:.0f}/s of {asked:.0f}/s asked), received {received}, "
@@ -337,6 +342,7 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=20, help="chunks per second per stream")
     parser.add_argument("--batch-ms", type=int, default=100, help="a producer appends every this many ms")
     parser.add_argument("--seconds", type=float, default=10, help="how long the producers append")
+    parser.add_argument("--chats", type=int, default=1, help="the streams are spread over this many chats")
     parser.add_argument("--grace", type=float, default=60, help="at most this long for readers to connect / finish")
     parser.add_argument("--pages", type=int, default=300, help="part 3's requests of each kind (0: skip part 3)")
     parser.add_argument("--via", choices=("redis", "http"), default="redis", help="how producers append")
