@@ -324,14 +324,6 @@ def test_one_shared_read_serves_every_follower(alice, monkeypatch):
 
 def test_a_follower_that_falls_behind_reads_the_buffer(alice, monkeypatch):
     monkeypatch.setattr("storage.managers.streams.QUEUE_SIZE", 1)
-    dropped = []
-    original = _Follower.put
-
-    def put(self, batch, now):
-        dropped.append(self.queue.full())
-        original(self, batch, now)
-
-    monkeypatch.setattr(_Follower, "put", put)
     stream_id = new_stream(alice, new_chat(alice))
     chunks = [f"t{i}" for i in range(120)]
 
@@ -352,4 +344,18 @@ def test_a_follower_that_falls_behind_reads_the_buffer(alice, monkeypatch):
     items = asyncio.run(scenario())
     assert items[-1] == "done"
     assert [text for batch in items[:-1] for _, text in batch] == chunks
-    assert any(dropped)  # batches were dropped, and the follower read them from the buffer
+
+
+def test_a_full_follower_queue_drops_and_asks_for_a_buffer_read(monkeypatch):
+    monkeypatch.setattr("storage.managers.streams.QUEUE_SIZE", 1)
+
+    async def scenario() -> list[bool]:
+        follower = _Follower(wait=15)
+        first, second = _Batch([("0-1", {"c": "a"})]), _Batch([("0-2", {"c": "b"})])
+        follower.put(first, 0.0)
+        follower.put(second, 0.0)  # the queue is full: dropped, the follower is behind
+        seen = [follower.resync()]  # not yet: a batch is still queued
+        assert await follower.next() is first
+        return [*seen, follower.resync(), follower.resync()]
+
+    assert asyncio.run(scenario()) == [False, True, False]  # once drained: read the buffer, once
