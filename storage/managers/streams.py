@@ -379,7 +379,8 @@ class StreamManager:
                         continue
                     batch = queued
                     more, end, gap = batch.after(chunks[-1][0] if chunks else position)
-                    chunks = Chunks(chunks + more) if chunks else more
+                    if more:
+                        chunks = Chunks(chunks + more) if chunks else more
                 if chunks:
                     position = chunks[-1][0]
                     yield chunks
