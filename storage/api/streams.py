@@ -184,7 +184,11 @@ async def _events(located: Located, start: int) -> AsyncIterator[bytes]:
         elif isinstance(item, str):
             yield f"event: end\ndata: {json.dumps({'status': item})}\n\n".encode()
         else:
-            yield "".join(f"id: {p}\ndata: {json.dumps(text, ensure_ascii=False)}\n\n" for p, text in item).encode()
+            if item.encoded is None:  # once per batch: every follower handed it shares the bytes
+                item.encoded = "".join(
+                    f"id: {p}\ndata: {json.dumps(text, ensure_ascii=False)}\n\n" for p, text in item
+                ).encode()
+            yield item.encoded
 
 
 class StreamStateOut(serializers.Serializer):

@@ -19,27 +19,35 @@ Redis round trip per batch. Live readers share one ``XREAD BLOCK`` per event loo
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio
+import redis
 from django.conf import settings
+from redis.crc import key_slot
 
 from mookti import events
 from mookti.errors import Conflict, DomainError, NotFound, PayloadTooLarge
 from mookti.ids import now_us
-from mookti.redis import REDIS_ERRORS, Write, get_async_redis, get_redis, pipeline, register_script
+from mookti.redis import REDIS_ERRORS, Write, get_async_redis, get_redis, is_cluster, pipeline, register_script
 from storage import keys
 from storage.managers.chats import decode_chat, require_owned, require_readable
 
 STATUSES = ("streaming", "done", "failed", "stale")
 END_STATUSES = ("done", "failed")
 READ_BATCH = 1000
-HUB_BLOCK_MS = 25
+HUB_BLOCK_MS = 25  # the shared XREAD's BLOCK: a stream first followed while it waits joins the next read
+HUB_MIN_INTERVAL = 0.005  # seconds: at most one shared read per this, so a busy one collects many batches
+HUB_POLL_MS = 10  # Redis Cluster: the per-slot XREADs cannot block together; they poll at this interval
+CLUSTER_READS = 8  # followers' own buffer reads in flight at once per process on a cluster (see _read)
+HUB_SWEEP_S = 0.5  # how often the hub looks for followers due a keep-alive
 QUEUE_SIZE = 256
 _LOOKUP_CACHE_SIZE = 65_536
+logger = logging.getLogger(__name__)
 
 
 class Gone(DomainError):
@@ -331,57 +339,60 @@ class StreamManager:
         meta.pop("seq")
         return meta
 
-    async def follow(self, located: Located, start: int) -> AsyncIterator[list[tuple[int, str]] | str | None]:
+    async def follow(self, located: Located, start: int) -> AsyncIterator[Chunks | str | None]:
         """Chunks from position ``start`` on, then live ones, until the end.
 
-        Yields lists of ``(position after the chunk, text)`` (whatever arrived together), ``None``
-        when nothing came for a while (a keep-alive), and last the end status (a string: done,
-        failed, stale, or expired when the buffer vanished under a silent stream).
+        Yields :class:`Chunks` (whatever arrived together; followers of one stream handed the
+        same batch get the same object, so its wire form is built once), ``None`` when nothing
+        came for a while (a keep-alive), and last the end status (a string: done, failed, stale,
+        or expired when the buffer vanished under a silent stream). Live batches come from the
+        process's shared reader (:class:`_Hub`); the follower reads the buffer itself to start,
+        after a gap (batches it missed) and after a quiet spell.
         """
         client = get_async_redis()
         stream_key = located.keys[1]
         hub = _hub()
-        queue = hub.watch(stream_key, start)
-        wait = min(conf("HEARTBEAT"), conf("STALE_AFTER"))
+        follower = hub.watch(stream_key, start, min(conf("HEARTBEAT"), conf("STALE_AFTER")))
         position = start
         try:
-            pending = await _read(client, stream_key, position)
+            batch: _Batch | None = await _read(client, stream_key, position)
             while True:
-                batch, end, gap = [], None, False
-                for seq, fields in pending:
-                    if seq <= position:
-                        continue
-                    if seq > position + 1:  # the hub's batch skipped some: read them
-                        gap = True
-                        break
-                    if "end" in fields:
-                        end = fields["end"]
-                        break
-                    position = seq
-                    batch.append((position, fields["c"]))
-                if batch:
-                    yield batch
-                if end is not None:
-                    yield end
-                    return
-                if gap:
-                    pending = await _read(client, stream_key, position)
-                    continue
-                try:
-                    pending = await asyncio.wait_for(queue.get(), timeout=wait)
-                except TimeoutError:
-                    pending = await _read(client, stream_key, position)
-                    if pending:
+                if batch is None:  # quiet for a while: the buffer itself, then the producer's state
+                    batch = await _read(client, stream_key, position)
+                    if batch.entries:
                         continue
                     status = await self._check_silent(client, located)
                     if status == "expired":
                         yield status
                         return
-                    pending = await _read(client, stream_key, position)
-                    if not pending:
+                    batch = await _read(client, stream_key, position)
+                    if not batch.entries:
                         yield None
+                        batch = await follower.next()
+                    continue
+                chunks, end, gap = batch.after(position)
+                while end is None and not gap and not follower.queue.empty():
+                    # a reader that fell behind (a slow client, a busy process) sends what queued up
+                    # as one write: fewer, larger writes let it catch up
+                    queued = follower.queue.get_nowait()
+                    if queued is None:
+                        continue
+                    batch = queued
+                    more, end, gap = batch.after(chunks[-1][0] if chunks else position)
+                    if more:
+                        chunks = Chunks(chunks + more) if chunks else more
+                if chunks:
+                    position = chunks[-1][0]
+                    yield chunks
+                if end is not None:
+                    yield end
+                    return
+                if gap or follower.resync() or len(batch.entries) >= READ_BATCH:
+                    batch = await _read(client, stream_key, position)
+                else:
+                    batch = await follower.next()
         finally:
-            hub.unwatch(stream_key, queue)
+            hub.unwatch(stream_key, follower)
 
     async def _check_silent(self, client: Any, located: Located) -> str:
         """After a quiet spell: ``expired`` if the buffer is gone; marks a silent producer's stream stale."""
@@ -406,62 +417,219 @@ def _seq(entry_id: str) -> int:
     return int(entry_id.partition("-")[2])
 
 
-async def _read(client: Any, stream_key: str, position: int) -> list[tuple[int, dict[str, str]]]:
-    """Buffered entries after ``position`` (at most READ_BATCH; the caller comes back for more)."""
-    entries = await client.xrange(stream_key, f"0-{position + 1}", "+", count=READ_BATCH)
-    return [(_seq(entry_id), fields) for entry_id, fields in entries]
+class Chunks(list):
+    """``(position after the chunk, text)`` pairs that arrived together. ``encoded`` is for the
+    reader's wire form: built once, shared by every follower handed the same batch."""
+
+    __slots__ = ("encoded",)
+
+    def __init__(self, items: Any = ()) -> None:
+        super().__init__(items)
+        self.encoded: Any = None
+
+
+class _Batch:
+    """Entries of one stream as read from Redis: its chunks (dense positions) and the end, if any."""
+
+    __slots__ = ("chunks", "end", "entries", "first")
+
+    def __init__(self, entries: list[tuple[str, dict[str, str]]]) -> None:
+        self.entries = entries
+        self.first = _seq(entries[0][0]) if entries else 0
+        self.chunks = Chunks()
+        self.end: str | None = None
+        expected = self.first
+        for entry_id, fields in entries:  # one field each: {"c": text} or {"end": status} (a list raw)
+            if _seq(entry_id) != expected:  # never within one read of a dense stream; stop there anyway
+                break
+            name, value = fields if isinstance(fields, list) else next(iter(fields.items()))
+            if name == "end":
+                self.end = value
+                break
+            self.chunks.append((expected, value))
+            expected += 1
+
+    def after(self, position: int) -> tuple[Chunks, str | None, bool]:
+        """(chunks past ``position``, the end status if it follows them, whether a gap precedes them)."""
+        if not self.entries:
+            return Chunks(), None, False
+        if self.first > position + 1:
+            return Chunks(), None, True  # entries this follower has not seen come first
+        if self.first == position + 1:
+            return self.chunks, self.end, False  # the common case: the batch as it is, shared
+        skip = position + 1 - self.first
+        if skip > len(self.chunks):  # the follower is past the last chunk: only the end may be new
+            return Chunks(), self.end if skip == len(self.chunks) + 1 else None, False
+        return Chunks(self.chunks[skip:]), self.end, False
+
+
+async def _read(client: Any, stream_key: str, position: int) -> _Batch:
+    """Buffered entries after ``position`` (at most READ_BATCH; the follower comes back for more).
+
+    On a cluster at most CLUSTER_READS at once per process: redis-py's asyncio cluster client, which
+    never re-sends (mookti.redis), fails dozens of concurrent commands on a node with "Connection
+    closed" once one of them fails (it reinitializes and drops the node's connections), which a
+    burst of followers joining (a reconnect storm) sets off; such a failed read is sent once more."""
+    if not is_cluster():
+        return _Batch(await client.xrange(stream_key, f"0-{position + 1}", "+", count=READ_BATCH))
+    async with _hub().cluster_reads:
+        try:
+            entries = await client.xrange(stream_key, f"0-{position + 1}", "+", count=READ_BATCH)
+        except redis.ConnectionError:  # a read, safe to send again (see above)
+            entries = await client.xrange(stream_key, f"0-{position + 1}", "+", count=READ_BATCH)
+        return _Batch(entries)
+
+
+class _Follower:
+    """One reader's inbox: the hub's batches of its stream; ``None`` after ``wait`` quiet seconds."""
+
+    __slots__ = ("behind", "last", "queue", "wait")
+
+    def __init__(self, wait: float) -> None:
+        self.queue: asyncio.Queue[_Batch | None] = asyncio.Queue(QUEUE_SIZE)
+        self.behind = False  # a batch was dropped (the queue was full): read the buffer
+        self.last = time.monotonic()
+        self.wait = wait
+
+    def put(self, batch: _Batch | None, now: float) -> None:
+        self.last = now
+        if self.queue.full():
+            self.behind = True
+        else:
+            self.queue.put_nowait(batch)
+
+    async def next(self) -> _Batch | None:
+        return await self.queue.get()
+
+    def resync(self) -> bool:
+        """True (once) when batches were dropped and the queue is drained: read the buffer now."""
+        if self.behind and self.queue.empty():
+            self.behind = False
+            return True
+        return False
+
+
+def _bulk(value: bytes) -> bytes:
+    """One argument of a command in the Redis protocol."""
+    return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
+_XREAD_HEAD = b"".join(_bulk(arg) for arg in (b"XREAD", b"COUNT", b"%d" % READ_BATCH, b"BLOCK", b"%d" % HUB_BLOCK_MS))
+_XREAD_HEAD += _bulk(b"STREAMS")
+
+
+class _Watched:
+    __slots__ = ("cursor", "followers", "packed_key")
+
+    def __init__(self, stream_key: str, cursor: str) -> None:
+        self.cursor = cursor
+        self.followers: set[_Follower] = set()
+        self.packed_key = _bulk(stream_key.encode())
 
 
 class _Hub:
-    """One ``XREAD BLOCK`` over every stream followed on this event loop.
+    """The one reader of live streams per event loop (per web process): a single ``XREAD BLOCK``
+    over every followed stream (on a cluster: an XREAD per hash slot, pipelined per node, polled),
+    whose batches go to each follower's queue.
 
-    Followers register a queue per stream key; the hub hands each new batch of entries to every
-    queue of its key. A full queue drops the batch: its follower sees the gap in the dense
-    positions, or times out, and reads the buffer itself, so nothing is lost either way.
+    A busy process reads at most every ``HUB_MIN_INTERVAL`` seconds, so one read collects the
+    batches of many streams. A follower whose queue is full misses batches: it notices (a gap in
+    the dense positions, or its ``behind`` flag) and reads the buffer itself, so nothing is lost.
+    The hub also wakes followers that got nothing for their keep-alive interval (``None``).
     """
 
     def __init__(self) -> None:
-        self._queues: dict[str, set[asyncio.Queue]] = {}
-        self._cursors: dict[str, str] = {}
+        self._streams: dict[str, _Watched] = {}
         self._task: asyncio.Task | None = None
-        self._client: Any = None
+        self._swept = 0.0
+        self.cluster_reads = asyncio.Semaphore(CLUSTER_READS)
 
-    def watch(self, stream_key: str, position: int) -> asyncio.Queue:
-        queue: asyncio.Queue = asyncio.Queue(QUEUE_SIZE)
-        if stream_key not in self._queues:
-            self._queues[stream_key] = set()
-            self._cursors[stream_key] = f"0-{position}"
-        self._queues[stream_key].add(queue)
+    def watch(self, stream_key: str, position: int, wait: float) -> _Follower:
+        follower = _Follower(wait)
+        watched = self._streams.get(stream_key)
+        if watched is None:
+            watched = self._streams[stream_key] = _Watched(stream_key, f"0-{position}")
+        watched.followers.add(follower)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
-        return queue
+        return follower
 
-    def unwatch(self, stream_key: str, queue: asyncio.Queue) -> None:
-        queues = self._queues.get(stream_key)
-        if queues is None:
+    def unwatch(self, stream_key: str, follower: _Follower) -> None:
+        watched = self._streams.get(stream_key)
+        if watched is None:
             return
-        queues.discard(queue)
-        if not queues:
-            del self._queues[stream_key]
-            del self._cursors[stream_key]
+        watched.followers.discard(follower)
+        if not watched.followers:
+            del self._streams[stream_key]
 
     async def _run(self) -> None:
-        if self._client is None:
-            self._client = redis.asyncio.Redis.from_url(settings.REDIS_URL, decode_responses=True)
-        while self._cursors:
+        cluster = is_cluster()
+        client = get_async_redis(read_timeout=HUB_BLOCK_MS / 1000 + settings.MOOKTI_REDIS_TIMEOUT)
+        loop = asyncio.get_running_loop()
+        while self._streams:
+            started = loop.time()
             try:
-                reply = await self._client.xread(dict(self._cursors), block=HUB_BLOCK_MS, count=READ_BATCH)
-            except REDIS_ERRORS:
-                await asyncio.sleep(0.5)  # followers fall back to their own reads meanwhile
+                replies = await (self._poll_cluster(client) if cluster else self._read(client))
+                now = time.monotonic()
+                for reply in replies:
+                    self._deliver(reply, now)
+            except Exception as exc:  # the hub must live on: followers wait on it (the sweep below)
+                if not isinstance(exc, REDIS_ERRORS):
+                    logger.exception("stream hub: the shared read failed")
+                await asyncio.sleep(0.5)  # followers read the buffer themselves after their quiet spell
+                now = time.monotonic()
+            if now - self._swept >= HUB_SWEEP_S:
+                self._sweep(now)
+            pause = (HUB_POLL_MS / 1000 if cluster else HUB_MIN_INTERVAL) - (loop.time() - started)
+            if pause > 0:
+                await asyncio.sleep(pause)
+
+    async def _read(self, client: Any) -> list[Any]:
+        """One ``XREAD COUNT .. BLOCK .. STREAMS <every key> <every cursor>``, packed here from each
+        key's cached wire form and sent on a connection of the pool: redis-py's generic packing
+        and reply parsing cost more than the read itself at hundreds of streams."""
+        watched = list(self._streams.values())
+        parts = [b"*%d\r\n" % (6 + 2 * len(watched)), _XREAD_HEAD]
+        parts += [w.packed_key for w in watched]
+        parts += [_bulk(w.cursor.encode()) for w in watched]
+        pool = client.connection_pool
+        connection = await pool.get_connection()
+        try:
+            await connection.send_packed_command(b"".join(parts))
+            reply = await connection.read_response()
+        except BaseException:
+            await connection.disconnect()  # it may still owe the reply
+            raise
+        finally:
+            await pool.release(connection)
+        return [reply]
+
+    async def _poll_cluster(self, client: Any) -> list[Any]:
+        """One XREAD per hash slot (a multi-key command stays in one slot), one pipeline per node."""
+        slots: dict[int, dict[str, str]] = {}
+        for stream_key, watched in self._streams.items():
+            slots.setdefault(key_slot(stream_key.encode()), {})[stream_key] = watched.cursor
+        pipe = client.pipeline()
+        for cursors in slots.values():
+            pipe.xread(cursors, count=READ_BATCH)
+        return await pipe.execute()
+
+    def _deliver(self, reply: Any, now: float) -> None:
+        for stream_key, entries in reply.items() if isinstance(reply, dict) else reply or []:  # RESP3, RESP2
+            watched = self._streams.get(stream_key)
+            if watched is None or not entries:
                 continue
-            for stream_key, entries in reply or []:
-                if stream_key not in self._cursors or not entries:
-                    continue
-                self._cursors[stream_key] = entries[-1][0]
-                batch = [(_seq(entry_id), fields) for entry_id, fields in entries]
-                for queue in self._queues[stream_key]:
-                    if not queue.full():
-                        queue.put_nowait(batch)
+            watched.cursor = entries[-1][0]
+            batch = _Batch(entries)
+            for follower in watched.followers:
+                follower.put(batch, now)
+
+    def _sweep(self, now: float) -> None:
+        self._swept = now
+        for watched in self._streams.values():
+            for follower in watched.followers:
+                if now - follower.last >= follower.wait:
+                    follower.put(None, now)
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Hub] = weakref.WeakKeyDictionary()

@@ -15,7 +15,7 @@ import pytest
 from mookti import keys as kernel_keys
 from mookti.redis import get_redis
 from storage import keys
-from storage.managers.streams import streams
+from storage.managers.streams import _Batch, _Follower, _Hub, streams
 from tests.conftest import snapshot_keys
 from tests.realtime.conftest import start_server
 
@@ -253,3 +253,109 @@ def test_reader_joining_mid_stream_follows_to_the_end(server, alice):
     assert position > 0
     assert [text for _, text in got] == chunks
     assert end == "done"
+
+
+# --- the shared reader (one XREAD for every followed stream of a process) ----------------------
+def test_batch_after_a_position():
+    batch = _Batch([("0-3", {"c": "c"}), ("0-4", ["c", "d"]), ("0-5", {"end": "done"})])
+    assert batch.after(2) == ([(3, "c"), (4, "d")], "done", False)
+    assert batch.after(2)[0] is batch.chunks  # the batch as it is: its wire form is built once
+    assert batch.after(3) == ([(4, "d")], "done", False)
+    assert batch.after(4) == ([], "done", False)
+    assert batch.after(1) == ([], None, True)  # position 2 is missing: the follower reads the buffer
+    assert _Batch([]).after(0) == ([], None, False)
+
+
+def follow_all(stream_id: str, start: int, items: list[Any]):
+    async def run() -> None:
+        async for item in streams.follow(streams.locate(stream_id), start):
+            if item is not None:
+                items.append(item)
+
+    return run()
+
+
+def test_one_shared_read_serves_every_follower(alice, monkeypatch):
+    sizes = []
+    for name in ("_read", "_poll_cluster"):
+        original = getattr(_Hub, name)
+
+        async def counted(self, client, original=original):
+            sizes.append(len(self._streams))
+            return await original(self, client)
+
+        monkeypatch.setattr(_Hub, name, counted)
+    chats = [new_chat(alice) for _ in range(4)]  # streams in several slots (per-slot reads on a cluster)
+    texts = {new_stream(alice, chats[n % 4]): [f"{n}.{i}" for i in range(30)] for n in range(40)}
+    for stream_id, chunks in texts.items():  # some chunks buffered before anyone follows
+        streams.append(alice["id"], stream_id, 0, chunks[:4])
+
+    def produce_all() -> None:
+        for seq in range(1, 14):
+            for stream_id, chunks in texts.items():
+                streams.append(alice["id"], stream_id, seq, chunks[2 + 2 * seq : 4 + 2 * seq])
+        for stream_id in texts:
+            streams.end(alice["id"], stream_id, "done")
+
+    async def scenario() -> dict[tuple[str, int, int], list[Any]]:
+        got: dict[tuple[str, int, int], list[Any]] = {}
+        tasks = []
+        for stream_id in texts:
+            for n, start in enumerate((0, 0, 3)):  # two followers from the start, one mid-buffer
+                got[stream_id, n, start] = []
+                tasks.append(asyncio.create_task(follow_all(stream_id, start, got[stream_id, n, start])))
+        await asyncio.sleep(0.2)  # every follower watching before the producer starts
+        producer = asyncio.create_task(asyncio.to_thread(produce_all))
+        await asyncio.gather(*tasks, producer)
+        return got
+
+    got = asyncio.run(scenario())
+    shared = 0
+    for (stream_id, n, start), items in got.items():
+        assert items[-1] == "done"
+        chunks = [chunk for batch in items[:-1] for chunk in batch]
+        assert chunks == [(p + 1, t) for p, t in enumerate(texts[stream_id])][start:], (stream_id, start)
+        if n == 0:
+            other = {id(batch) for batch in got[stream_id, 1, 0][:-1]}
+            shared += sum(id(batch) in other for batch in items[:-1])
+    assert max(sizes) == len(texts)  # one hub read covered every followed stream
+    assert shared > 0  # followers of one stream were handed the same batch object
+
+
+def test_a_follower_that_falls_behind_reads_the_buffer(alice, monkeypatch):
+    monkeypatch.setattr("storage.managers.streams.QUEUE_SIZE", 1)
+    stream_id = new_stream(alice, new_chat(alice))
+    chunks = [f"t{i}" for i in range(120)]
+
+    async def slow_reader() -> list[Any]:
+        items = []
+        async for item in streams.follow(streams.locate(stream_id), 0):
+            if item is not None:
+                items.append(item)
+                await asyncio.sleep(0.02)  # a slow client: the hub's batches pile up and get dropped
+        return items
+
+    async def scenario() -> list[Any]:
+        reader = asyncio.create_task(slow_reader())
+        producer = asyncio.create_task(asyncio.to_thread(produce, alice, stream_id, chunks, 1, threading.Event()))
+        items, _ = await asyncio.gather(reader, producer)
+        return items
+
+    items = asyncio.run(scenario())
+    assert items[-1] == "done"
+    assert [text for batch in items[:-1] for _, text in batch] == chunks
+
+
+def test_a_full_follower_queue_drops_and_asks_for_a_buffer_read(monkeypatch):
+    monkeypatch.setattr("storage.managers.streams.QUEUE_SIZE", 1)
+
+    async def scenario() -> list[bool]:
+        follower = _Follower(wait=15)
+        first, second = _Batch([("0-1", {"c": "a"})]), _Batch([("0-2", {"c": "b"})])
+        follower.put(first, 0.0)
+        follower.put(second, 0.0)  # the queue is full: dropped, the follower is behind
+        seen = [follower.resync()]  # not yet: a batch is still queued
+        assert await follower.next() is first
+        return [*seen, follower.resync(), follower.resync()]
+
+    assert asyncio.run(scenario()) == [False, True, False]  # once drained: read the buffer, once
