@@ -79,7 +79,10 @@ class UserUpdateIn(StrictSerializer):
     type = serializers.ChoiceField(USER_TYPES, required=False)
     timezone = TimezoneField(required=False)
     preferences = serializers.DictField(required=False)
-    password = serializers.CharField(min_length=8, max_length=128, required=False, write_only=True)
+    # a password is taken as sent: its spaces count (and "       x" is not a short password)
+    password = serializers.CharField(
+        min_length=8, max_length=128, required=False, write_only=True, trim_whitespace=False
+    )
 
     def validate_preferences(self, value: dict) -> dict:
         if _json_size(value) > 16 * 1024:
@@ -100,7 +103,7 @@ class UserCreateIn(UserUpdateIn):
 class TokenIn(StrictSerializer):
     schema_extra = {"anyOf": [{"required": ["email", "password"]}, {"required": ["userId"]}]}
     email = serializers.EmailField(required=False)
-    password = serializers.CharField(required=False, max_length=128)
+    password = serializers.CharField(required=False, max_length=128, trim_whitespace=False)
     userId = IdField(required=False)
     ttl = serializers.IntegerField(min_value=60, max_value=365 * 24 * 3600, required=False)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from mookti.redis import get_redis
 from storage import keys
 from storage.managers import tokens, users
@@ -95,3 +97,14 @@ def test_delete_user_removes_all_their_data(service, alice):
     assert users.get(alice["id"]) is None
     assert not client.exists(keys.chat(chat["id"]), keys.user_email(alice["email"]), keys.user_chats(alice["id"]))
     assert api.get("/api/storage/chat").status_code == 401  # the token went with the user
+
+
+def test_a_password_is_taken_as_sent_spaces_included(service):
+    email = f"spaces-{uuid.uuid4().hex[:8]}@example.com"
+    created = service.post("/api/storage/user", {"email": email, "password": "       x"})
+    assert created.status_code == 201, created.content  # 8 characters: not trimmed into a short one
+    login = service.client.__class__()
+    trimmed = login.post("/api/storage/token", {"email": email, "password": "x"}, format="json")
+    assert trimmed.status_code == 401
+    exact = login.post("/api/storage/token", {"email": email, "password": "       x"}, format="json")
+    assert exact.status_code == 201, exact.content
