@@ -55,6 +55,7 @@ class Scope:
     token: str
     start_ms: int
     replay: bool = False
+    fingerprint: str = ""  # the request body's digest: a retry must send the same
     ids: int = 0
     writes: int = 0
 

@@ -1,7 +1,7 @@
 """``Idempotency-Key`` on POSTs: a retried request is applied once and gets the first answer.
 
 The first attempt claims ``idempotency:{digest}`` (the digest names caller, path and key) with
-the time it began, and runs inside an idempotency scope (:class:`mookti.ids.Scope`): its ids and
+the time it began and its body's fingerprint, and runs inside an idempotency scope (:class:`mookti.ids.Scope`): its ids and
 timestamps derive from the scope and each of its writes carries a guard (``mookti.redis.Write``).
 Its answer (anything but a 5xx or a 429) is stored under the claim. A later attempt with the
 same key then gets:
@@ -9,7 +9,9 @@ same key then gets:
 - the stored answer, byte for byte, with ``Idempotent-Replayed: true``;
 - or, when the first attempt's outcome is unknown (it failed with a 5xx, e.g. Redis went away
   after applying the write, or it is still running), a re-run in the same scope: it computes
-  the same ids and timestamps, and every write the first attempt applied is a no-op.
+  the same ids and timestamps, and every write the first attempt applied is a no-op;
+- a 422 when its body differs from the first attempt's (a key names one request, as the IETF
+  draft "The Idempotency-Key HTTP Header Field" asks).
 
 Answers are kept ``MOOKTI_IDEMPOTENCY_TTL`` seconds. A key is 1-255 printable ASCII characters.
 """
@@ -39,6 +41,7 @@ logger = logging.getLogger(__name__)
 HEADER = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
 KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
+REUSED = "This Idempotency-Key was used for a request with another body; use a new key for a new request."
 
 
 def _digest(request: HttpRequest, key: str) -> str:
@@ -46,19 +49,37 @@ def _digest(request: HttpRequest, key: str) -> str:
     return hashlib.sha256(f"{request.method}\n{request.path}\n{caller}\n{key}".encode()).hexdigest()
 
 
+def _fingerprint(request: HttpRequest) -> str:
+    """What the request asks for: a retry must send the same body (a body too large to read is
+    named by its length; the view refuses it anyway)."""
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    if not length.isdigit() or int(length) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+        return f"length:{length}"
+    content_type = request.META.get("CONTENT_TYPE", "").encode()
+    return hashlib.sha256(content_type + b"\n" + request.body).hexdigest()[:32]
+
+
 def _error(status: int, code: str, message: str, fields: dict[str, Any] | None = None) -> JsonResponse:
     return JsonResponse(error_body(code, message, fields), status=status)
+
+
+def _reused() -> JsonResponse:
+    return _error(422, "unprocessable:idempotency", REUSED, {HEADER: ["already used with another request body"]})
 
 
 def begin(request: HttpRequest, key: str) -> Scope | HttpResponse:
     """Claim the key (one round trip): a scope to run the request in, or the answer to send now."""
     if not KEY_PATTERN.fullmatch(key):
         return _error(400, "bad_request:api", "Invalid input.", {HEADER: ["must be 1-255 printable ASCII characters"]})
-    digest = _digest(request, key)
+    digest, fingerprint = _digest(request, key), _fingerprint(request)
     start_ms = now_us() // 1000
     try:
         seen = get_redis().set(
-            keys.idempotency(digest), start_ms, nx=True, get=True, px=settings.MOOKTI_IDEMPOTENCY_TTL * 1000
+            keys.idempotency(digest),
+            f"{start_ms}:{fingerprint}",
+            nx=True,
+            get=True,
+            px=settings.MOOKTI_IDEMPOTENCY_TTL * 1000,
         )
     except REDIS_ERRORS:  # the breaker logs the outage once
         response = _error(503, "unavailable:database", "The data store is unavailable; try again.")
@@ -66,21 +87,30 @@ def begin(request: HttpRequest, key: str) -> Scope | HttpResponse:
         response._has_been_logged = True  # type: ignore[attr-defined]
         return response
     if seen is None:
-        return Scope(digest, start_ms)
+        return Scope(digest, start_ms, fingerprint=fingerprint)
     if seen.startswith("{"):
         stored = json.loads(seen)
+        if stored.get("fingerprint", fingerprint) != fingerprint:
+            return _reused()
         response = HttpResponse(stored["body"], status=stored["status"], content_type=stored["type"])
         response[REPLAYED] = "true"
         return response
-    return Scope(digest, int(seen), replay=True)
+    first_ms, _, first_fingerprint = seen.partition(":")
+    if first_fingerprint and first_fingerprint != fingerprint:
+        return _reused()
+    return Scope(digest, int(first_ms), replay=True, fingerprint=fingerprint)
 
 
 def finish(scope: Scope, response: HttpResponse) -> None:
     """Store a final answer under the claim; a 5xx or 429 leaves it open for a re-run."""
     if response.status_code >= 500 or response.status_code == 429 or response.streaming:
         return
-    answer = {"status": response.status_code, "type": response.get("Content-Type", "")}
-    answer["body"] = response.content.decode()
+    answer = {
+        "status": response.status_code,
+        "type": response.get("Content-Type", ""),
+        "fingerprint": scope.fingerprint,
+        "body": response.content.decode(),
+    }
     try:
         get_redis().set(keys.idempotency(scope.token), json.dumps(answer), px=settings.MOOKTI_IDEMPOTENCY_TTL * 1000)
     except REDIS_ERRORS as exc:  # the claim stays: a retry re-runs the request, applying nothing twice
@@ -125,6 +155,10 @@ def idempotency_middleware(get_response: Callable[[HttpRequest], Any]) -> Callab
     return sync_middleware
 
 
+JSON_ERROR = {"application/json": {"schema": ERROR_REF}}
+REUSED_DESCRIPTION = "The `Idempotency-Key` was used before for a request with another body."
+
+
 def declare_header(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
     """drf-spectacular postprocessing hook: every POST of the API takes an optional ``Idempotency-Key``."""
     parameter = {
@@ -135,16 +169,18 @@ def declare_header(result: dict[str, Any], generator: Any, request: Any, public:
         "description": (
             "Makes the POST safe to retry: a repeat with the same key (same caller and path, within "
             f"{settings.MOOKTI_IDEMPOTENCY_TTL // 3600} h) is applied once and answers like the first "
-            "attempt (with `Idempotent-Replayed: true` when the stored answer is sent)."
+            "attempt (with `Idempotent-Replayed: true` when the stored answer is sent); the same key "
+            "with another body is a 422."
         ),
     }
     for operations in result.get("paths", {}).values():
         post = operations.get("post")
         if post is not None and not any(p.get("name") == HEADER for p in post.get("parameters", [])):
             post.setdefault("parameters", []).append(parameter)
-            # a malformed key is a 400, also on a POST that takes no other input
-            post.setdefault("responses", {}).setdefault(
-                "400",
-                {"description": ERROR_DESCRIPTIONS[400], "content": {"application/json": {"schema": ERROR_REF}}},
-            )
+            # a malformed key is a 400, also on a POST that takes no other input; a reused one a 422
+            responses = post.setdefault("responses", {})
+            for status, text in ((400, ERROR_DESCRIPTIONS[400]), (422, REUSED_DESCRIPTION)):
+                answer = responses.setdefault(str(status), {"description": "", "content": JSON_ERROR})
+                if text not in answer["description"]:
+                    answer["description"] = f"{answer['description']} {text}".strip()
     return result

@@ -110,3 +110,17 @@ def test_a_user_creation_re_run_is_one_user():
         assert get_redis().get(keys.user_email(f"other-{email}")) is None  # its claim was given back
     finally:
         users.delete(first["id"])
+
+
+def test_a_key_used_again_with_another_body_is_a_422_and_writes_nothing(alice):
+    api, user_id = alice["api"], alice["id"]
+    first = api.post("/api/storage/chat", {"title": "First"}, HTTP_IDEMPOTENCY_KEY="one-request")
+    assert first.status_code == 201, first.content
+    chats_before = get_redis().zcard(keys.user_chats(user_id))
+    other = api.post("/api/storage/chat", {"title": "Another"}, HTTP_IDEMPOTENCY_KEY="one-request")
+    assert other.status_code == 422, other.content
+    assert other.json()["error"]["code"] == "unprocessable:idempotency"
+    assert "Idempotency-Key" in other.json()["error"]["fields"]
+    assert get_redis().zcard(keys.user_chats(user_id)) == chats_before
+    same = api.post("/api/storage/chat", {"title": "First"}, HTTP_IDEMPOTENCY_KEY="one-request")
+    assert same.status_code == 201 and same.json() == first.json() and same["Idempotent-Replayed"] == "true"

@@ -1940,7 +1940,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent). */
+                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent); the same key with another body is a 422. */
                 "Idempotency-Key"?: string;
             };
             path?: never;
@@ -2015,6 +2015,15 @@ export interface operations {
             };
             /** @description The body is not JSON (or multipart where a file is accepted). */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The `Idempotency-Key` was used before for a request with another body. */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2115,7 +2124,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent). */
+                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent); the same key with another body is a 422. */
                 "Idempotency-Key"?: string;
             };
             path?: never;
@@ -2191,6 +2200,15 @@ export interface operations {
             };
             /** @description The body is not JSON (or multipart where a file is accepted). */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The `Idempotency-Key` was used before for a request with another body. */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2779,7 +2797,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent). */
+                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent); the same key with another body is a 422. */
                 "Idempotency-Key"?: string;
             };
             path: {
@@ -2857,6 +2875,15 @@ export interface operations {
             };
             /** @description The body is not JSON (or multipart where a file is accepted). */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The `Idempotency-Key` was used before for a request with another body. */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3216,7 +3243,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent). */
+                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent); the same key with another body is a 422. */
                 "Idempotency-Key"?: string;
             };
             path?: never;
@@ -3261,6 +3288,15 @@ export interface operations {
             };
             /** @description Not found, including someone else's private data and unknown cursors. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The `Idempotency-Key` was used before for a request with another body. */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3368,7 +3404,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent). */
+                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent); the same key with another body is a 422. */
                 "Idempotency-Key"?: string;
             };
             path?: never;
@@ -3444,6 +3480,15 @@ export interface operations {
             };
             /** @description The body is not JSON (or multipart where a file is accepted). */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The `Idempotency-Key` was used before for a request with another body. */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3832,7 +3877,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent). */
+                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent); the same key with another body is a 422. */
                 "Idempotency-Key"?: string;
             };
             path: {
@@ -3910,6 +3955,15 @@ export interface operations {
             };
             /** @description The body is not JSON (or multipart where a file is accepted). */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The `Idempotency-Key` was used before for a request with another body. */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4057,7 +4111,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent). */
+                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent); the same key with another body is a 422. */
                 "Idempotency-Key"?: string;
             };
             path?: never;
@@ -4125,6 +4179,15 @@ export interface operations {
             };
             /** @description The body is not JSON (or multipart where a file is accepted). */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The `Idempotency-Key` was used before for a request with another body. */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4362,7 +4425,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent). */
+                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent); the same key with another body is a 422. */
                 "Idempotency-Key"?: string;
             };
             path: {
@@ -4431,6 +4494,15 @@ export interface operations {
             };
             /** @description The body is not JSON (or multipart where a file is accepted). */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The `Idempotency-Key` was used before for a request with another body. */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4618,7 +4690,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent). */
+                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent); the same key with another body is a 422. */
                 "Idempotency-Key"?: string;
             };
             path?: never;
@@ -4694,6 +4766,15 @@ export interface operations {
             };
             /** @description The body is not JSON (or multipart where a file is accepted). */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The `Idempotency-Key` was used before for a request with another body. */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5015,7 +5096,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent). */
+                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent); the same key with another body is a 422. */
                 "Idempotency-Key"?: string;
             };
             path?: never;
@@ -5082,6 +5163,15 @@ export interface operations {
             };
             /** @description The body is not JSON (or multipart where a file is accepted). */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The `Idempotency-Key` was used before for a request with another body. */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5187,7 +5277,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent). */
+                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent); the same key with another body is a 422. */
                 "Idempotency-Key"?: string;
             };
             path: {
@@ -5272,6 +5362,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The `Idempotency-Key` was used before for a request with another body. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Redis (or the vector store) is unavailable: retry. */
             503: {
                 headers: {
@@ -5287,7 +5386,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent). */
+                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent); the same key with another body is a 422. */
                 "Idempotency-Key"?: string;
             };
             path: {
@@ -5365,6 +5464,15 @@ export interface operations {
             };
             /** @description The body is not JSON (or multipart where a file is accepted). */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The `Idempotency-Key` was used before for a request with another body. */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5462,7 +5570,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent). */
+                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent); the same key with another body is a 422. */
                 "Idempotency-Key"?: string;
             };
             path?: never;
@@ -5529,6 +5637,15 @@ export interface operations {
             };
             /** @description The body is not JSON (or multipart where a file is accepted). */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The `Idempotency-Key` was used before for a request with another body. */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5671,7 +5788,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent). */
+                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent); the same key with another body is a 422. */
                 "Idempotency-Key"?: string;
             };
             path?: never;
@@ -5747,6 +5864,15 @@ export interface operations {
             };
             /** @description The body is not JSON (or multipart where a file is accepted). */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The `Idempotency-Key` was used before for a request with another body. */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6002,7 +6128,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent). */
+                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent); the same key with another body is a 422. */
                 "Idempotency-Key"?: string;
             };
             path?: never;
@@ -6047,6 +6173,15 @@ export interface operations {
             };
             /** @description Not found, including someone else's private data and unknown cursors. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The `Idempotency-Key` was used before for a request with another body. */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6190,7 +6325,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent). */
+                /** @description Makes the POST safe to retry: a repeat with the same key (same caller and path, within 24 h) is applied once and answers like the first attempt (with `Idempotent-Replayed: true` when the stored answer is sent); the same key with another body is a 422. */
                 "Idempotency-Key"?: string;
             };
             path?: never;
@@ -6257,6 +6392,15 @@ export interface operations {
             };
             /** @description The body is not JSON (or multipart where a file is accepted). */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The `Idempotency-Key` was used before for a request with another body. */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
