@@ -10,6 +10,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.fields import _UnvalidatedField  # the child of a ListField/DictField without one
+from rest_framework.utils import html
 
 from mookti.ids import ID_PATTERN, iso, to_us
 
@@ -51,9 +52,9 @@ class TimestampField(serializers.Field):
         if isinstance(data, str) and data.isdigit() and len(data) <= 14:
             data = int(data)  # epoch milliseconds in a query string
         if isinstance(data, int | float):
-            if data < 0:
+            if data < 0 or (isinstance(data, float) and not data.is_integer()):  # whole milliseconds
                 self.fail("invalid")
-            return self._in_range(int(data * 1000))
+            return self._in_range(int(data) * 1000)
         if isinstance(data, str) and len(data) <= 40:
             try:
                 value = to_us(datetime.fromisoformat(data.replace("Z", "+00:00")))
@@ -82,6 +83,8 @@ class StrictSerializer(serializers.Serializer):
     another JSON type where text is expected (DRF's CharField would store ``123`` as ``"123"``)."""
 
     def to_internal_value(self, data: Any) -> Any:
+        if html.is_html_input(data):  # a form (multipart): its values as sent, "" included (HTML
+            data = data.dict()  # forms' "empty means absent, take the default" is not the schema's)
         if isinstance(data, dict):
             unknown = set(data) - set(self.fields)
             if unknown:

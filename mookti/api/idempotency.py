@@ -1,10 +1,10 @@
 """``Idempotency-Key`` on POSTs: a retried request is applied once and gets the first answer.
 
 The first attempt claims ``idempotency:{digest}`` (the digest names caller, path and key) with
-the time it began and its body's fingerprint, and runs inside an idempotency scope (:class:`mookti.ids.Scope`): its ids and
-timestamps derive from the scope and each of its writes carries a guard (``mookti.redis.Write``).
-Its answer (anything but a 5xx or a 429) is stored under the claim. A later attempt with the
-same key then gets:
+the time it began and its body's fingerprint, and runs inside an idempotency scope
+(:class:`mookti.ids.Scope`): its ids and timestamps derive from the scope and each of its writes
+carries a guard (``mookti.redis.Write``). Its answer (anything but a 5xx or a 429) is stored
+under the claim. A later attempt with the same key then gets:
 
 - the stored answer, byte for byte, with ``Idempotent-Replayed: true``;
 - or, when the first attempt's outcome is unknown (it failed with a 5xx, e.g. Redis went away
@@ -165,7 +165,14 @@ def declare_header(result: dict[str, Any], generator: Any, request: Any, public:
         "in": "header",
         "name": HEADER,
         "required": False,
-        "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": KEY_PATTERN.pattern},
+        # format: a key names one request (a client makes a new one per request, e.g. a UUID)
+        "schema": {
+            "type": "string",
+            "format": "idempotency-key",
+            "minLength": 1,
+            "maxLength": 255,
+            "pattern": KEY_PATTERN.pattern,
+        },
         "description": (
             "Makes the POST safe to retry: a repeat with the same key (same caller and path, within "
             f"{settings.MOOKTI_IDEMPOTENCY_TTL // 3600} h) is applied once and answers like the first "

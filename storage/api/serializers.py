@@ -348,7 +348,10 @@ class DocumentSummaryOut(serializers.Serializer):
     }
 )
 class UploadField(serializers.FileField):
-    """A document upload (multipart): a PDF or UTF-8 text."""
+    """A document upload (multipart): a PDF or UTF-8 text; an empty file is an empty version."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(allow_empty_file=True, **kwargs)
 
 
 class DocumentIn(StrictSerializer):

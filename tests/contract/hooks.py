@@ -7,12 +7,15 @@ but JSON Schema cannot, taught to the data generator.
   parts, no IP literals): generated as plain addresses.
 - Time zones are ``format: iana-time-zone``: drawn from the tz database.
 - ISO weeks are ``format: iso-week``: drawn from real weeks (W53 only where a year has one).
+- ``Idempotency-Key`` headers are ``format: idempotency-key``: a key names one request (the same
+  key with another body is a 422), so each generated request gets a new one, as a client makes them.
 - ``startingAfter`` and ``endingBefore`` exclude each other (the operations say so in
   ``x-mutually-exclusive``): a generated pair keeps one.
 """
 
 from __future__ import annotations
 
+import uuid
 import zoneinfo
 from datetime import UTC, date, datetime, timedelta
 
@@ -24,6 +27,7 @@ schemathesis.openapi.format("date-time", _TIMESTAMPS.map(lambda value: value.iso
 schemathesis.openapi.format("date", st.dates(date(2000, 1, 1), date(2199, 12, 31)).map(date.isoformat))
 _LOCAL = st.from_regex(r"\A[a-z0-9][a-z0-9._+-]{0,30}\Z")
 schemathesis.openapi.format("email", st.builds("{}@{}.example.com".format, _LOCAL, st.from_regex(r"\A[a-z]{1,20}\Z")))
+schemathesis.openapi.format("idempotency-key", st.builds(lambda: uuid.uuid4().hex))
 
 
 def _in_window(window: str) -> str:

@@ -33,6 +33,7 @@ CASES = [
     ("id with space", "post", "/api/storage/chat", {"id": "a b"}, 400, "id"),
     ("id with control char", "post", "/api/storage/chat", {"id": "a\x00b"}, 400, "id"),
     ("bad createdAt", "post", "/api/storage/chat", {"createdAt": "yesterday"}, 400, "createdAt"),
+    ("fractional epoch milliseconds", "post", "/api/storage/chat", {"createdAt": 1.5}, 400, "createdAt"),
     ("message without chatId", "post", "/api/storage/message", {"role": "user", "content": "x"}, 400, "messages"),
     ("bad role", "post", "/api/storage/message", {**MSG, "role": "robot"}, 400, "messages"),
     ("parts not a list", "post", "/api/storage/message", {**MSG, "parts": "text"}, 400, "messages"),

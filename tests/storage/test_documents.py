@@ -101,6 +101,21 @@ def test_upload_pdf_and_text(alice):
     assert r.status_code == 400
 
 
+def test_a_form_field_is_taken_as_sent(alice):
+    """Multipart values mean what they say: an empty kind is a bad kind (not "the default"), an
+    empty file an empty version (found by schema fuzzing)."""
+    api = alice["api"]
+    empty_kind = api.post("/api/storage/document", {"title": "t", "kind": "", "content": "x"}, format="multipart")
+    assert empty_kind.status_code == 400 and "kind" in empty_kind.json()["error"]["fields"]
+    empty_id = api.post("/api/storage/document", {"title": "t", "id": "", "content": "x"}, format="multipart")
+    assert empty_id.status_code == 400 and "id" in empty_id.json()["error"]["fields"]
+    empty = io.BytesIO(b"")
+    empty.name = "empty.txt"
+    saved = api.post("/api/storage/document", {"title": "empty", "file": empty}, format="multipart")
+    assert saved.status_code == 201, saved.content
+    assert saved.json()["content"] is None  # an empty version has no content, as one saved with ""
+
+
 def _reopen_claim(api, path: str, idempotency_key: str, started_us: int) -> None:
     """Leave the claim of an ``Idempotency-Key`` as a first attempt that crashed after its writes
     does: the time it began, no stored answer, so the next attempt re-runs in the same scope."""
