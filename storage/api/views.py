@@ -22,8 +22,9 @@ from storage.api.auth import BearerCredential, Principal
 from storage.api.conditional import CACHE_CONTROL, IF_NONE_MATCH, NOT_MODIFIED, conditional, evaluate, revision
 from storage.api.hot import MEDIA_TYPE, HotReads, Skip
 from storage.api.permissions import IsMooktiUser, IsMooktiUserOrReadOnly, IsService, IsServiceOrSelf, actor_id
-from storage.managers import chats, documents, messages, streams, tokens, users, votes
+from storage.managers import chats, documents, messages, tokens, users, votes
 from storage.managers.paging import PageRequest
+from storage.managers.streams import streams as stream_buffers
 
 
 def page_of(params: dict[str, Any], order: str = "desc") -> PageRequest:
@@ -250,7 +251,7 @@ class ChatViewSet(HotReads, viewsets.ViewSet):
         if request.method == "GET":
             return Response(s.StreamOut(chats.list_streams(actor_id(request), chat_id), many=True).data)
         data = validated(s.StreamIn, request.data)
-        stream = streams.create(actor_id(request), chat_id, data["streamId"])  # also the chat's active stream
+        stream = stream_buffers.create(actor_id(request), chat_id, data["streamId"])  # also the chat's active stream
         return Response(s.StreamOut(stream).data, status=status.HTTP_201_CREATED)
 
 

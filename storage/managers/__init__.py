@@ -3,7 +3,6 @@
 from storage.managers.chats import chats
 from storage.managers.documents import documents
 from storage.managers.messages import messages, votes
-from storage.managers.streams import streams
 from storage.managers.users import tokens, users
 
-__all__ = ["chats", "documents", "messages", "streams", "tokens", "users", "votes"]
+__all__ = ["chats", "documents", "messages", "tokens", "users", "votes"]

@@ -237,4 +237,4 @@ def test_quick_messages_agree_with_the_serializer():
         taken += 1
         data = body if isinstance(body, dict) and "messages" in body else {"messages": [body]}
         assert quick == [dict(m) for m in validated(s.MessagesIn, data)["messages"]], body
-    assert taken >= 9
+    assert taken >= 8  # the plain bodies above (a fractional createdAt is refused by both)
