@@ -11,6 +11,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from gamification.days import day_end_us, week_start
+from gamification.managers import engine
 from mookti.api.fields import IdField, StrictSerializer, TimestampField, TimezoneField
 from mookti.api.schema import TIMESTAMP_IN
 from mookti.ids import to_us
@@ -107,6 +108,11 @@ class StatsOut(serializers.Serializer):
 class StatsQuery(StrictSerializer):
     ordered = (("from", "to"),)  # from is not after to
     to = serializers.DateField(required=False)
+
+    @staticmethod
+    def spans() -> list[tuple[str, str, int]]:
+        """(first, last, days): the range covers at most ``days`` days; ``last`` defaults to today."""
+        return [("from", "to", engine.config()["STATS_RETENTION_DAYS"])]
 
     def get_fields(self) -> dict[str, Any]:
         fields = super().get_fields()

@@ -180,6 +180,15 @@ class AutoSchema(openapi.AutoSchema):
         ordered = [list(pair) for query in queries for pair in getattr(query, "ordered", ())]
         if operation is not None and ordered:
             operation["x-ordered"] = ordered  # query parameters: the first not after the second
+        spans = [list(rule) for query in queries if hasattr(query, "spans") for rule in query.spans()]
+        if operation is not None and spans:
+            operation["x-max-span-days"] = spans  # [first, last, days]: last - first < days; last: today
+            for parameter in operation.get("parameters", []):
+                rule = next((r for r in spans if parameter["name"] == r[0]), None)
+                if rule:
+                    parameter["description"] = (
+                        f"At most {rule[2] - 1} days before {rule[1]} (default today): else a 400."
+                    )
         if operation is not None and exclusive:
             operation["x-mutually-exclusive"] = exclusive  # query parameters: at most one of each group
             for parameter in operation.get("parameters", []):

@@ -44,6 +44,7 @@ HUB_BLOCK_MS = 25  # the shared XREAD's BLOCK: a stream first followed while it 
 HUB_MIN_INTERVAL = 0.005  # seconds: at most one shared read per this, so a busy one collects many batches
 HUB_POLL_MS = 10  # Redis Cluster: the per-slot XREADs cannot block together; they poll at this interval
 CLUSTER_READS = 8  # followers' own buffer reads in flight at once per process on a cluster (see _read)
+CLUSTER_READ_ATTEMPTS = 4  # and how often such a read is sent before its failure ends the follower
 HUB_SWEEP_S = 0.5  # how often the hub looks for followers due a keep-alive
 QUEUE_SIZE = 256
 _LOOKUP_CACHE_SIZE = 65_536
@@ -469,15 +470,21 @@ async def _read(client: Any, stream_key: str, position: int) -> _Batch:
     On a cluster at most CLUSTER_READS at once per process: redis-py's asyncio cluster client, which
     never re-sends (mookti.redis), fails dozens of concurrent commands on a node with "Connection
     closed" once one of them fails (it reinitializes and drops the node's connections), which a
-    burst of followers joining (a reconnect storm) sets off; such a failed read is sent once more."""
+    burst of followers joining (a reconnect storm) sets off; such a failed read is sent again, after
+    a short pause, up to CLUSTER_READ_ATTEMPTS times."""
+
+    def read() -> Any:
+        return client.xrange(stream_key, f"0-{position + 1}", "+", count=READ_BATCH)
+
     if not is_cluster():
-        return _Batch(await client.xrange(stream_key, f"0-{position + 1}", "+", count=READ_BATCH))
+        return _Batch(await read())
     async with _hub().cluster_reads:
-        try:
-            entries = await client.xrange(stream_key, f"0-{position + 1}", "+", count=READ_BATCH)
-        except redis.ConnectionError:  # a read, safe to send again (see above)
-            entries = await client.xrange(stream_key, f"0-{position + 1}", "+", count=READ_BATCH)
-        return _Batch(entries)
+        for attempt in range(CLUSTER_READ_ATTEMPTS - 1):
+            try:
+                return _Batch(await read())
+            except redis.ConnectionError:  # a read, safe to send again (see above)
+                await asyncio.sleep(0.05 * 2**attempt)
+        return _Batch(await read())  # the last attempt's failure is the follower's
 
 
 class _Follower:

@@ -107,6 +107,20 @@ def map_case(ctx, case):
     return case
 
 
+def _fit_span(query: dict, low: str, high: str, days: int) -> None:
+    """``x-max-span-days``: ``low`` at most ``days - 1`` days before ``high`` (today when absent; a
+    day of margin for the user's time zone)."""
+    if low not in query:
+        return
+    try:
+        first = date.fromisoformat(str(query[low]))
+        last = date.fromisoformat(str(query[high])) if high in query else datetime.now(UTC).date() - timedelta(days=1)
+    except ValueError:
+        return
+    if (last - first).days + 1 > days - 1:
+        query[low] = (last - timedelta(days=days - 2)).isoformat()
+
+
 def _fit(case) -> None:
     """A positive case, made to meet the rules the schema states in its ``x-`` extensions."""
     raw = case.operation.definition.raw
@@ -118,6 +132,8 @@ def _fit(case) -> None:
         for low, high in raw.get("x-ordered", []):
             if low in case.query and high in case.query:
                 case.query.pop(low)
+        for low, high, days in raw.get("x-max-span-days", []):
+            _fit_span(case.query, low, high, days)
     content = raw.get("requestBody", {}).get("content", {})
     media = content.get(getattr(case, "media_type", None) or "") or next(iter(content.values()), {})
     body_schema = _resolve(media.get("schema", {}))

@@ -2916,6 +2916,7 @@ export interface operations {
     getStats: {
         parameters: {
             query?: {
+                /** @description At most 399 days before to (default today): else a 400. */
                 from?: string;
                 to?: string;
             };
