@@ -131,6 +131,7 @@ class Indexer:
         self._retry: dict[str, Entry] = {}
         self._outage_until = 0.0
         self._outage_delay = 0.0
+        self._after_outage = False  # set by an outage: re-read what the group delivered to us
         self._last_claim = 0.0
         self._last_check = time.monotonic()
         self._last_maintain = time.monotonic()
@@ -152,6 +153,11 @@ class Indexer:
         what this consumer name left pending (a restart with ``--consumer`` resumes at once)."""
         ensure_group(self.client)
         check_index(self.embeddings, self.store, claim=True)
+        self._take_back_pending()
+
+    def _take_back_pending(self) -> None:
+        """Schedule every entry the group has delivered to this consumer and not seen acked: at
+        start, and after an outage (a read whose reply was lost still delivered its entries)."""
         start = "0-0"
         while True:
             reply = self.client.xreadgroup(GROUP, self.consumer, {self.stream: start}, count=1000)
@@ -209,6 +215,9 @@ class Indexer:
                 # a reindex for another model may have happened meanwhile: stop rather than mix models
                 check_index(self.embeddings, self.store)
                 self._last_check = now
+            if self._after_outage:  # a read whose reply the outage lost still delivered its entries
+                self._take_back_pending()
+                self._after_outage = False
             if now - self._last_claim >= self.options["CLAIM_EVERY_SECONDS"]:
                 self._last_claim = now
                 self._touch_retries()
@@ -437,6 +446,7 @@ class Indexer:
             logger.warning("indexing paused, retrying with backoff (up to %.0fs): %s", cap, exc)
         self._outage_delay = min(cap, self._outage_delay * 2 if self._outage_delay else base)
         self._outage_until = time.monotonic() + self._outage_delay
+        self._after_outage = True
         self.stats["outages"] += 1
         for entry in entries:
             self._schedule(entry, self._outage_delay)

@@ -7,6 +7,7 @@ import time
 from urllib.parse import urlencode
 
 import pytest
+import redis
 from django.core.management import call_command
 
 from mookti import keys as mookti_keys
@@ -15,7 +16,7 @@ from mookti.backends import IndexMismatch
 from mookti.redis import Write, get_redis
 from storage.managers import documents, messages
 from storage.search import keys as search_keys
-from storage.search.indexer import dead_letters, index_metrics, retry_dead_letters
+from storage.search.indexer import GROUP, dead_letters, index_metrics, retry_dead_letters
 from storage.search.vectors import chat_prefix, user_namespace
 from tests.search.conftest import new_chat, search_api
 
@@ -355,3 +356,24 @@ def test_metrics_and_health_report_the_backlog(remote, pro, make_indexer, client
     after = client.get("/api/health/").json()["checks"]
     assert after["indexer"] == {**after["indexer"], "lag": 0, "pending": 0, "ok": True}
     assert after["vector_store"] == {**after["vector_store"], "ok": True, "backend": "pinecone"}
+
+
+def test_entries_a_lost_read_delivered_are_taken_back_after_an_outage(remote, pro, make_indexer):
+    """A read sent as Redis froze: Redis delivers its entries when it resumes, the reply never
+    arrives. After the outage the indexer takes them back itself, not a claim period later."""
+    pinecone = remote["pinecone"]
+    alice = pro()
+    indexer = make_indexer(CLAIM_EVERY_SECONDS=3600)
+    new_chat(alice, "Warm-up", ["before the freeze"])
+    assert indexer.drain()
+    chat = new_chat(alice, "Frozen", ["delivered while the reply was lost", "and this one too"])
+    lost = get_redis().xreadgroup(GROUP, indexer.consumer, {indexer.stream: ">"}, count=100)  # the lost reply
+    assert sum(len(entries) for _, entries in lost) == 2
+    indexer._outage([], redis.TimeoutError("Timeout reading from socket"))  # what the indexer saw
+    deadline = time.monotonic() + 10  # run as run_forever does (drain() would take them back at its start)
+    while index_metrics()["pending"] and time.monotonic() < deadline:
+        if not indexer.run_once(block_ms=0):
+            time.sleep(0.05)
+    expected = {f"msg:{chat['id']}#{m['id']}" for m in chat["messages"]}
+    assert expected <= set(pinecone.vectors(ns(alice)))
+    assert index_metrics() == {**index_metrics(), "lag": 0, "pending": 0, "dead": 0}
