@@ -1,5 +1,8 @@
 """ASGI entry point: HTTP (Django, through the WSGI bridge) and websockets (Channels) on one server.
 
+The GETs a chat client polls (``storage.api.hot``: list chats, get a chat, a message page) are
+answered on the event loop when they are plain, without Django's handler or a worker thread.
+
 Two kinds of HTTP request skip the bridge and go to Django's ASGI handler: stream reads
 (``GET /api/storage/stream/{id}``, server-sent events that must be sent as they come, which the
 bridge cannot do: it sends whole responses) and the health checks (so a load balancer's probe
@@ -21,6 +24,7 @@ from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import StaticFilesHandler  # noqa: E402
 
 from mookti.wsgi_bridge import WSGIBridge  # noqa: E402
+from storage.api import hot  # noqa: E402
 from storage.realtime.routing import websocket_urlpatterns  # noqa: E402
 
 # Under DEBUG (make run) uvicorn serves the admin's CSS/JS itself, as runserver would; in production
@@ -31,8 +35,10 @@ ASGI_PATHS = re.compile(r"^/api/(storage/stream/[^/]+|health(/live|/ready)?)/?$"
 
 
 async def http_app(scope: dict, receive, send) -> None:
-    streaming = scope["method"] in ("GET", "HEAD") and ASGI_PATHS.match(scope["path"])
-    await (django_asgi_app if streaming else bridge)(scope, receive, send)
+    if scope["method"] in ("GET", "HEAD") and ASGI_PATHS.match(scope["path"]):
+        await django_asgi_app(scope, receive, send)
+    elif scope["method"] != "GET" or not await hot.answer_asgi(scope, send):
+        await bridge(scope, receive, send)
 
 
 application = ProtocolTypeRouter({"http": http_app, "websocket": URLRouter(websocket_urlpatterns)})

@@ -32,10 +32,10 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 import redis.asyncio
@@ -53,6 +53,10 @@ from mookti.ids import current_scope
 
 logger = logging.getLogger(__name__)
 Step = Callable[[Any], None]
+T = TypeVar("T")
+# A read written once for sync and async callers: a generator that yields a function queueing
+# one round trip's commands on a pipeline, is sent that pipeline's replies, and returns its result.
+Plan = Generator[Step, list[Any], T]
 
 # What a Redis outage raises: the cluster client reports unreachable nodes outside RedisError.
 REDIS_ERRORS = (redis.RedisError, RedisClusterException)
@@ -328,6 +332,31 @@ def glob_escape(text: str) -> str:
 def pipeline(transaction: bool = False):
     """A pipeline for reads: one round trip, any slots (split per node on a cluster)."""
     return get_redis().pipeline(transaction=transaction)
+
+
+def read(plan: Plan[T]) -> T:
+    """Run a read :data:`Plan` with the sync client (one pipeline per round trip)."""
+    try:
+        queue = next(plan)
+        while True:
+            pipe = pipeline()
+            queue(pipe)
+            queue = plan.send(pipe.execute())
+    except StopIteration as done:
+        return done.value
+
+
+async def aread(plan: Plan[T]) -> T:
+    """Run a read :data:`Plan` on the running event loop (no worker thread)."""
+    client = get_async_redis()
+    try:
+        queue = next(plan)
+        while True:
+            pipe = client.pipeline(transaction=False)
+            queue(pipe)
+            queue = plan.send(await pipe.execute())
+    except StopIteration as done:
+        return done.value
 
 
 class KeyExists(Exception):

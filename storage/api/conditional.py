@@ -17,6 +17,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import status
 from rest_framework.response import Response
 
+from mookti.redis import Plan
 from storage.managers.revisions import NotModified, Revision
 
 CACHE_CONTROL = "private, no-cache"
@@ -44,6 +45,20 @@ def evaluate(rev: Revision, build: Callable[[], Any]) -> tuple[int, Any, str]:
         data = build()
     except NotModified as current:
         return status.HTTP_304_NOT_MODIFIED, None, current.etag
+    return _tag(rev, data)
+
+
+def evaluate_plan(rev: Revision, plan: Plan[Any]) -> Plan[tuple[int, Any, str]]:
+    """:func:`evaluate` of a read plan (:mod:`mookti.redis`), as a read plan."""
+    try:
+        data = yield from plan
+    except NotModified as current:
+        return status.HTTP_304_NOT_MODIFIED, None, current.etag
+    return _tag(rev, data)
+
+
+def _tag(rev: Revision, data: Any) -> tuple[int, Any, str]:
+    """The answer to a read that was not cut short: its ETag (the counter's, else the body's)."""
     etag = rev.etag
     if etag is None:
         body = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str).encode()

@@ -29,12 +29,20 @@ the DRF view's: the shortcut answers the same operation.
 from __future__ import annotations
 
 import functools
+import io
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse
+from django.middleware.clickjacking import XFrameOptionsMiddleware
+from django.middleware.common import CommonMiddleware
+from django.middleware.security import SecurityMiddleware
+from django.urls import Resolver404, get_resolver
 
 from mookti.api.parsers import FastJSONRenderer
+from mookti.redis import Plan, aread, read
 from storage.api.auth import BearerCredential
 
 # tests switch the shortcut off to compare it with the DRF path
@@ -43,9 +51,10 @@ MEDIA_TYPE = "application/json"
 PLAIN_ACCEPT = frozenset({None, "*/*", MEDIA_TYPE})
 _render = FastJSONRenderer().render
 
-# A hot handler: (request, credential, **url kwargs) -> (status, data, headers), or None to leave
-# the request to DRF (only before any Redis call).
-Handler = Callable[..., tuple[int, Any, dict[str, str]] | None]
+# A hot handler: (request, credential, **url kwargs) -> a read plan of (status, data, headers); it
+# raises Skip (before any Redis call) to leave the request to DRF.
+Answer = tuple[int, Any, dict[str, str]]
+Handler = Callable[..., Plan[Answer]]
 
 
 class Skip(Exception):
@@ -67,36 +76,101 @@ class HotReads:
         return hot_view(view, handler)
 
 
+def _plain(request: HttpRequest) -> BearerCredential | None:
+    """The credential of a request the shortcut may answer, or None (DRF answers it)."""
+    if not ENABLED or request.method != "GET" or request.META.get("HTTP_ACCEPT") not in PLAIN_ACCEPT:
+        return None
+    credential = BearerCredential.of(request.META)
+    return None if credential is None or "format" in request.GET else credential
+
+
 def hot_view(view: Callable, handler: Handler) -> Callable:
-    """``view`` (a DRF viewset view) with the shortcut for plain GETs in front."""
-    allow: list[str] = []  # DRF's Allow header of this route, computed on first use
+    """``view`` (a DRF viewset view) with the shortcut for plain GETs in front (WSGI requests; the
+    ASGI server's requests take :func:`answer_asgi` before they reach Django)."""
 
     def shortcut(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not ENABLED or request.method != "GET" or request.META.get("HTTP_ACCEPT") not in PLAIN_ACCEPT:
-            return view(request, *args, **kwargs)
-        credential = BearerCredential.of(request.META)
-        if credential is None or "format" in request.GET:
+        credential = _plain(request)
+        if credential is None:
             return view(request, *args, **kwargs)
         try:
-            code, data, headers = handler(request, credential, **kwargs)
+            plan = handler(request, credential, **kwargs)
         except Skip:
             return view(request, *args, **kwargs)
+        try:
+            answer = read(plan)
         except Exception as exc:  # answered as the DRF view answers it
             return drf_error(view, request, exc, credential, args, kwargs)
-        if not allow:
-            allow.append(allowed_methods(view))
-        if data is None:
-            response = HttpResponse(status=code)
-            del response["Content-Type"]  # DRF drops it for an empty body
-        else:
-            response = HttpResponse(_render(data), status=code, content_type=MEDIA_TYPE)
-        for name, value in headers.items():
-            response[name] = value
-        response["Allow"] = allow[0]
-        return response
+        return _response(view, answer)
 
     functools.update_wrapper(shortcut, view)  # cls, actions, initkwargs, csrf_exempt: as DRF's view
+    shortcut.hot = (view, handler)  # type: ignore[attr-defined]
     return shortcut
+
+
+@functools.cache
+def allowed_methods(view: Callable) -> str:
+    """DRF's ``Allow`` header of ``view``'s route."""
+    return _drf_view(view, HttpRequest(), (), {}).default_response_headers["Allow"]
+
+
+def _response(view: Callable, answer: Answer) -> HttpResponse:
+    code, data, headers = answer
+    if data is None:
+        response = HttpResponse(status=code)
+        del response["Content-Type"]  # DRF drops it for an empty body
+    else:
+        response = HttpResponse(_render(data), status=code, content_type=MEDIA_TYPE)
+    for name, value in headers.items():
+        response[name] = value
+    response["Allow"] = allowed_methods(view)
+    return response
+
+
+# --- on the ASGI server: the same answers without Django's handler or a worker thread -------------
+# The middleware that adds headers to an API answer, in the order Django runs their responses.
+_HEADER_MIDDLEWARE = [
+    middleware(lambda request: None) for middleware in (XFrameOptionsMiddleware, CommonMiddleware, SecurityMiddleware)
+]
+
+
+@functools.lru_cache(maxsize=4096)
+def _route(path: str) -> tuple[Callable, Handler, dict[str, Any]] | None:
+    """The hot view and handler that ``path`` resolves to, and its URL kwargs; None for any other."""
+    try:
+        match = get_resolver().resolve(path)
+    except Resolver404:
+        return None
+    view, handler = getattr(match.func, "hot", (None, None))
+    return (view, handler, match.kwargs) if handler else None
+
+
+async def answer_asgi(scope: dict[str, Any], send: Callable) -> bool:
+    """Answer a plain hot ``GET`` on the event loop (the read through the asyncio client); False
+    if it is not one, or if the read raised: Django then answers the request as usual (its error
+    answer comes from DRF's exception handling, the read runs a second time; errors only)."""
+    route = _route(scope["path"]) if ENABLED and not scope.get("root_path") else None
+    if route is None:
+        return False
+    view, handler, kwargs = route
+    request = ASGIRequest(scope, io.BytesIO())
+    credential = _plain(request)
+    if credential is None or (settings.SECURE_SSL_REDIRECT and not request.is_secure()):
+        return False
+    try:
+        plan = handler(request, credential, **kwargs)
+    except Skip:
+        return False
+    try:
+        answer = await aread(plan)
+    except Exception:
+        return False
+    response = _response(view, answer)
+    for middleware in _HEADER_MIDDLEWARE:
+        response = middleware.process_response(request, response)
+    headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.items()]
+    await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": response.content})
+    return True
 
 
 def _drf_view(view: Callable, request: HttpRequest, args: tuple, kwargs: dict) -> Any:
@@ -110,11 +184,6 @@ def _drf_view(view: Callable, request: HttpRequest, args: tuple, kwargs: dict) -
         setattr(self, method, getattr(self, action))
     self.request, self.args, self.kwargs = request, args, kwargs
     return self
-
-
-def allowed_methods(view: Callable) -> str:
-    """DRF's ``Allow`` header of ``view``'s route."""
-    return _drf_view(view, HttpRequest(), (), {}).default_response_headers["Allow"]
 
 
 def drf_error(

@@ -17,10 +17,18 @@ from mookti.api.inputs import path_id, query, quick_query, validated
 from mookti.api.parsers import StrictJSONParser
 from mookti.api.schema import errors
 from mookti.errors import Forbidden, Invalid, NotFound, Unauthorized
+from mookti.redis import Plan, read
 from storage.api import serializers as s
 from storage.api.auth import BearerCredential, Principal
-from storage.api.conditional import CACHE_CONTROL, IF_NONE_MATCH, NOT_MODIFIED, conditional, evaluate, revision
-from storage.api.hot import MEDIA_TYPE, HotReads, Skip
+from storage.api.conditional import (
+    CACHE_CONTROL,
+    IF_NONE_MATCH,
+    NOT_MODIFIED,
+    conditional,
+    evaluate_plan,
+    revision,
+)
+from storage.api.hot import MEDIA_TYPE, Answer, HotReads, Skip
 from storage.api.permissions import IsMooktiUser, IsMooktiUserOrReadOnly, IsService, IsServiceOrSelf, actor_id
 from storage.managers import chats, documents, messages, tokens, users, votes
 from storage.managers.paging import PageRequest
@@ -32,18 +40,22 @@ def page_of(params: dict[str, Any], order: str = "desc") -> PageRequest:
 
 
 # --- the reads the DRF actions and the hot reads (storage.api.hot) share ---------------------------
-def chat_page(actor: str, params: dict[str, Any], rev: Any) -> dict[str, Any]:
-    found, has_more = chats.list_for_user(actor, page_of(params), params["orderBy"], rev=rev)
+def chat_page(actor: str, params: dict[str, Any], rev: Any) -> Plan[dict[str, Any]]:
+    found, has_more = yield from chats.list_plan(actor, page_of(params), params["orderBy"], rev)
     return {"chats": s.ChatOut.render_many(found), "hasMore": has_more}
 
 
-def message_page(actor: Any, params: dict[str, Any], rev: Any) -> dict[str, Any]:
-    found, has_more = messages.list(actor, params["chatId"], page_of(params, order="asc"), rev=rev)
+def message_page(actor: Any, params: dict[str, Any], rev: Any) -> Plan[dict[str, Any]]:
+    found, has_more = yield from messages.list_plan(actor, params["chatId"], page_of(params, order="asc"), rev)
     return {"messages": s.MessageOut.render_many(found), "hasMore": has_more}
 
 
-def _answer(rev: Any, build: Any) -> tuple[int, Any, dict[str, str]]:
-    code, data, etag = evaluate(rev, build)
+def chat_of(actor: Any, chat_id: str, rev: Any) -> Plan[dict[str, Any]]:
+    return s.ChatOut.render((yield from chats.read_plan(actor, chat_id, rev)))
+
+
+def _answer(rev: Any, plan: Plan[Any]) -> Plan[Answer]:
+    code, data, etag = yield from evaluate_plan(rev, plan)
     return code, data, {"ETag": etag, "Cache-Control": CACHE_CONTROL}
 
 
@@ -54,26 +66,30 @@ def _quick(serializer_class: type, request: Any) -> dict[str, Any]:
     return params
 
 
-def hot_chat_list(request: Any, credential: BearerCredential) -> tuple[int, Any, dict[str, str]]:
+def hot_chat_list(request: Any, credential: BearerCredential) -> Plan[Answer]:
     params = _quick(s.ChatPageQuery, request)
-    actor = credential.check()  # the list's keys are the user's: its own round trip
-    rev = revision(request, "user", actor, "chats", MEDIA_TYPE)
-    return _answer(rev, lambda: chat_page(actor, params, rev))
+
+    def plan() -> Plan[Answer]:
+        actor = yield from credential.check_plan()  # the list's keys are the user's: its own round trip
+        rev = revision(request, "user", actor, "chats", MEDIA_TYPE)
+        return (yield from _answer(rev, chat_page(actor, params, rev)))
+
+    return plan()
 
 
-def hot_chat(request: Any, credential: BearerCredential, pk: str) -> tuple[int, Any, dict[str, str]]:
+def hot_chat(request: Any, credential: BearerCredential, pk: str) -> Plan[Answer]:
     try:
         chat_id = path_id(pk)
     except Invalid:
         raise Skip from None
     rev = revision(request, "chat", chat_id, "chat", MEDIA_TYPE)
-    return _answer(rev, lambda: s.ChatOut.render(chats.read(credential, chat_id, rev)))
+    return _answer(rev, chat_of(credential, chat_id, rev))
 
 
-def hot_message_page(request: Any, credential: BearerCredential) -> tuple[int, Any, dict[str, str]]:
+def hot_message_page(request: Any, credential: BearerCredential) -> Plan[Answer]:
     params = _quick(s.MessagePageQuery, request)
     rev = revision(request, "chat", params["chatId"], "messages", MEDIA_TYPE)
-    return _answer(rev, lambda: message_page(credential, params, rev))
+    return _answer(rev, message_page(credential, params, rev))
 
 
 class UserViewSet(viewsets.ViewSet):
@@ -202,7 +218,7 @@ class ChatViewSet(HotReads, viewsets.ViewSet):
     def list(self, request: Request) -> Response:
         params = query(request, s.ChatPageQuery)
         rev = revision(request, "user", actor_id(request), "chats")
-        return conditional(rev, lambda: chat_page(actor_id(request), params, rev))
+        return conditional(rev, lambda: read(chat_page(actor_id(request), params, rev)))
 
     @extend_schema(request=s.ChatCreateIn, responses={201: s.ChatOut, **errors(409)}, operation_id="saveChat")
     def create(self, request: Request) -> Response:
@@ -220,7 +236,7 @@ class ChatViewSet(HotReads, viewsets.ViewSet):
     def retrieve(self, request: Request, pk: str) -> Response:
         chat_id = path_id(pk)
         rev = revision(request, "chat", chat_id, "chat")
-        return conditional(rev, lambda: s.ChatOut(chats.read(actor_id(request), chat_id, rev)).data)
+        return conditional(rev, lambda: read(chat_of(actor_id(request), chat_id, rev)))
 
     @extend_schema(
         request=s.ChatUpdateIn,
@@ -275,7 +291,7 @@ class MessageViewSet(HotReads, viewsets.ViewSet):
     def list(self, request: Request) -> Response:
         params = query(request, s.MessagePageQuery)
         rev = revision(request, "chat", params["chatId"], "messages")
-        return conditional(rev, lambda: message_page(actor_id(request), params, rev))
+        return conditional(rev, lambda: read(message_page(actor_id(request), params, rev)))
 
     @extend_schema(
         request=s.MessagesIn,

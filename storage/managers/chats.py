@@ -7,7 +7,7 @@ from typing import Any
 from mookti import events, outbox
 from mookti.errors import Conflict, NotFound
 from mookti.ids import new_id, now_us
-from mookti.redis import KeyExists, Write, get_async_redis, get_redis, pipeline
+from mookti.redis import KeyExists, Plan, Write, get_async_redis, get_redis, pipeline, read
 from storage import keys
 from storage.entities import Chat, Stream
 from storage.managers import lookups
@@ -93,11 +93,19 @@ class ChatManager:
     def read(self, actor: Actor, chat_id: str, rev: Revision) -> dict[str, Any]:
         """getChatById with its revision, in one round trip, the caller's credential included when
         ``actor`` is a :class:`Credential` (NotModified for a current copy)."""
-        pipe = pipeline()
-        deferred = queue_actor(pipe, actor)
-        pipe.hgetall(keys.chat(chat_id))
-        rev.queue(pipe)
-        *checked, raw, version = pipe.execute()
+        return read(self.read_plan(actor, chat_id, rev))
+
+    def read_plan(self, actor: Actor, chat_id: str, rev: Revision) -> Plan[dict[str, Any]]:
+        """:meth:`read` as a read plan (sync or async, :mod:`mookti.redis`)."""
+        deferred = False
+
+        def queue(pipe: Any) -> None:
+            nonlocal deferred
+            deferred = queue_actor(pipe, actor)
+            pipe.hgetall(keys.chat(chat_id))
+            rev.queue(pipe)
+
+        *checked, raw, version = yield queue
         actor_id = actor.resolve(checked[0]) if deferred else actor  # type: ignore[union-attr]
         chat = require_readable(decode_chat(raw), actor_id)
         rev.check(version)
@@ -107,11 +115,19 @@ class ChatManager:
         self, user_id: str, page: PageRequest, order_by: str = "createdAt", rev: Revision | None = None
     ) -> tuple[list[dict[str, Any]], bool]:
         """getChatsByUserId: newest first, keyset pages; an unknown cursor id is a 404."""
-        pipe = pipeline()
-        page.queue(pipe, ORDERINGS[order_by](user_id))
-        if rev:
-            rev.queue(pipe)
-        page_reply, *version = pipe.execute()
+        return read(self.list_plan(user_id, page, order_by, rev))
+
+    def list_plan(
+        self, user_id: str, page: PageRequest, order_by: str = "createdAt", rev: Revision | None = None
+    ) -> Plan[tuple[list[dict[str, Any]], bool]]:
+        """:meth:`list_for_user` as a read plan."""
+
+        def queue(pipe: Any) -> None:
+            page.queue(pipe, ORDERINGS[order_by](user_id))
+            if rev:
+                rev.queue(pipe)
+
+        page_reply, *version = yield queue
         found, ids, has_more = page.split(page_reply)
         if not found:
             raise NotFound("chat", "The cursor chat was not found.")
@@ -119,11 +135,8 @@ class ChatManager:
             rev.check(version[0])
         if not ids:
             return [], has_more
-        pipe = pipeline()
-        for chat_id in ids:
-            pipe.hgetall(keys.chat(chat_id))
-        chats = [chat for chat in map(decode_chat, pipe.execute()) if chat]
-        return chats, has_more
+        replies = yield lambda pipe: [pipe.hgetall(keys.chat(chat_id)) for chat_id in ids]
+        return [chat for chat in map(decode_chat, replies) if chat], has_more
 
     def update(self, actor_id: str, chat_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         """updateChatVisibilityById / updateChatTitleById (owner only)."""

@@ -17,7 +17,7 @@ from django.conf import settings
 from mookti import events, outbox
 from mookti.errors import Conflict, DomainError, NotFound, RateLimited
 from mookti.ids import current_scope, new_id, now_us
-from mookti.redis import Write, get_redis, pipeline, register_script
+from mookti.redis import Plan, Write, get_redis, pipeline, read, register_script
 from storage import keys, signals
 from storage.entities import Message, Vote, text_of
 from storage.entities.records import PARTS_FIELDS
@@ -210,13 +210,23 @@ class MessageManager:
     ) -> tuple[list[dict[str, Any]], bool]:
         """getMessagesByChatId: oldest first, keyset pages by message id. The first round trip
         checks the caller's credential too when ``actor`` is a :class:`Credential`."""
-        pipe = pipeline()
-        deferred = queue_actor(pipe, actor)
-        pipe.hgetall(keys.chat(chat_id))
-        page.queue(pipe, keys.chat_messages(chat_id))
-        if rev:
-            rev.queue(pipe)
-        replies = pipe.execute()
+        return read(self.list_plan(actor, chat_id, page, rev))
+
+    def list_plan(
+        self, actor: Actor, chat_id: str, page: PageRequest, rev: Revision | None = None
+    ) -> Plan[tuple[list[dict[str, Any]], bool]]:
+        """:meth:`list` as a read plan (sync or async, :mod:`mookti.redis`)."""
+        deferred = False
+
+        def queue(pipe: Any) -> None:
+            nonlocal deferred
+            deferred = queue_actor(pipe, actor)
+            pipe.hgetall(keys.chat(chat_id))
+            page.queue(pipe, keys.chat_messages(chat_id))
+            if rev:
+                rev.queue(pipe)
+
+        replies = yield queue
         if deferred:
             actor = actor.resolve(replies.pop(0))  # type: ignore[union-attr]
         raw_chat, page_reply, *version = replies
@@ -228,10 +238,8 @@ class MessageManager:
             rev.check(version[0])
         if not ids:
             return [], has_more
-        pipe = pipeline()
-        for message_id in ids:
-            pipe.hgetall(keys.chat_message(chat_id, message_id))
-        found = (decode_message(chat_id, m, raw) for m, raw in zip(ids, pipe.execute(), strict=True))
+        raws = yield lambda pipe: [pipe.hgetall(keys.chat_message(chat_id, m)) for m in ids]
+        found = (decode_message(chat_id, m, raw) for m, raw in zip(ids, raws, strict=True))
         return [m for m in found if m], has_more
 
     def get(self, actor_id: str | None, message_id: str) -> dict[str, Any]:

@@ -1,13 +1,18 @@
 """The hot reads (storage/api/hot.py) answer exactly as the DRF views do: status, body, headers.
 
-Each request is sent twice, with the shortcut on and off, and the answers are compared; the
-shortcut's quick query check accepts only what the serializer accepts, with the same values; a
-304 costs one Redis round trip for a chat or a message page, auth included.
+Each request is sent twice, with the shortcut on and off, and the answers are compared, through
+Django's test client (the WSGI shortcut) and through the ASGI application (the event loop's fast
+lane, against Django behind the WSGI bridge); the shortcut's quick query check accepts only what
+the serializer accepts, with the same values; a 304 costs one Redis round trip for a chat or a
+message page, auth included.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote, urlencode
 
 import pytest
 from django.conf import settings
@@ -30,11 +35,59 @@ def answer(headers: dict[str, str], path: str, query: dict[str, Any] | None = No
     return response.status_code, response.content, kept
 
 
+Answer = tuple[int, bytes, dict]
+
+
+async def asgi_answer(headers: dict[str, str], path: str, query: dict[str, Any] | None = None) -> Answer:
+    """The answer of ``mookti.asgi.application`` called in this context (no server, so the round
+    trip counter sees its Redis calls), header names lowercased."""
+    from mookti.asgi import application
+
+    path, _, inline_query = path.partition("?")
+    raw = [(name[5:].lower().replace("_", "-").encode(), value.encode()) for name, value in headers.items()]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": unquote(path),
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": (urlencode(query) if query else inline_query).encode(),
+        "headers": raw,
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await application(scope, receive, send)
+    start, body = sent[0], b"".join(m.get("body", b"") for m in sent[1:])
+    kept = {name.decode().lower(): value.decode() for name, value in start["headers"]}
+    return start["status"], body, {k: v for k, v in kept.items() if k.title() not in VOLATILE}
+
+
 def both(headers: dict[str, str], path: str, query: dict[str, Any] | None = None) -> tuple[Any, Any]:
     hot_answer = answer(headers, path, query)
     hot.ENABLED = False
     try:
         drf_answer = answer(headers, path, query)
+    finally:
+        hot.ENABLED = True
+    return hot_answer, drf_answer
+
+
+async def asgi_both(headers: dict[str, str], path: str, query: dict[str, Any] | None = None) -> tuple[Any, Any]:
+    hot_answer = await asgi_answer(headers, path, query)
+    hot.ENABLED = False
+    try:
+        drf_answer = await asgi_answer(headers, path, query)
     finally:
         hot.ENABLED = True
     return hot_answer, drf_answer
@@ -107,18 +160,40 @@ def test_same_answers_as_drf(world):
         ("/api/storage/message", {"limit": "5"}),
         ("/api/storage/message", {"chatId": private, "limit": "1001"}),
     ]
-    compared = 0
+    compare(callers, requests, both)
+    asyncio.run(acompare(callers, requests))
+
+
+Requests = list[tuple[str, dict[str, Any] | None]]
+
+
+def compare(callers: dict[str, dict[str, str]], requests: Requests, both: Callable) -> None:
+    """Every caller sends every request both ways; a 200's ETag is then sent back both ways too."""
     for caller, headers in callers.items():
         for path, query in requests:
             hot_answer, drf_answer = both(headers, path, query)
             assert hot_answer == drf_answer, (caller, path, query)
             status, _, answered = hot_answer
             if status == 200:  # the same ETag is a 304 on both paths, a stale one a 200
-                for tag in (answered["ETag"], '"stale"'):
+                etag = answered.get("ETag") or answered["etag"]
+                for tag in (etag, '"stale"'):
                     again = both({**headers, "HTTP_IF_NONE_MATCH": tag}, path, query)
                     assert again[0] == again[1], (caller, path, query, tag)
-            compared += 1
-    assert compared == len(callers) * len(requests)
+
+
+async def acompare(callers: dict[str, dict[str, str]], requests: Requests) -> None:
+    """:func:`compare` through the ASGI application, in one event loop (one asyncio Redis client)."""
+    answers = {}
+    for caller, headers in callers.items():
+        for path, query in requests:
+            answers[caller, path, str(query)] = hot_answer, drf_answer = await asgi_both(headers, path, query)
+            assert hot_answer == drf_answer, (caller, path, query)
+            if hot_answer[0] == 200:
+                for tag in (hot_answer[2]["etag"], '"stale"'):
+                    again = await asgi_both({**headers, "HTTP_IF_NONE_MATCH": tag}, path, query)
+                    assert again[0] == again[1], (caller, path, query, tag)
+    assert len(answers) == len(callers) * len(requests)
+    assert {answer[0][0] for answer in answers.values()} >= {200, 400, 401, 403, 404}
 
 
 def test_the_shortcut_answers_the_plain_requests(world, monkeypatch):
@@ -134,9 +209,29 @@ def test_the_shortcut_answers_the_plain_requests(world, monkeypatch):
     monkeypatch.setattr(hot, "drf_error", spy)
     monkeypatch.setattr(hot, "_render", lambda data, render=hot._render: taken.append("ok") or render(data))
     headers = {"HTTP_AUTHORIZATION": f"Bearer {alice['token']}"}
-    for path in ("/api/storage/chat", f"/api/storage/chat/{private}", f"/api/storage/message?chatId={private}"):
+    plain = ("/api/storage/chat", f"/api/storage/chat/{private}", f"/api/storage/message?chatId={private}")
+    for path in plain:
         assert APIClient().get(path, **headers).status_code == 200
     assert APIClient().get("/api/storage/chat/no-such-chat", **headers).status_code == 404
+    assert taken == ["ok", "ok", "ok", "error"]
+
+    # on the ASGI server the fast lane answers them, and leaves the 404 to Django (where the WSGI
+    # shortcut reads again and answers it with DRF's error handling)
+    taken.clear()
+    lane = []
+
+    async def spy_lane(scope: dict, send: Any, real: Callable = hot.answer_asgi) -> bool:
+        lane.append(await real(scope, send))
+        return lane[-1]
+
+    monkeypatch.setattr(hot, "answer_asgi", spy_lane)
+
+    async def send_all() -> list[int]:
+        paths = [*plain, "/api/storage/chat/no-such-chat"]
+        return [(await asgi_answer(headers, path))[0] for path in paths]
+
+    assert asyncio.run(send_all()) == [200, 200, 200, 404]
+    assert lane == [True, True, True, False]
     assert taken == ["ok", "ok", "ok", "error"]
 
 
@@ -180,6 +275,18 @@ def test_round_trips(world, count_roundtrips):
         with count_roundtrips() as holder:
             assert APIClient().get(path, HTTP_IF_NONE_MATCH=etag, **headers).status_code == 304
         assert sum(holder) == not_modified, what
+
+    async def through_the_fast_lane() -> None:  # the same counts, on the asyncio client
+        for what, (path, full, not_modified) in paths.items():
+            etag = (await asgi_answer(headers, path))[2]["etag"]  # also opens the loop's connection
+            with count_roundtrips() as holder:
+                assert (await asgi_answer(headers, path))[0] == 200
+            assert holder[:2] == [0, full], what
+            with count_roundtrips() as holder:
+                assert (await asgi_answer({**headers, "HTTP_IF_NONE_MATCH": etag}, path))[0] == 304
+            assert holder[:2] == [0, not_modified], what
+
+    asyncio.run(through_the_fast_lane())
 
 
 def test_expired_token_is_refused_by_both(world):
