@@ -666,6 +666,35 @@ class LuaScript:
         return script(keys=keys, args=args)
 
 
+# KEYS: hashes. Replies each one's HGETALL (a flat field/value list) in one command: a page of 20
+# chats is one command to send and one reply to parse, not 20 (issue 16). KEYS name several slots,
+# so only on a standalone Redis; a cluster pipeline sends one HGETALL per hash (queue_hashes).
+HGETALL_MANY = LuaScript(
+    """
+local found = {}
+for i, key in ipairs(KEYS) do found[i] = redis.call('HGETALL', key) end
+return found
+"""
+)
+
+
+def queue_hashes(pipe: Any, names: list[str]) -> None:
+    """Queue reading the hashes ``names`` as the last commands of ``pipe``; :func:`hashes_of` gets
+    them from the pipeline's replies."""
+    if is_cluster():
+        for name in names:
+            pipe.hgetall(name)
+    else:
+        HGETALL_MANY(keys=names, args=[], client=pipe)
+
+
+def hashes_of(replies: list[Any], count: int) -> list[dict[str, Any]]:
+    """The ``count`` hashes :func:`queue_hashes` queued, from the end of ``replies``, as dicts."""
+    if is_cluster():
+        return replies[len(replies) - count :]
+    return [dict(zip(flat[::2], flat[1::2], strict=True)) for flat in replies[-1]]
+
+
 def ping() -> bool:
     try:
         return bool(get_redis().ping())

@@ -7,7 +7,7 @@ from typing import Any
 from mookti import events, outbox
 from mookti.errors import Conflict, NotFound
 from mookti.ids import new_id, now_us
-from mookti.redis import KeyExists, Plan, Write, get_async_redis, get_redis, pipeline, read
+from mookti.redis import KeyExists, Plan, Write, get_async_redis, get_redis, hashes_of, pipeline, queue_hashes, read
 from storage import keys
 from storage.entities import Chat, Stream
 from storage.managers import lookups
@@ -135,8 +135,8 @@ class ChatManager:
             rev.check(version[0])
         if not ids:
             return [], has_more
-        replies = yield lambda pipe: [pipe.hgetall(keys.chat(chat_id)) for chat_id in ids]
-        return [chat for chat in map(decode_chat, replies) if chat], has_more
+        replies = yield lambda pipe: queue_hashes(pipe, [keys.chat(chat_id) for chat_id in ids])
+        return [chat for chat in map(decode_chat, hashes_of(replies, len(ids))) if chat], has_more
 
     def update(self, actor_id: str, chat_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         """updateChatVisibilityById / updateChatTitleById (owner only)."""
