@@ -220,10 +220,11 @@ class Server:
                 self.process.kill()
                 self.process.wait()
 
-    def redis_client(self) -> redis.Redis | RedisCluster:
+    def redis_client(self, *, raw: bool = False) -> redis.Redis | RedisCluster:
+        """A client with str replies, or bytes ones (``raw``: binary values, e.g. event entries)."""
         if self.cluster:
-            return RedisCluster.from_url(self.redis_url, decode_responses=True)
-        return redis.Redis.from_url(self.redis_url, decode_responses=True)
+            return RedisCluster.from_url(self.redis_url, decode_responses=not raw)
+        return redis.Redis.from_url(self.redis_url, decode_responses=not raw)
 
     def delete_keys(self) -> int:
         """Every key under this run's prefix, and nothing else (the Redis may be shared)."""

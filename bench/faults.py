@@ -45,7 +45,8 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script too: the storage entities decode what it reads back
 
-from storage.entities import Message  # noqa: E402 - after the path
+from mookti.events import decode  # noqa: E402 - after the path
+from storage.entities import Message  # noqa: E402
 
 SERVICE_KEY = "bench-faults-service-key-0123456789"
 DIMENSION = 64
@@ -348,10 +349,11 @@ def verify(rig: Rig, load: Load, drain_timeout: float = 60.0) -> dict[str, Any]:
                 stored.add(message_id)
                 texts[message["parts"][0]["text"]] += 1
     events: Counter[str] = Counter()
-    for name in client.scan_iter(match=f"{rig.prefix}user:*:events", count=1000):
-        for _, fields in client.xrange(name):
-            if fields.get("type") == "message.created":
-                events[json.loads(fields["data"])["id"]] += 1
+    with redis.Redis.from_url(rig.url, socket_timeout=2) as binary:  # events are packed: bytes, the service's decoder
+        for name in client.scan_iter(match=f"{rig.prefix}user:*:events", count=1000):
+            for _, fields in binary.xrange(name):
+                if (event := decode(fields)) and event[0] == "message.created":
+                    events[json.loads(event[1])["id"]] += 1
     deadline = time.monotonic() + drain_timeout
     while rig.backlog() and time.monotonic() < deadline:
         time.sleep(0.2)

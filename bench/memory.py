@@ -18,7 +18,8 @@ message, in bytes:
   ``overhead`` = total - text (goal <= 400 for short messages).
 
 Runs on a redis-server of its own, started with the settings ``manage.py serve`` uses
-(``mookti.localredis``: AOF, noeviction, ``hash-max-listpack-value 8192``); ``--listpack 64``
+(``mookti.localredis``: AOF, noeviction, ``hash-max-listpack-value 8192``,
+``stream-node-max-bytes 2048``); ``--listpack 64``
 shows the cost under Redis's default.
 """
 

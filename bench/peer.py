@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import HOST, ROOT, Connection, Server, create_user, expect, free_port, wait_healthy
 from bench.peer_search import SearchOperation
+from mookti.events import decode
 
 PEER_DIR = ROOT / "bench" / "peer"
 SEED_CHATS = 25
@@ -287,6 +288,7 @@ async def check_post(server: Server, peer: Peer) -> None:
     await asyncio.sleep(1.0)  # both sides publish gamification events after the response
     shapes, events, counters = {}, {}, {}
     client = server.redis_client()
+    binary = server.redis_client(raw=True)  # event entries are packed: bytes, the service's decoder
     try:
         for side, fixture in fixtures.items():
             message = replies[side][0]
@@ -295,7 +297,8 @@ async def check_post(server: Server, peer: Peer) -> None:
             names = [n for n in client.scan_iter(match=f"{server.prefix}*", count=1000) if any(i in n for i in ids)]
             shapes[side] = _shape(client, names, ids)
             stream = f"{server.prefix}user:{{{fixture.user_id}}}:events"
-            events[side] = [fields["type"] for _, fields in client.xrange(stream)]
+            # each event's type and how it is stored (a code or the generic form's type name)
+            events[side] = [(decode(fields)[0], fields[b"type"].decode()) for _, fields in binary.xrange(stream)]
             totals = client.hgetall(f"{server.prefix}user:{{{fixture.user_id}}}:totals")
             counters[side] = totals
             # the service reads the peer's message back exactly as the peer answered
@@ -306,6 +309,7 @@ async def check_post(server: Server, peer: Peer) -> None:
                 raise SystemExit(f"{side}: message read back differs:\n {read.body!r}\n {message!r}")
     finally:
         client.close()
+        binary.close()
     normalised = [{k: v for k, v in r[0].items() if k not in ("id", "chatId", "createdAt")} for r in replies.values()]
     checks = {
         "answer (without id, chatId, createdAt)": normalised,

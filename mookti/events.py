@@ -9,6 +9,9 @@ channel-layer failure never fails, nor noticeably slows, the write that caused t
 
 Event data has the REST API's JSON shape: top-level integer timestamps (``...At``, ``after``,
 ``before``, ``timestamp``; microseconds inside) are rendered as ISO-8601 UTC when staged.
+
+What the stream stores is not that JSON but a compact form of it (``--- stored form`` below, the
+one place that reads or writes entries): frames, pokes and replays carry the JSON unchanged.
 """
 
 from __future__ import annotations
@@ -21,9 +24,13 @@ import os
 import re
 import threading
 import time
+import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import Any
 
+import msgpack
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -103,6 +110,176 @@ def _encode(data: dict[str, Any]) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
+# --- stored form ---------------------------------------------------------------------------------
+# An entry is always the two fields ``type`` and ``data``: a stream node stores the field names of
+# its first entry once, and each later entry with the same names costs only its values. Two forms:
+# - compact: ``type`` is the code of a Codec below (Redis keeps it as an integer) and ``data`` the
+#   values of the codec's fields, in its order, concatenated: a UUID as its 16 bytes, anything else
+#   as one msgpack value (after its Kind's conversion: a timestamp as integer milliseconds, ...).
+# - generic: ``type`` is the type name and ``data`` the JSON text. Used for a type without a codec
+#   (a new type needs none to work), for data that does not fit its codec, and by every entry
+#   written before the compact form (issue 13), which stays readable until retention drops it.
+# An event is stored compact only if that decodes to exactly its JSON text. Codes and choices are
+# stored for MOOKTI_EVENTS_RETENTION: never renumber or reuse them; data of a new shape gets a new
+# code. bench/peer/server.js writes the same form for the events it appends.
+@dataclass(frozen=True)
+class Kind:
+    """How one field is stored: ``pack`` turns a value (never None) into a msgpack value, or with
+    ``width`` into that many raw bytes (no None then); ``unpack`` turns it back."""
+
+    pack: Callable[[Any], Any]
+    unpack: Callable[[Any], Any]
+    width: int = 0
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _iso_ms(text: str) -> int:
+    return (datetime.fromisoformat(text) - EPOCH) // MILLISECOND
+
+
+def _week_number(week: str) -> int:
+    year, number = week.split("-W")
+    return int(year) * 100 + int(number)
+
+
+def choice(*values: str) -> Kind:
+    """One of ``values``, stored as its index (append new values, never reorder)."""
+    return Kind(values.index, values.__getitem__)
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MILLISECOND = datetime.resolution * 1000
+PLAIN = Kind(_same, _same)
+ID = Kind(lambda value: uuid.UUID(value).bytes, lambda raw: str(uuid.UUID(bytes=raw)), width=16)
+IDS = Kind(
+    lambda values: b"".join(uuid.UUID(value).bytes for value in values),
+    lambda raw: [str(uuid.UUID(bytes=raw[n : n + 16])) for n in range(0, len(raw), 16)],
+)
+TIME = Kind(_iso_ms, lambda ms: iso(ms * 1000))  # ISO-8601 with milliseconds, as render() makes it
+DATE = Kind(lambda text: date.fromisoformat(text).toordinal(), lambda n: date.fromordinal(n).isoformat())
+WEEK = Kind(_week_number, lambda n: f"{n // 100}-W{n % 100:02d}")  # ISO week "2026-W49"
+ROLE = choice("user", "assistant", "system")
+VISIBILITY = choice("private", "public")
+
+
+@dataclass(frozen=True)
+class Codec:
+    """The compact form of one event type whose data has exactly these fields, in this order."""
+
+    code: int
+    type: str
+    fields: tuple[tuple[str, Kind], ...]
+
+
+CODECS = {
+    codec.type: codec
+    for codec in (
+        Codec(1, "message.created", (("id", ID), ("chatId", ID), ("role", ROLE))),
+        Codec(2, "xp.awarded", (("amount", PLAIN), ("total", PLAIN), ("week", WEEK), ("weekXp", PLAIN))),
+        Codec(3, "message.updated", (("id", ID), ("chatId", ID), ("changed", PLAIN))),
+        Codec(4, "message.deleted", (("chatId", ID), ("ids", IDS), ("after", TIME))),
+        Codec(
+            5,
+            "chat.created",
+            (
+                ("id", ID),
+                ("userId", ID),
+                ("title", PLAIN),
+                ("visibility", VISIBILITY),
+                ("createdAt", TIME),
+                ("lastMessageAt", TIME),
+            ),
+        ),
+        Codec(
+            6,
+            "chat.updated",
+            (("id", ID), ("title", PLAIN), ("visibility", VISIBILITY), ("createdAt", TIME), ("lastMessageAt", TIME)),
+        ),
+        Codec(7, "chat.deleted", (("id", ID),)),
+        Codec(8, "stream.started", (("id", ID), ("chatId", ID), ("createdAt", TIME))),
+        Codec(9, "stream.ended", (("id", ID), ("chatId", ID), ("status", PLAIN), ("position", PLAIN))),
+        Codec(10, "vote.updated", (("chatId", ID), ("messageId", ID), ("isUpvoted", PLAIN))),
+        Codec(
+            11,
+            "streak.updated",
+            (
+                ("current", PLAIN),
+                ("longest", PLAIN),
+                ("freezes", PLAIN),
+                ("maxFreezes", PLAIN),
+                ("lastActivity", TIME),
+                ("lastActivityDate", DATE),
+                ("today", DATE),
+                ("timezone", PLAIN),
+                ("alive", PLAIN),
+                ("activeToday", PLAIN),
+                ("freezesNeeded", PLAIN),
+            ),
+        ),
+        Codec(
+            12,
+            "achievement.awarded",
+            (("id", PLAIN), ("title", PLAIN), ("description", PLAIN), ("xp", PLAIN), ("awardedAt", TIME)),
+        ),
+        Codec(13, "document.saved", (("id", ID), ("title", PLAIN), ("kind", PLAIN), ("createdAt", TIME))),
+        Codec(14, "user.updated", (("userId", ID), ("changed", PLAIN))),
+    )
+}
+BY_CODE = {codec.code: codec for codec in CODECS.values()}
+
+
+def stored(event_type: str, data: dict[str, Any], data_json: str) -> dict[str, Any]:
+    """The stream entry of an event: ``data`` is the rendered data, ``data_json`` its JSON text."""
+    codec = CODECS.get(event_type)
+    if codec is not None and [name for name, _ in codec.fields] == list(data):
+        try:
+            packed = b"".join(_pack(kind, data[name]) for name, kind in codec.fields)
+            if _unpack(codec, packed) == data_json:
+                return {"type": codec.code, "data": packed}
+        except Exception:  # any value the codec cannot take: the generic form takes everything
+            pass
+    return {"type": event_type, "data": data_json}
+
+
+def decode(fields: Mapping[bytes, bytes]) -> tuple[str, str] | None:
+    """``(type, data JSON)`` of a stream entry as a raw (bytes) client reads it, either form;
+    None for a code this process does not know (written by a newer release)."""
+    event_type = fields.get(b"type", b"").decode()
+    data = fields.get(b"data") or b"{}"
+    if not event_type.isdigit():
+        return event_type, data.decode()
+    codec = BY_CODE.get(int(event_type))
+    if codec is None:
+        logger.warning("event stream entry with unknown code %s skipped", event_type)
+        return None
+    return codec.type, _unpack(codec, data)
+
+
+def _pack(kind: Kind, value: Any) -> bytes:
+    if kind.width:
+        raw = kind.pack(value)
+        if len(raw) != kind.width:
+            raise ValueError(f"{len(raw)} bytes, not {kind.width}")
+        return raw
+    return msgpack.packb(None if value is None else kind.pack(value))
+
+
+def _unpack(codec: Codec, packed: bytes) -> str:
+    reader = msgpack.Unpacker(raw=False)
+    reader.feed(packed)
+    data = {}
+    for name, kind in codec.fields:
+        if kind.width:
+            data[name] = kind.unpack(reader.read_bytes(kind.width))
+        else:
+            value = reader.unpack()
+            data[name] = None if value is None else kind.unpack(value)
+    return _encode(data)
+
+
 # --- publishing ----------------------------------------------------------------------------------
 def stage(
     write: Write,
@@ -119,10 +296,9 @@ def stage(
     it to the viewers of a public chat (``chat_id``): only put data there that anyone who
     can read the chat may see.
     """
-    data_json = _encode(render(data))
-    # Every entry has the same two fields, so a stream node stores their names once (its master
-    # entry), not per entry; the chat a frame is scoped to travels in the poke, not the stream.
-    fields = {"type": event_type, "data": data_json}
+    rendered = render(data)
+    data_json = _encode(rendered)
+    fields = stored(event_type, rendered, data_json)  # the chat a frame is scoped to travels in the poke
     stream = keys.events(user_id)
 
     def append(p: Any) -> None:
@@ -347,12 +523,12 @@ async def replay(user_id: str, after: str | None, limit: int = 500) -> Replay:
     concurrent trim cannot slip between the continuity check and the read.
     """
     stream = keys.events(user_id)
-    async with get_async_redis().pipeline(transaction=True) as pipe:
+    async with get_async_redis(raw=True).pipeline(transaction=True) as pipe:
         pipe.xinfo_stream(stream)
         if after is not None:
             pipe.xrange(stream, min=f"({after}", max="+", count=limit)
         replies = await pipe.execute(raise_on_error=False)
-    info = replies[0] if isinstance(replies[0], dict) else None
+    info = _text_ids(replies[0]) if isinstance(replies[0], dict) else None
     if isinstance(replies[0], Exception) and "no such key" not in str(replies[0]):
         raise replies[0]
     head = info["last-generated-id"] if info else ZERO_ID
@@ -361,16 +537,36 @@ async def replay(user_id: str, after: str | None, limit: int = 500) -> Replay:
     if not is_continuous(after, info):
         return Replay(head=head, complete=False)
     entries = replies[1] if info else []
-    frames = [
-        (entry_id, frame_text(entry_id, fields.get("type", ""), fields.get("data") or "{}"))
-        for entry_id, fields in entries
-    ]
+    frames = [(entry_id, frame_text(entry_id, *event)) for entry_id, event in _decoded(entries)]
     return Replay(head=head, frames=frames, more=len(entries) >= limit)
+
+
+def read(user_id: str, start: str = "-", end: str = "+", count: int | None = None) -> list[tuple[str, str, str]]:
+    """The user's events as ``(id, type, data JSON)``, oldest first: XRANGE for sync code (tools, tests)."""
+    entries = get_redis(raw=True).xrange(keys.events(user_id), min=start, max=end, count=count)
+    return [(entry_id, *event) for entry_id, event in _decoded(entries)]
+
+
+def _decoded(entries: list[tuple[bytes, Mapping[bytes, bytes]]]) -> list[tuple[str, tuple[str, str]]]:
+    """Entries of a raw XRANGE as ``(id, (type, data JSON))``, without those :func:`decode` skips."""
+    found = ((entry_id.decode(), decode(fields)) for entry_id, fields in entries)
+    return [(entry_id, event) for entry_id, event in found if event is not None]
+
+
+def _text_ids(info: dict[str, Any]) -> dict[str, Any]:
+    """XINFO STREAM of a raw client with its ids as text (what :func:`is_continuous` compares)."""
+    first = info.get("first-entry")
+    return {
+        **info,
+        "last-generated-id": info["last-generated-id"].decode(),
+        "max-deleted-entry-id": (info.get("max-deleted-entry-id") or ZERO_ID.encode()).decode(),
+        "first-entry": (first[0].decode(), first[1]) if first else None,
+    }
 
 
 async def has_newer(user_id: str, after: str) -> bool:
     """True if the user's stream has an event after ``after`` (one XRANGE of at most one entry)."""
-    return bool(await get_async_redis().xrange(keys.events(user_id), min=f"({after}", max="+", count=1))
+    return bool(await get_async_redis(raw=True).xrange(keys.events(user_id), min=f"({after}", max="+", count=1))
 
 
 # --- cleanup -------------------------------------------------------------------------------------

@@ -32,7 +32,10 @@ DURABLE_SETTINGS = {
 # Memory: a message hash holds its text in one field; above hash-max-listpack-value (64 bytes by
 # default) Redis switches the whole hash to a hashtable, about 700 bytes more per message. Messages
 # up to this size stay compact (reads of a 7-field hash stay cheap either way).
-COMPACT_SETTINGS = {"hash-max-listpack-value": "8192"}
+# A stream's newest node preallocates stream-node-max-bytes (4096 by default, up to 4096): most users'
+# event streams hold tens to hundreds of small entries, so 2048 halves what that costs a short one
+# for about the same size of a long one (more nodes; bench/memory.py, docs/benchmarks.md).
+COMPACT_SETTINGS = {"hash-max-listpack-value": "8192", "stream-node-max-bytes": "2048"}
 
 
 class LocalRedisError(RuntimeError):
@@ -141,7 +144,7 @@ def log_tail(data_dir: Path, lines: int = 20) -> str:
 
 
 def config_warnings(client: redis.Redis) -> list[str]:
-    """Production guidance for the Redis in use: persistence on, nothing evicted.
+    """Production guidance for the Redis in use: persistence on, nothing evicted, compact encodings.
 
     Managed services often disable CONFIG; that is reported too (check it in their console).
     """
@@ -168,6 +171,12 @@ def config_warnings(client: redis.Redis) -> list[str]:
         found.append(
             f"Redis hash-max-listpack-value is {config['hash-max-listpack-value']}: each stored message takes "
             f"about 700 bytes more than needed. Set it to {compact} (see docs/operations.md)."
+        )
+    node_bytes = int(COMPACT_SETTINGS["stream-node-max-bytes"])
+    if int(config.get("stream-node-max-bytes") or node_bytes) not in range(1, node_bytes + 1):  # 0: 4096
+        found.append(
+            f"Redis stream-node-max-bytes is {config.get('stream-node-max-bytes')}: each user's event stream "
+            f"preallocates up to 4 KB. Set it to {node_bytes} (see docs/operations.md)."
         )
     return found
 

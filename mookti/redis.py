@@ -248,25 +248,28 @@ def close_clients() -> None:
         _breakers.clear()
 
 
-_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[float | None, Any]] = (
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[bool, float | None], Any]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def get_async_redis(*, read_timeout: float | None = None) -> redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster:
+def get_async_redis(
+    *, raw: bool = False, read_timeout: float | None = None
+) -> redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster:
     """The asyncio client for ``REDIS_URL`` on the running loop (asyncio pools are bound to one loop).
 
     A blocking pool: a burst of coroutines waits for a free connection instead of failing.
+    ``raw=True`` gives bytes replies (binary values: the event stream's compact entries).
     ``read_timeout`` (seconds, default ``MOOKTI_REDIS_TIMEOUT``) must exceed the longest ``BLOCK``
-    of the commands sent with it (the stream hub's shared ``XREAD``); each value has a pool of its own.
+    of the commands sent with it (the stream hub's shared ``XREAD``); each combination has a pool of its own.
     """
     loop = asyncio.get_running_loop()
     clients = _async_clients.get(loop)
     if clients is None:
         clients = _async_clients[loop] = {}
-    client = clients.get(read_timeout)
+    client = clients.get((raw, read_timeout))
     if client is None:
-        options = _client_options(raw=False, timeout=read_timeout, asynchronous=True)
+        options = _client_options(raw, timeout=read_timeout, asynchronous=True)
         if settings.REDIS_CLUSTER:
             # The cluster client has no blocking pool: past max_connections per node a command fails
             # at once (MaxConnectionsError), so the limit sits above any burst one process serves.
@@ -276,7 +279,7 @@ def get_async_redis(*, read_timeout: float | None = None) -> redis.asyncio.Redis
                 settings.REDIS_URL, max_connections=128, timeout=settings.MOOKTI_REDIS_TIMEOUT, **options
             )
             client = redis.asyncio.Redis(connection_pool=pool)
-        clients[read_timeout] = client
+        clients[raw, read_timeout] = client
     return client
 
 

@@ -354,10 +354,74 @@ function encodeMessage(m) {
   return fields;
 }
 
+// The stored form of mookti.events (see its "stored form"): an event whose type has a codec there is
+// stored as the code and its fields' values packed in order (a UUID as its 16 bytes, anything else as
+// one msgpack value); any other as the type name and the JSON text. The codecs of the events posted here.
+const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+function msgpack(value) {
+  // msgpack's smallest encoding of null, a boolean, a safe integer or a string (as Python's msgpack.packb)
+  if (value === null) return Buffer.from([0xc0]);
+  if (typeof value === 'boolean') return Buffer.from([value ? 0xc3 : 0xc2]);
+  if (typeof value === 'string') {
+    const text = Buffer.from(value, 'utf8');
+    const n = text.length;
+    const head = n < 32 ? [0xa0 | n] : n < 256 ? [0xd9, n] : n < 65536 ? [0xda, n >> 8, n & 255] : null;
+    if (head === null) throw new Error('string too long');
+    return Buffer.concat([Buffer.from(head), text]);
+  }
+  if (!Number.isSafeInteger(value)) throw new Error(`no msgpack form for ${value}`);
+  if (value >= 0 && value < 128) return Buffer.from([value]);
+  if (value < 0 && value >= -32) return Buffer.from([value & 0xff]);
+  const [tag, size] = value >= 0
+    ? (value < 256 ? [0xcc, 1] : value < 65536 ? [0xcd, 2] : value < 2 ** 32 ? [0xce, 4] : [0xcf, 8])
+    : (value >= -128 ? [0xd0, 1] : value >= -32768 ? [0xd1, 2] : value >= -(2 ** 31) ? [0xd2, 4] : [0xd3, 8]);
+  const out = Buffer.alloc(1 + size);
+  out[0] = tag;
+  if (size === 8) out.writeBigInt64BE(BigInt(value), 1);
+  else if (value >= 0) out.writeUIntBE(value, 1, size);
+  else out.writeIntBE(value, 1, size);
+  return out;
+}
+
+const KINDS = {
+  plain: (v) => msgpack(v),
+  id: (v) => {
+    if (!UUID_PATTERN.test(v)) throw new Error('not a canonical UUID');
+    return Buffer.from(v.replace(/-/g, ''), 'hex');
+  },
+  time: (v) => msgpack(v === null ? null : Date.parse(v)), // milliseconds
+  date: (v) => msgpack(v === null ? null : Date.parse(`${v}T00:00:00Z`) / 86_400_000 + EPOCH_ORDINAL),
+  week: (v) => msgpack(Number(v.slice(0, 4)) * 100 + Number(v.slice(6))),
+  role: (v) => msgpack(ROLES.indexOf(v)), // ROLES has the stored order
+};
+const CODECS = {
+  'message.created': [1, [['id', 'id'], ['chatId', 'id'], ['role', 'role']]],
+  'xp.awarded': [2, [['amount', 'plain'], ['total', 'plain'], ['week', 'week'], ['weekXp', 'plain']]],
+  'streak.updated': [11, [['current', 'plain'], ['longest', 'plain'], ['freezes', 'plain'], ['maxFreezes', 'plain'],
+    ['lastActivity', 'time'], ['lastActivityDate', 'date'], ['today', 'date'], ['timezone', 'plain'],
+    ['alive', 'plain'], ['activeToday', 'plain'], ['freezesNeeded', 'plain']]],
+  'achievement.awarded': [12, [['id', 'plain'], ['title', 'plain'], ['description', 'plain'], ['xp', 'plain'],
+    ['awardedAt', 'time']]],
+};
+
+function storedEvent(type, data) {
+  const [code, fields] = CODECS[type] || [];
+  const names = Object.keys(data);
+  if (fields && names.length === fields.length && fields.every(([name], i) => names[i] === name)) {
+    try {
+      return ['type', String(code), 'data', Buffer.concat(fields.map(([name, kind]) => KINDS[kind](data[name])))];
+    } catch {
+      // a value the codec cannot take: the generic form below
+    }
+  }
+  return ['type', type, 'data', JSON.stringify(data)];
+}
+
 function stageEvent(multi, userId, type, data) {
   // events.stage: XADD to the user's replay stream, then the trim/expiry script
   const stream = keys.events(userId);
-  const fields = ['type', type, 'data', JSON.stringify(data)]; // the chat scopes the poke, not the entry
+  const fields = storedEvent(type, data); // the chat scopes the poke, not the entry
   multi.xadd(stream, 'MAXLEN', '~', CONFIG.eventsMaxlen, '*', ...fields);
   const oldestKept = `${Date.now() - CONFIG.eventsRetention * 1000}-0`;
   multi.eval(SCRIPTS.afterAppend, 1, stream, oldestKept, CONFIG.eventsRetention);

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 import uuid
 from collections.abc import Iterator
 
@@ -10,6 +11,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from mookti import events
+from mookti import keys as mookti_keys
 from mookti.redis import get_redis, key
 from storage import keys
 from storage.staff import keys as staff_keys
@@ -111,6 +114,15 @@ def test_value_viewer_for_every_type(staff_client: Client, sample_keys) -> None:
     assert zset.context["value"]["scored"][0][1]["text"] == "member0"
     stream = view(staff_client, sample_keys["stream"])
     assert stream.context["value"]["entries"][0][1][0][0] == "op"
+
+
+def test_value_viewer_shows_a_users_events_decoded(staff_client: Client, learner) -> None:
+    """The event stream stores events packed; the viewer shows the type and JSON clients receive."""
+    entries = view(staff_client, mookti_keys.events(learner["id"])).context["value"]["entries"]
+    shown = [{k: v["text"] for k, v in fields} for _, fields in reversed(entries)]
+    stored = events.read(learner["id"])
+    assert [(e["type"], json.loads(e["data"])) for e in shown] == [(t, json.loads(d)) for _, t, d in stored]
+    assert "message.created" in {e["type"] for e in shown}
 
 
 def test_value_viewer_missing_key_and_entity_link(staff_client: Client, learner, settings) -> None:

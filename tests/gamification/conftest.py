@@ -11,9 +11,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gamification.managers import activity, engine
-from mookti import keys as mookti_keys
+from mookti import events
 from mookti.ids import to_us
-from mookti.redis import get_redis
 
 
 def at(local: str, tz: str = "UTC") -> int:
@@ -29,8 +28,7 @@ def act(user: dict[str, Any], when: int, kind: str = "practice", **kwargs: Any) 
 
 def events_of(user_id: str) -> list[tuple[str, dict[str, Any]]]:
     engine.flush_background()  # a learner message's derived events are published after the response
-    entries = get_redis().xrange(mookti_keys.events(user_id))
-    return [(fields["type"], json.loads(fields["data"])) for _, fields in entries]
+    return [(event_type, json.loads(data)) for _, event_type, data in events.read(user_id)]
 
 
 @pytest.fixture

@@ -90,3 +90,13 @@ def test_password_in_url_becomes_requirepass(tmp_path):
     assert args[args.index("--requirepass") + 1] == "s3cret"
     assert args[args.index("--port") + 1] == "6400"
     assert args[args.index("--bind") + 1] == "localhost"
+
+
+def test_started_server_keeps_stream_nodes_small_and_warns_when_not(local_redis):
+    """A user's event stream preallocates stream-node-max-bytes for its newest node."""
+    _, client, _ = local_redis
+    assert client.config_get("stream-node-max-bytes")["stream-node-max-bytes"] == "2048"
+    for value in ("4096", "0"):  # 0: no byte limit (Redis preallocates 4096)
+        client.config_set("stream-node-max-bytes", value)
+        (warning,) = localredis.config_warnings(client)
+        assert f"stream-node-max-bytes is {value}" in warning and "Set it to 2048" in warning

@@ -10,7 +10,7 @@ import pytest
 
 from bench import roundtrips
 from gamification.managers import engine
-from mookti.keys import events as events_key
+from mookti import events
 from mookti.redis import Write, get_redis, key, pipeline
 from storage.managers import chats, messages
 
@@ -100,5 +100,4 @@ def test_post_learner_message(seeded):
     assert response.status_code == 201
     assert trips <= BUDGET
     engine.flush_background()
-    recent = get_redis().xrevrange(events_key(alice["id"]), count=20)
-    assert any(fields["type"] == "xp.awarded" for _, fields in recent)
+    assert any(event_type == "xp.awarded" for _, event_type, _ in events.read(alice["id"])[-20:])

@@ -24,7 +24,13 @@ DEAD_LAYER = {
 
 
 def stream(user_id: str) -> list[tuple[str, dict[str, str]]]:
-    return get_redis().xrange(keys.events(user_id))
+    """The user's events, decoded from their stored form: ``(id, {"type": ..., "data": JSON})``."""
+    return [(entry_id, {"type": event_type, "data": data}) for entry_id, event_type, data in events.read(user_id)]
+
+
+def stored(user_id: str) -> list[dict[bytes, bytes]]:
+    """The fields of the user's stream entries as Redis holds them."""
+    return [fields for _, fields in get_redis(raw=True).xrange(keys.events(user_id))]
 
 
 def test_publish_appends_to_the_stream_with_a_retention_expiry(alice):
@@ -68,7 +74,7 @@ def test_timestamps_are_rendered_like_the_api(alice):
     # ids only: the text and its time are read over REST, never copied into the stream
     assert entries["message.created"] == {k: rest_message[k] for k in ("id", "chatId", "role")}
     # every entry is just type and data (one field layout: the stream stores the names once per node)
-    assert {tuple(fields) for _, fields in stream(alice["id"])} == {("type", "data")}
+    assert {tuple(fields) for fields in stored(alice["id"])} == {(b"type", b"data")}
     assert entries["chat.created"]["createdAt"] == chat["createdAt"]
 
 

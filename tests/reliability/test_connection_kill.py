@@ -21,7 +21,7 @@ import redis
 from django.conf import settings
 from websockets.exceptions import ConnectionClosed
 
-from mookti import keys as mookti_keys
+from mookti import events
 from mookti.redis import get_redis
 from storage.search.vectors import user_namespace
 from tests.realtime.conftest import Server, run, start_server, ws_connect, ws_frame, ws_until_ready
@@ -192,8 +192,7 @@ def test_killed_redis_connections_are_replaced_and_nothing_is_lost(remote, make_
 
     assert killed["tests"] >= 1 and killed["server"] >= 2, killed  # the indexer's; the server's data and layer
     assert not failures and not thread.is_alive()
-    stream = get_redis().xrange(mookti_keys.events(alice["id"]), min=f"({last_before}", max="+")
-    expected = [entry_id for entry_id, _ in stream]
+    expected = [entry_id for entry_id, _, _ in events.read(alice["id"], start=f"({last_before}")]
     assert len(expected) == len(posted)
     for tab in tabs:
         after = [f["id"] for f in tab.frames[2:]]

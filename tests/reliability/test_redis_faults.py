@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from mookti import keys as mookti_keys
+from mookti import events
 from mookti.redis import close_clients, get_redis
 from storage import keys, signals
 from storage.managers import chats, tokens, users
@@ -78,9 +78,7 @@ def _stored(chat_id: str, user_id: str) -> tuple[list[str], list[str]]:
     client = get_redis()
     indexed = client.zrange(keys.chat_messages(chat_id), 0, -1)
     created = [
-        json.loads(fields["data"])["id"]
-        for _, fields in client.xrange(mookti_keys.events(user_id))
-        if fields["type"] == "message.created"
+        json.loads(data)["id"] for _, event_type, data in events.read(user_id) if event_type == "message.created"
     ]
     return indexed, created
 

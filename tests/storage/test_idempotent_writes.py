@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from mookti import keys as kernel_keys
+from mookti import events
 from mookti.errors import Conflict
 from mookti.ids import Scope, idempotency_scope
 from mookti.redis import Write, get_redis, is_cluster, key
@@ -80,11 +80,7 @@ def test_a_chat_creation_re_run_is_one_chat_and_one_event(alice):
         again = chats.create(user_id, title="Once")
     assert again == first
     assert get_redis().zrange(keys.user_chats(user_id), 0, -1) == [first["id"]]
-    created = [
-        json.loads(fields["data"])["id"]
-        for _, fields in get_redis().xrange(kernel_keys.events(user_id))
-        if fields["type"] == "chat.created"
-    ]
+    created = [json.loads(data)["id"] for _, event_type, data in events.read(user_id) if event_type == "chat.created"]
     assert created == [first["id"]]
     with pytest.raises(Conflict):  # the same id asked for by another request is taken
         chats.create(user_id, chat_id=first["id"], title="Taken")

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from mookti import keys as kernel_keys
+from mookti import events
 from mookti.redis import get_redis
 from storage import keys
 from storage.managers.streams import _Batch, _Follower, _Hub, streams
@@ -79,8 +79,8 @@ def test_produce_end_and_read(alice):
     assert (state["status"], state["position"], state["chatId"]) == ("done", 4, chat_id)
     assert active["endedAt"]
 
-    events = [fields["type"] for _, fields in get_redis().xrange(kernel_keys.events(alice["id"]))]
-    assert "stream.started" in events and "stream.ended" in events
+    published = [event_type for _, event_type, _ in events.read(alice["id"])]
+    assert "stream.started" in published and "stream.ended" in published
 
 
 def test_access(alice, bob, anon):

@@ -21,6 +21,8 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.http import urlencode
 
+from mookti import events
+from mookti import keys as mookti_keys
 from mookti.redis import get_redis, glob_escape, is_cluster
 from storage.staff.audit import audit
 from storage.staff.views.common import (
@@ -245,9 +247,18 @@ def read_value(name: str, kind: str, offset: int) -> dict[str, Any]:
     if kind == "stream":
         length = client.xlen(name)
         entries = client.xrevrange(name, count=MEMBERS_PER_PAGE)
-        rows = [(text(eid), [(text(k), show(v)) for k, v in fields.items()]) for eid, fields in entries]
+        rows = [(text(eid), entry_fields(name, fields)) for eid, fields in entries]
         return {"length": length, "entries": rows, "more": length > MEMBERS_PER_PAGE}
     return {"length": None}
+
+
+def entry_fields(name: str, fields: dict[bytes, bytes]) -> list[tuple[str, dict[str, Any]]]:
+    """A stream entry's fields for display; a user's event stream shows each event's type and JSON
+    data (what clients receive) rather than its packed stored form."""
+    event = events.decode(fields) if mookti_keys.is_events(name) else None
+    if event is None:
+        return [(text(k), show(v)) for k, v in fields.items()]
+    return [("type", show(event[0])), ("data", show(event[1]))]
 
 
 def key_detail(request: HttpRequest, site) -> HttpResponse:
