@@ -54,9 +54,10 @@ from mookti.ids import current_scope
 logger = logging.getLogger(__name__)
 Step = Callable[[Any], None]
 T = TypeVar("T")
-# A read written once for sync and async callers: a generator that yields a function queueing
-# one round trip's commands on a pipeline, is sent that pipeline's replies, and returns its result.
-Plan = Generator[Step, list[Any], T]
+# Redis work written once for sync and async callers: a generator that yields, per round trip,
+# either a function queueing commands on a pipeline (it is sent that pipeline's replies) or a
+# :class:`Write` (it is sent the write's replies), and returns its result (run_plan / arun_plan).
+Plan = Generator[Any, list[Any], T]
 
 # What a Redis outage raises: the cluster client reports unreachable nodes outside RedisError.
 REDIS_ERRORS = (redis.RedisError, RedisClusterException)
@@ -337,27 +338,35 @@ def pipeline(transaction: bool = False):
     return get_redis().pipeline(transaction=transaction)
 
 
-def read(plan: Plan[T]) -> T:
-    """Run a read :data:`Plan` with the sync client (one pipeline per round trip)."""
+def run_plan(plan: Plan[T]) -> T:
+    """Run a :data:`Plan` with the sync client (one pipeline per round trip)."""
     try:
-        queue = next(plan)
+        work = next(plan)
         while True:
-            pipe = pipeline()
-            queue(pipe)
-            queue = plan.send(pipe.execute())
+            if isinstance(work, Write):
+                replies = work.execute()
+            else:
+                pipe = pipeline()
+                work(pipe)
+                replies = pipe.execute()
+            work = plan.send(replies)
     except StopIteration as done:
         return done.value
 
 
-async def aread(plan: Plan[T]) -> T:
-    """Run a read :data:`Plan` on the running event loop (no worker thread)."""
+async def arun_plan(plan: Plan[T]) -> T:
+    """Run a :data:`Plan` on the running event loop (no worker thread)."""
     client = get_async_redis()
     try:
-        queue = next(plan)
+        work = next(plan)
         while True:
-            pipe = client.pipeline(transaction=False)
-            queue(pipe)
-            queue = plan.send(await pipe.execute())
+            if isinstance(work, Write):
+                replies = await work.aexecute()
+            else:
+                pipe = client.pipeline(transaction=False)
+                work(pipe)
+                replies = await pipe.execute()
+            work = plan.send(replies)
     except StopIteration as done:
         return done.value
 
@@ -444,15 +453,38 @@ class Write:
             callback(replies)
         return replies
 
-    def _run_atomic(self) -> list[list[Any]] | None:
-        """One MULTI/EXEC; guarded inside an idempotency scope or when keys must be absent."""
-        pipe = get_redis().pipeline(transaction=True)
+    def runs_on_loop(self) -> bool:
+        """True if :meth:`aexecute` runs this write on the event loop itself: the plain case, one
+        unguarded MULTI/EXEC on a standalone Redis (no idempotency scope, no absent keys, no delete)."""
+        return not (is_cluster() or current_scope() or self.absent or self.frees_memory)
+
+    async def aexecute(self) -> list[list[Any]]:
+        """:meth:`execute` for async code: the plain case on the running loop (asyncio client), any
+        other in a worker thread (the guarded and cluster paths are synchronous)."""
+        if not self.runs_on_loop():
+            return await asyncio.to_thread(self.execute)
+        pipe = get_async_redis().pipeline(transaction=True)
+        bounds = self._queue(pipe)
+        flat = await pipe.execute() if len(pipe) else []
+        replies = [flat[a:b] for a, b in bounds]
+        for callback in self._callbacks:
+            callback(replies)
+        return replies
+
+    def _queue(self, pipe: Any) -> list[tuple[int, int]]:
+        """Queue every step on ``pipe``; each step's (start, end) among the pipeline's replies."""
         bounds = []
         for step in self._steps:
             start = len(pipe)
             step(pipe)
             bounds.append((start, len(pipe)))
         self._counts = [b - a for a, b in bounds]
+        return bounds
+
+    def _run_atomic(self) -> list[list[Any]] | None:
+        """One MULTI/EXEC; guarded inside an idempotency scope or when keys must be absent."""
+        pipe = get_redis().pipeline(transaction=True)
+        bounds = self._queue(pipe)
         if current_scope() is None and not self.absent:
             flat = pipe.execute() if len(pipe) else []
         else:

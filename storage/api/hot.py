@@ -42,7 +42,7 @@ from django.middleware.security import SecurityMiddleware
 from django.urls import Resolver404, get_resolver
 
 from mookti.api.parsers import FastJSONRenderer
-from mookti.redis import Plan, aread, read
+from mookti.redis import Plan, arun_plan, run_plan
 from storage.api.auth import BearerCredential
 
 # tests switch the shortcut off to compare it with the DRF path
@@ -97,7 +97,7 @@ def hot_view(view: Callable, handler: Handler) -> Callable:
         except Skip:
             return view(request, *args, **kwargs)
         try:
-            answer = read(plan)
+            answer = run_plan(plan)
         except Exception as exc:  # answered as the DRF view answers it
             return drf_error(view, request, exc, credential, args, kwargs)
         return _response(view, answer)
@@ -161,7 +161,7 @@ async def answer_asgi(scope: dict[str, Any], send: Callable) -> bool:
     except Skip:
         return False
     try:
-        answer = await aread(plan)
+        answer = await arun_plan(plan)
     except Exception:
         return False
     response = _response(view, answer)

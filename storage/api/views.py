@@ -17,7 +17,7 @@ from mookti.api.inputs import path_id, query, quick_query, validated
 from mookti.api.parsers import StrictJSONParser
 from mookti.api.schema import errors
 from mookti.errors import Forbidden, Invalid, NotFound, Unauthorized
-from mookti.redis import Plan, read
+from mookti.redis import Plan, run_plan
 from storage.api import serializers as s
 from storage.api.auth import BearerCredential, Principal
 from storage.api.conditional import (
@@ -218,7 +218,7 @@ class ChatViewSet(HotReads, viewsets.ViewSet):
     def list(self, request: Request) -> Response:
         params = query(request, s.ChatPageQuery)
         rev = revision(request, "user", actor_id(request), "chats")
-        return conditional(rev, lambda: read(chat_page(actor_id(request), params, rev)))
+        return conditional(rev, lambda: run_plan(chat_page(actor_id(request), params, rev)))
 
     @extend_schema(request=s.ChatCreateIn, responses={201: s.ChatOut, **errors(409)}, operation_id="saveChat")
     def create(self, request: Request) -> Response:
@@ -236,7 +236,7 @@ class ChatViewSet(HotReads, viewsets.ViewSet):
     def retrieve(self, request: Request, pk: str) -> Response:
         chat_id = path_id(pk)
         rev = revision(request, "chat", chat_id, "chat")
-        return conditional(rev, lambda: read(chat_of(actor_id(request), chat_id, rev)))
+        return conditional(rev, lambda: run_plan(chat_of(actor_id(request), chat_id, rev)))
 
     @extend_schema(
         request=s.ChatUpdateIn,
@@ -291,7 +291,7 @@ class MessageViewSet(HotReads, viewsets.ViewSet):
     def list(self, request: Request) -> Response:
         params = query(request, s.MessagePageQuery)
         rev = revision(request, "chat", params["chatId"], "messages")
-        return conditional(rev, lambda: read(message_page(actor_id(request), params, rev)))
+        return conditional(rev, lambda: run_plan(message_page(actor_id(request), params, rev)))
 
     @extend_schema(
         request=s.MessagesIn,

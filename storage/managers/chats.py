@@ -7,7 +7,7 @@ from typing import Any
 from mookti import events, outbox
 from mookti.errors import Conflict, NotFound
 from mookti.ids import new_id, now_us
-from mookti.redis import KeyExists, Plan, Write, get_async_redis, get_redis, hashes_of, pipeline, queue_hashes, read
+from mookti.redis import KeyExists, Plan, Write, get_async_redis, get_redis, hashes_of, pipeline, queue_hashes, run_plan
 from storage import keys
 from storage.entities import Chat, Stream
 from storage.managers import lookups
@@ -93,7 +93,7 @@ class ChatManager:
     def read(self, actor: Actor, chat_id: str, rev: Revision) -> dict[str, Any]:
         """getChatById with its revision, in one round trip, the caller's credential included when
         ``actor`` is a :class:`Credential` (NotModified for a current copy)."""
-        return read(self.read_plan(actor, chat_id, rev))
+        return run_plan(self.read_plan(actor, chat_id, rev))
 
     def read_plan(self, actor: Actor, chat_id: str, rev: Revision) -> Plan[dict[str, Any]]:
         """:meth:`read` as a read plan (sync or async, :mod:`mookti.redis`)."""
@@ -115,7 +115,7 @@ class ChatManager:
         self, user_id: str, page: PageRequest, order_by: str = "createdAt", rev: Revision | None = None
     ) -> tuple[list[dict[str, Any]], bool]:
         """getChatsByUserId: newest first, keyset pages; an unknown cursor id is a 404."""
-        return read(self.list_plan(user_id, page, order_by, rev))
+        return run_plan(self.list_plan(user_id, page, order_by, rev))
 
     def list_plan(
         self, user_id: str, page: PageRequest, order_by: str = "createdAt", rev: Revision | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mookti.redis import Plan, read, register_script
+from mookti.redis import Plan, register_script, run_plan
 
 # KEYS[1] hash; ARGV field/value pairs. Creates the hash only if the key is free.
 CREATE_IF_ABSENT = register_script(
@@ -30,10 +30,10 @@ class Credential:
 
     def check(self) -> str:
         """The check alone, one round trip (for a read whose keys depend on the user)."""
-        return read(self.check_plan())
+        return run_plan(self.check_plan())
 
     def check_plan(self) -> Plan[str]:
-        """:meth:`check` as a read plan (:func:`mookti.redis.read` / ``aread``)."""
+        """:meth:`check` as a read plan (:func:`mookti.redis.run_plan` / ``arun_plan``)."""
         replies = yield self.queue
         return self.resolve(replies[0])
 

@@ -17,7 +17,7 @@ from django.conf import settings
 from mookti import events, outbox
 from mookti.errors import Conflict, DomainError, NotFound, RateLimited
 from mookti.ids import current_scope, new_id, now_us
-from mookti.redis import Plan, Write, get_redis, pipeline, read, register_script
+from mookti.redis import Plan, Write, get_redis, pipeline, register_script, run_plan
 from storage import keys, signals
 from storage.entities import Message, Vote, text_of
 from storage.entities.records import PARTS_FIELDS
@@ -210,7 +210,7 @@ class MessageManager:
     ) -> tuple[list[dict[str, Any]], bool]:
         """getMessagesByChatId: oldest first, keyset pages by message id. The first round trip
         checks the caller's credential too when ``actor`` is a :class:`Credential`."""
-        return read(self.list_plan(actor, chat_id, page, rev))
+        return run_plan(self.list_plan(actor, chat_id, page, rev))
 
     def list_plan(
         self, actor: Actor, chat_id: str, page: PageRequest, rev: Revision | None = None
