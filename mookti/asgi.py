@@ -1,7 +1,8 @@
 """ASGI entry point: HTTP (Django, through the WSGI bridge) and websockets (Channels) on one server.
 
-The GETs a chat client polls (``storage.api.hot``: list chats, get a chat, a message page) are
-answered on the event loop when they are plain, without Django's handler or a worker thread.
+The requests a chat client sends most (``storage.api.hot``: list chats, get a chat, a message
+page, save messages) are answered on the event loop when they are plain, without Django's handler
+or a worker thread.
 
 Two kinds of HTTP request skip the bridge and go to Django's ASGI handler: stream reads
 (``GET /api/storage/stream/{id}``, server-sent events that must be sent as they come, which the
@@ -38,8 +39,11 @@ ASGI_PATHS = re.compile(r"^/api/(storage/stream/[^/]+|health(/live|/ready)?)/?$"
 async def http_app(scope: dict, receive, send) -> None:
     if scope["method"] in ("GET", "HEAD") and ASGI_PATHS.match(scope["path"]):
         await django_asgi_app(scope, receive, send)
-    elif scope["method"] != "GET" or not await hot.answer_asgi(scope, send):
-        await bridge(scope, receive, send)
+    else:
+        if scope["method"] in ("GET", "POST"):
+            receive = await hot.answer_asgi(scope, receive, send)  # None once answered
+        if receive is not None:
+            await bridge(scope, receive, send)
 
 
 application = ProtocolTypeRouter({"http": http_app, "websocket": URLRouter(websocket_urlpatterns)})

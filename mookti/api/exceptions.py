@@ -8,7 +8,7 @@ from http import HTTPStatus
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
 
@@ -97,10 +97,16 @@ class JsonErrorsMiddleware:
             or response.get("Content-Type", "").split(";")[0].strip() in _JSON_TYPES
         ):
             return response
-        status = response.status_code
-        text = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
-        json_response = JsonResponse(error_body(_PLAIN_CODES.get(status, "error:api"), text), status=status)
-        for header in ("Allow", "Retry-After", "WWW-Authenticate"):
-            if header in response:
-                json_response[header] = response[header]
-        return json_response
+        return json_error(response)
+
+
+def json_error(response: HttpResponse) -> JsonResponse:
+    """An error answer that is not the API's JSON error body, as one (its status and the headers
+    a client acts on are kept)."""
+    status = response.status_code
+    text = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    json_response = JsonResponse(error_body(_PLAIN_CODES.get(status, "error:api"), text), status=status)
+    for header in ("Allow", "Retry-After", "WWW-Authenticate"):
+        if header in response:
+            json_response[header] = response[header]
+    return json_response

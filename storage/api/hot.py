@@ -30,9 +30,12 @@ from __future__ import annotations
 
 import functools
 import io
-from collections.abc import Callable
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse
@@ -41,10 +44,13 @@ from django.middleware.common import CommonMiddleware
 from django.middleware.security import SecurityMiddleware
 from django.urls import Resolver404, get_resolver
 
-from mookti.api.parsers import FastJSONRenderer
-from mookti.redis import Plan, arun_plan, run_plan
+from mookti.api.exceptions import json_error
+from mookti.api.parsers import MAX_DEPTH, FastJSONRenderer, _depth
+from mookti.redis import Plan, arun_plan, is_cluster, run_plan
 from storage.api.auth import BearerCredential
 
+logger = logging.getLogger("django.request")
+Receive = Callable[[], Awaitable[dict[str, Any]]]
 # tests switch the shortcut off to compare it with the DRF path
 ENABLED = True
 MEDIA_TYPE = "application/json"
@@ -55,6 +61,8 @@ _render = FastJSONRenderer().render
 # raises Skip (before any Redis call) to leave the request to DRF.
 Answer = tuple[int, Any, dict[str, str]]
 Handler = Callable[..., Plan[Answer]]
+# A hot write: (credential, parsed JSON body) -> a plan of (status, data, headers); Skip as above.
+WriteHandler = Callable[[BearerCredential, Any], Plan[Answer]]
 
 
 class Skip(Exception):
@@ -63,17 +71,22 @@ class Skip(Exception):
 
 class HotReads:
     """Viewset mixin: ``hot = {"list": handler, ...}`` answers ``GET`` of those actions through
-    :func:`hot_view` when the request is plain (see the module docstring)."""
+    :func:`hot_view` when the request is plain (see the module docstring); ``hot_writes =
+    {"create": handler}`` answers a plain ``POST`` of those on the ASGI server's event loop
+    (:func:`answer_asgi`; a :data:`WriteHandler`)."""
 
     hot: dict[str, Handler] = {}
+    hot_writes: dict[str, WriteHandler] = {}
 
     @classmethod
     def as_view(cls, actions: dict[str, str] | None = None, **initkwargs: Any) -> Callable:
         view = super().as_view(actions, **initkwargs)  # type: ignore[misc]
-        handler = cls.hot.get((actions or {}).get("get", ""))
-        if handler is None:
+        actions = actions or {}
+        handler = cls.hot.get(actions.get("get", ""))
+        writer = cls.hot_writes.get(actions.get("post", ""))
+        if handler is None and writer is None:
             return view
-        return hot_view(view, handler)
+        return hot_view(view, handler, writer)
 
 
 def _plain(request: HttpRequest) -> BearerCredential | None:
@@ -84,12 +97,12 @@ def _plain(request: HttpRequest) -> BearerCredential | None:
     return None if credential is None or "format" in request.GET else credential
 
 
-def hot_view(view: Callable, handler: Handler) -> Callable:
+def hot_view(view: Callable, handler: Handler | None, writer: WriteHandler | None = None) -> Callable:
     """``view`` (a DRF viewset view) with the shortcut for plain GETs in front (WSGI requests; the
     ASGI server's requests take :func:`answer_asgi` before they reach Django)."""
 
     def shortcut(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        credential = _plain(request)
+        credential = _plain(request) if handler else None
         if credential is None:
             return view(request, *args, **kwargs)
         try:
@@ -103,7 +116,7 @@ def hot_view(view: Callable, handler: Handler) -> Callable:
         return _response(view, answer)
 
     functools.update_wrapper(shortcut, view)  # cls, actions, initkwargs, csrf_exempt: as DRF's view
-    shortcut.hot = (view, handler)  # type: ignore[attr-defined]
+    shortcut.hot = HotRoute(view, handler, writer)  # type: ignore[attr-defined]
     return shortcut
 
 
@@ -133,44 +146,125 @@ _HEADER_MIDDLEWARE = [
 ]
 
 
+@dataclass(frozen=True)
+class HotRoute:
+    view: Callable
+    read: Handler | None
+    write: WriteHandler | None
+
+
 @functools.lru_cache(maxsize=4096)
-def _route(path: str) -> tuple[Callable, Handler, dict[str, Any]] | None:
-    """The hot view and handler that ``path`` resolves to, and its URL kwargs; None for any other."""
+def _route(path: str) -> tuple[HotRoute, dict[str, Any]] | None:
+    """The hot route ``path`` resolves to, and its URL kwargs; None for any other path."""
     try:
         match = get_resolver().resolve(path)
     except Resolver404:
         return None
-    view, handler = getattr(match.func, "hot", (None, None))
-    return (view, handler, match.kwargs) if handler else None
+    route = getattr(match.func, "hot", None)
+    return (route, match.kwargs) if route else None
 
 
-async def answer_asgi(scope: dict[str, Any], send: Callable) -> bool:
-    """Answer a plain hot ``GET`` on the event loop (the read through the asyncio client); False
-    if it is not one, or if the read raised: Django then answers the request as usual (its error
-    answer comes from DRF's exception handling, the read runs a second time; errors only)."""
-    route = _route(scope["path"]) if ENABLED and not scope.get("root_path") else None
-    if route is None:
-        return False
-    view, handler, kwargs = route
-    request = ASGIRequest(scope, io.BytesIO())
-    credential = _plain(request)
+async def answer_asgi(scope: dict[str, Any], receive: Receive, send: Callable) -> Receive | None:
+    """Answer a plain hot ``GET`` or ``POST`` on the event loop (Redis through the asyncio client).
+
+    Returns None once answered; else the ``receive`` to hand the request on with (Django answers
+    it; a ``POST`` body read here is replayed). An exception raised by the plan is answered as the
+    DRF view answers it (:func:`drf_error`), never by running the request again: a write may have
+    been applied.
+    """
+    found = _route(scope["path"]) if ENABLED and not scope.get("root_path") else None
+    if found is None:
+        return receive
+    route, kwargs = found
+    body = b""
+    if scope["method"] == "POST":
+        if route.write is None or not _plain_write(scope):
+            return receive
+        body, receive = await _read_body(receive)
+        if body is None:
+            return receive
+    elif route.read is None:
+        return receive
+    request = ASGIRequest(scope, io.BytesIO(body))
+    credential = BearerCredential.of(request.META) if scope["method"] == "POST" else _plain(request)
     if credential is None or (settings.SECURE_SSL_REDIRECT and not request.is_secure()):
-        return False
+        return receive
     try:
-        plan = handler(request, credential, **kwargs)
+        if scope["method"] == "POST":
+            plan = route.write(credential, _json(body))  # type: ignore[misc]
+        else:
+            plan = route.read(request, credential, **kwargs)  # type: ignore[misc]
     except Skip:
-        return False
+        return receive
     try:
-        answer = await arun_plan(plan)
-    except Exception:
-        return False
-    response = _response(view, answer)
+        response = _response(route.view, await arun_plan(plan))
+    except Exception as exc:
+        response = _error(route.view, request, exc, credential, kwargs)
     for middleware in _HEADER_MIDDLEWARE:
         response = middleware.process_response(request, response)
     headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.items()]
     await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
     await send({"type": "http.response.body", "body": response.content})
-    return True
+    return None
+
+
+def _plain_write(scope: dict[str, Any]) -> bool:
+    """A POST the fast lane may take: JSON, small, without an ``Idempotency-Key`` (its guard and
+    replay live in the middleware), on a standalone Redis (a cluster write is synchronous)."""
+    headers = dict(scope["headers"])
+    length = headers.get(b"content-length", b"")
+    return (
+        headers.get(b"content-type") == b"application/json"
+        and b"idempotency-key" not in headers
+        and headers.get(b"accept") in (None, b"*/*", b"application/json")
+        and length.isdigit()
+        and int(length) <= settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        and not is_cluster()
+    )
+
+
+async def _read_body(receive: Receive) -> tuple[bytes | None, Receive]:
+    """The request body (None if the client left), and a ``receive`` that replays it."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None, receive
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    replayed = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return body, replay
+
+
+def _json(body: bytes) -> Any:
+    """The body as JSON, as the strict parser reads it; Skip (DRF answers the 400) if it is not."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise Skip from None
+    if _depth(data) > MAX_DEPTH:
+        raise Skip
+    return data
+
+
+def _error(view: Callable, request: HttpRequest, exc: Exception, credential: BearerCredential, kwargs: dict) -> Any:
+    """The DRF view's answer to ``exc``; an exception DRF does not handle is logged and answered
+    as Django answers it (a 500, in the API's error body)."""
+    try:
+        return drf_error(view, request, exc, credential, (), kwargs).render()
+    except Exception:
+        logger.exception("Internal Server Error: %s", request.path)
+        return json_error(HttpResponse(status=500))
 
 
 def _drf_view(view: Callable, request: HttpRequest, args: tuple, kwargs: dict) -> Any:
