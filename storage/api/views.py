@@ -92,6 +92,19 @@ def hot_message_page(request: Any, credential: BearerCredential) -> Plan[Answer]
     return _answer(rev, message_page(credential, params, rev))
 
 
+def hot_save_messages(credential: BearerCredential, data: Any) -> Plan[Answer]:
+    batch = s.quick_messages(data)
+    if batch is None:
+        raise Skip
+
+    def plan() -> Plan[Answer]:
+        actor = yield from credential.check_plan()
+        saved = yield from messages.save_plan(actor, batch)
+        return status.HTTP_201_CREATED, s.MessageOut.render_many(saved), {}
+
+    return plan()
+
+
 class UserViewSet(viewsets.ViewSet):
     """getUser / createUser / createGuestUser, profiles and account deletion."""
 
@@ -277,6 +290,7 @@ class MessageViewSet(HotReads, viewsets.ViewSet):
     permission_classes = [IsMooktiUserOrReadOnly]
     lookup_value_regex = "[^/]+"
     hot = {"list": hot_message_page}
+    hot_writes = {"create": hot_save_messages}
 
     def get_permissions(self) -> list:
         if self.action == "count":

@@ -110,6 +110,10 @@ def stage_chat_write(p: Any, chat_id: str, group: list[dict[str, Any]], last: in
 class MessageManager:
     def save(self, actor_id: str, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """saveMessages (bulk). Checks and rate limit in one read, then one write."""
+        return run_plan(self.save_plan(actor_id, messages))
+
+    def save_plan(self, actor_id: str, messages: list[dict[str, Any]]) -> Plan[list[dict[str, Any]]]:
+        """:meth:`save` as a plan (sync or async, :mod:`mookti.redis`)."""
         now = now_us()
         for index, message in enumerate(messages):
             message["id"] = message.get("id") or new_id()
@@ -118,26 +122,28 @@ class MessageManager:
             if not message.get("content"):
                 message["content"] = text_of(message["parts"])
         chat_ids = list(dict.fromkeys(m["chatId"] for m in messages))
-        pipe = pipeline()
-        for chat_id in chat_ids:
-            pipe.hgetall(keys.chat(chat_id))
-        for message in messages:
-            lookups.queue_read(pipe, message["id"])
-        pipe.hgetall(keys.user(actor_id))
         times_key = keys.user_message_times(actor_id)
         quota = [m["id"] for m in messages if m["role"] == "user"]  # ids are unique (the lookup): no chat id
-        RESERVE_QUOTA(
-            keys=[keys.user(actor_id), times_key],
-            args=[
-                now,
-                now - DAY_US,
-                now - MESSAGE_TIMES_RETENTION_US,
-                json.dumps(settings.MOOKTI_MESSAGE_LIMITS),
-                *quota,
-            ],
-            client=pipe,
-        )
-        replies = pipe.execute()
+
+        def check(pipe: Any) -> None:
+            for chat_id in chat_ids:
+                pipe.hgetall(keys.chat(chat_id))
+            for message in messages:
+                lookups.queue_read(pipe, message["id"])
+            pipe.hgetall(keys.user(actor_id))
+            RESERVE_QUOTA(
+                keys=[keys.user(actor_id), times_key],
+                args=[
+                    now,
+                    now - DAY_US,
+                    now - MESSAGE_TIMES_RETENTION_US,
+                    json.dumps(settings.MOOKTI_MESSAGE_LIMITS),
+                    *quota,
+                ],
+                client=pipe,
+            )
+
+        replies = yield check
         user_raw, reservation = replies[-2:]
         try:
             chats = {
@@ -157,7 +163,7 @@ class MessageManager:
                 raise NotFound("user")
         except DomainError:
             if quota and reservation[0] == 1:
-                get_redis().zrem(times_key, *quota)  # give the reserved quota back
+                yield lambda pipe: pipe.zrem(times_key, *quota)  # give the reserved quota back
             raise
         if reservation[0] == 0:
             limit, kind, oldest = int(reservation[1]), reservation[2], reservation[3]
@@ -196,12 +202,10 @@ class MessageManager:
             summary = {name: message[name] for name in EVENT_FIELDS}  # the text is re-read, not copied
             events.stage(write, actor_id, "message.created", summary, chat_id=message["chatId"], public=public)
         signals.messages_saving.send(sender=MessageManager, write=write, user=user, messages=messages)
-        write.execute()
+        yield write
         if write.applied_before:  # a replay: answer with what the first attempt stored
-            pipe = pipeline()
-            for message in messages:
-                pipe.hgetall(keys.chat_message(message["chatId"], message["id"]))
-            found = zip(messages, pipe.execute(), strict=True)
+            raws = yield lambda pipe: [pipe.hgetall(keys.chat_message(n["chatId"], n["id"])) for n in messages]
+            found = zip(messages, raws, strict=True)
             return [m for m in (decode_message(n["chatId"], n["id"], raw) for n, raw in found) if m]
         return messages
 

@@ -10,6 +10,9 @@ message page, auth included.
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+import uuid
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, urlencode
@@ -24,6 +27,7 @@ from mookti.redis import is_cluster
 from storage.api import hot
 from storage.api import serializers as s
 from storage.managers import tokens
+from storage.managers.messages import ROLES
 
 # headers that differ between any two answers
 VOLATILE = {"Date"}
@@ -348,3 +352,160 @@ def test_quick_messages_agree_with_the_serializer():
         data = body if isinstance(body, dict) and "messages" in body else {"messages": [body]}
         assert quick == [dict(m) for m in validated(s.MessagesIn, data)["messages"]], body
     assert taken >= 8  # the plain bodies above (a fractional createdAt is refused by both)
+
+
+# --- saveMessages on the fast lane ----------------------------------------------------------------
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
+
+
+async def asgi_post(headers: dict[str, str], body: Any, content_type: str = "application/json") -> Answer:
+    """A POST of ``body`` (JSON) to saveMessages through the ASGI application, in this context."""
+    from mookti.asgi import application
+
+    payload = json.dumps(body).encode() if not isinstance(body, bytes) else body
+    raw = [(name[5:].lower().replace("_", "-").encode(), value.encode()) for name, value in headers.items()]
+    raw += [(b"content-type", content_type.encode()), (b"content-length", str(len(payload)).encode())]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/storage/message",
+        "raw_path": b"/api/storage/message",
+        "root_path": "",
+        "query_string": b"",
+        "headers": raw,
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    chunks = [payload[: len(payload) // 2], payload[len(payload) // 2 :]]  # a body in two messages
+
+    async def receive() -> dict[str, Any]:
+        if chunks:
+            return {"type": "http.request", "body": chunks.pop(0), "more_body": bool(chunks)}
+        return {"type": "http.disconnect"}
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await application(scope, receive, send)
+    start, answer = sent[0], b"".join(m.get("body", b"") for m in sent[1:])
+    kept = {name.decode().lower(): value.decode() for name, value in start["headers"]}
+    return start["status"], answer, {k: v for k, v in kept.items() if k.title() not in VOLATILE}
+
+
+def same_shape(answer: Answer) -> Answer:
+    """An answer with ids and server times masked (each side saves into its own chat)."""
+    status, body, headers = answer
+    text = ISO_TIME.sub("<time>", UUID.sub("<id>", body.decode()))
+    return status, text.encode(), {k: v for k, v in headers.items() if k != "content-length"}
+
+
+def test_saving_messages_answers_as_drf(alice, bob, monkeypatch):
+    """Each body is posted into a fresh chat of each side: through the fast lane, and with it off
+    (DRF behind the bridge); statuses, masked bodies and headers are equal, and the fast lane took
+    exactly the plain ones."""
+    lane: list[bool] = []
+    real = hot.answer_asgi
+
+    async def spy_lane(scope: dict, receive: Any, send: Any) -> Any:
+        passed_on = await real(scope, receive, send)
+        lane.append(passed_on is None)
+        return passed_on
+
+    monkeypatch.setattr(hot, "answer_asgi", spy_lane)
+    as_alice = {"HTTP_AUTHORIZATION": f"Bearer {alice['token']}"}
+    service = {"HTTP_AUTHORIZATION": f"Bearer {settings.MOOKTI_SERVICE_KEY}", "HTTP_X_MOOKTI_USER": alice["id"]}
+    text = [{"type": "text", "text": "What is 7 x 8?"}]
+    bobs_chat = bob["api"].post("/api/storage/chat", {"title": "bob's"}).json()["id"]
+    taken_before = alice["api"].post("/api/storage/chat", {"title": "taken"}).json()["id"]
+    saved = alice["api"].post("/api/storage/message", {"chatId": taken_before, "role": "user", "parts": text})
+    assert saved.status_code == 201
+    taken_id = saved.json()[0]["id"]
+    cases: list[tuple[str, dict[str, str], Callable[[str], Any], int, bool]] = [
+        ("one message", as_alice, lambda c: {"chatId": c, "role": "user", "parts": text}, 201, True),
+        (
+            "a batch",
+            as_alice,
+            lambda c: {"messages": [{"chatId": c, "role": r, "parts": text} for r in ROLES]},
+            201,
+            True,
+        ),
+        (
+            "given ids and times",
+            as_alice,
+            lambda c: {
+                "messages": [
+                    {
+                        "chatId": c,
+                        "id": str(uuid.uuid4()),
+                        "role": "user",
+                        "parts": text,
+                        "createdAt": "2026-11-30T10:00:00.000Z",
+                        "attachments": [{"url": "u"}],
+                    }
+                ]
+            },
+            201,
+            True,
+        ),
+        (
+            "service for alice",
+            service,
+            lambda c: {"chatId": c, "role": "assistant", "content": "own", "parts": []},
+            201,
+            True,
+        ),
+        ("no such chat", as_alice, lambda c: {"chatId": "no-such-chat", "role": "user", "parts": text}, 404, True),
+        ("someone else's chat", as_alice, lambda c: {"chatId": bobs_chat, "role": "user", "parts": text}, 404, True),
+        (
+            "an id already taken",
+            as_alice,
+            lambda c: {"chatId": c, "id": taken_id, "role": "user", "parts": text},
+            409,
+            True,
+        ),
+        (
+            "unknown token",
+            {"HTTP_AUTHORIZATION": "Bearer mkt_unknown"},
+            lambda c: {"chatId": c, "role": "user", "parts": text},
+            401,
+            True,
+        ),
+        ("a bad role", as_alice, lambda c: {"chatId": c, "role": "robot", "parts": text}, 400, False),
+        ("not JSON", as_alice, lambda c: b"{nope", 400, False),
+        (
+            "an Idempotency-Key",
+            {**as_alice, "HTTP_IDEMPOTENCY_KEY": str(uuid.uuid4())},
+            lambda c: {"chatId": c, "role": "user", "parts": text},
+            201,
+            False,
+        ),
+        ("no token", {}, lambda c: {"chatId": c, "role": "user", "parts": text}, 401, False),
+    ]
+
+    async def post_all() -> None:
+        for name, headers, body, status, fast in cases:
+            answers = []
+            for enabled in (True, False):
+                hot.ENABLED = enabled
+                try:
+                    chat = alice["api"].post("/api/storage/chat", {"title": name}).json()["id"]
+                    lane.clear()
+                    if "HTTP_IDEMPOTENCY_KEY" in headers:  # a key per request, as a client sends
+                        headers = {**headers, "HTTP_IDEMPOTENCY_KEY": str(uuid.uuid4())}
+                    answers.append(await asgi_post(headers, body(chat)))
+                    assert lane == [enabled and fast], name
+                    assert answers[-1][0] == status, (name, enabled, answers[-1])
+                finally:
+                    hot.ENABLED = True
+                if status == 201:  # saved where a reader finds it
+                    page = alice["api"].get(f"/api/storage/message?chatId={chat}").json()["messages"]
+                    assert [m["id"] for m in page] == [m["id"] for m in json.loads(answers[-1][1])], name
+            assert same_shape(answers[0]) == same_shape(answers[1]), name
+
+    asyncio.run(post_all())
