@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import select
 import threading
 import time
 import uuid
@@ -47,6 +48,7 @@ from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import ExecAbortError, OutOfMemoryError, RedisClusterException, ResponseError
+from redis.maint_notifications import MaintNotificationsConfig
 from redis.retry import Retry
 
 from mookti.ids import current_scope
@@ -160,7 +162,17 @@ class _BreakerMixin:
 
 
 class _AsyncBreakerMixin:
-    """:class:`_BreakerMixin` for asyncio connections."""
+    """:class:`_BreakerMixin` for asyncio connections, and the sync pool's check that an idle
+    connection is alive: asyncio's pool asks its stream, which learns of a connection the server
+    closed (a restart, ``CLIENT KILL``) only after the event loop has read the close, so a request
+    could take a dead connection and fail (no re-send: retries are off). The socket itself knows."""
+
+    async def can_read(self) -> bool:
+        writer = getattr(self, "_writer", None)
+        sock = writer.transport.get_extra_info("socket") if writer is not None else None
+        if sock is not None and select.select([sock.fileno()], [], [], 0)[0]:
+            return True  # an idle connection with something to read: closed, or stray data (the pool reconnects)
+        return await super().can_read()  # type: ignore[misc]
 
     async def connect(self) -> None:
         if not self.is_connected:
@@ -276,8 +288,14 @@ def get_async_redis(
             # at once (MaxConnectionsError), so the limit sits above any burst one process serves.
             client = redis.asyncio.cluster.RedisCluster.from_url(settings.REDIS_URL, max_connections=1024, **options)
         else:
+            # Maintenance notifications off: while they are on ("auto", the default), the pool skips
+            # its check that an idle connection is still alive before handing it out.
             pool = redis.asyncio.BlockingConnectionPool.from_url(
-                settings.REDIS_URL, max_connections=128, timeout=settings.MOOKTI_REDIS_TIMEOUT, **options
+                settings.REDIS_URL,
+                max_connections=128,
+                timeout=settings.MOOKTI_REDIS_TIMEOUT,
+                maint_notifications_config=MaintNotificationsConfig(enabled=False),
+                **options,
             )
             client = redis.asyncio.Redis(connection_pool=pool)
         clients[raw, read_timeout] = client
