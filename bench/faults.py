@@ -340,11 +340,9 @@ def verify(rig: Rig, load: Load, drain_timeout: float = 60.0) -> dict[str, Any]:
     stored: set[str] = set()
     for chat_id in load.chats:
         ids = client.zrange(rig.key(f"chat:{{{chat_id}}}:messages"), 0, -1)
-        pipe = client.pipeline(transaction=False)
-        for message_id in ids:
-            pipe.hgetall(rig.key(f"chat:{{{chat_id}}}:message:{message_id}"))
-        for message_id, raw in zip(ids, pipe.execute(), strict=True):
-            message = Message.stored(chat_id, message_id, raw)  # the entity's decoding: any storage format
+        values = client.hmget(rig.key(f"chat:{{{chat_id}}}:message-data"), ids) if ids else []
+        for message_id, value in zip(ids, values, strict=True):
+            message = Message.stored(chat_id, message_id, value)  # the entity's decoding
             if message:
                 stored.add(message_id)
                 texts[message["parts"][0]["text"]] += 1

@@ -8,8 +8,8 @@ outbox entry, ``message.created`` event, gamification for learners' messages), t
 is drained as the indexer leaves it (read and acked by the group, then ``trim_outbox``). Per
 message, in bytes:
 
-- ``hash``: the message's own hash; ``index``: its share of the chat's ZSET;
-- ``lookup``: its share of the ``message-chats:{bucket}`` hashes (the corpus's messages over
+- ``hash``: its share of the chat's ``message-data`` hash; ``index``: its share of the chat's ZSET;
+- ``lookup``: its share of the ``message-chat-ids:{bucket}`` hashes (the corpus's messages over
   ``LOOKUP_BUCKETS`` buckets: a small corpus fills them thinly, see docs/benchmarks.md);
 - ``quota``: its share of the user's rate-limit log (learners');
 - ``events``: its share of the user's event stream (every event the saves caused);
@@ -95,8 +95,7 @@ def measure(corpus: Corpus, per_chat: int, rng: random.Random) -> dict[str, floa
                 text_bytes += len(body.encode())
                 parts = [{"type": "text", "text": body}]
                 saved += messages.save(user["id"], [{"chatId": chat["id"], "role": role, "parts": parts}])
-            for message in saved:
-                totals["hash"] += usage(client, keys.chat_message(chat["id"], message["id"]))
+            totals["hash"] += usage(client, keys.chat_message_data(chat["id"]))
             totals["index"] += usage(client, keys.chat_messages(chat["id"]))
             count += len(saved)
         totals["quota"] += usage(client, keys.user_message_times(user["id"]))

@@ -257,21 +257,25 @@ async def check_reads(server: Server, peer: Peer, fixture: Fixture, ops: list[Op
 
 
 def _shape(client: Any, names: list[str], ids: dict[str, str]) -> dict[str, Any]:
-    """Key names with ids replaced, each with its type and (hashes) field names or (streams) length."""
+    """Key names with ids replaced, each with its type and (hashes) field names (ids replaced too) or
+    (streams) length."""
+
+    def generic(text: str) -> str:
+        for value, label in ids.items():
+            text = text.replace(value, label)
+        return text
+
     out = {}
     for name in names:
-        generic = name
-        for value, label in ids.items():
-            generic = generic.replace(value, label)
         kind = client.type(name)
         detail: Any = None
-        if kind == "hash":
-            detail = sorted(client.hkeys(name))
+        if kind == "hash":  # a chat's message data has message ids as fields
+            detail = sorted(map(generic, client.hkeys(name)))
         elif kind == "stream":
             detail = client.xlen(name)
         elif kind == "zset":
             detail = client.zcard(name)
-        out[generic] = (kind, detail)
+        out[generic(name)] = (kind, detail)
     return out
 
 

@@ -29,13 +29,20 @@ DURABLE_SETTINGS = {
     "appendfsync": "everysec",
     "maxmemory-policy": "noeviction",
 }
-# Memory: a message hash holds its text in one field; above hash-max-listpack-value (64 bytes by
-# default) Redis switches the whole hash to a hashtable, about 700 bytes more per message. Messages
-# up to this size stay compact (reads of a 7-field hash stay cheap either way).
+# Memory: a chat's messages are one hash, a message's value holds its text; a hash with a value
+# above hash-max-listpack-value (64 bytes by default) or more fields than hash-max-listpack-entries
+# (128) becomes a hashtable, about 50 bytes more per field. The entries limit is a trade: a field
+# read in a listpack scans it (about 7 ns per field on the server), so a page of 100 messages from
+# a 256-message chat costs about 0.17 ms of Redis time instead of 0.01 ms; longer chats turn into
+# hashtables and stay fast (docs/operations.md has the measurements).
 # A stream's newest node preallocates stream-node-max-bytes (4096 by default, up to 4096): most users'
 # event streams hold tens to hundreds of small entries, so 2048 halves what that costs a short one
 # for about the same size of a long one (more nodes; bench/memory.py, docs/benchmarks.md).
-COMPACT_SETTINGS = {"hash-max-listpack-value": "8192", "stream-node-max-bytes": "2048"}
+COMPACT_SETTINGS = {
+    "hash-max-listpack-value": "8192",
+    "hash-max-listpack-entries": "256",
+    "stream-node-max-bytes": "2048",
+}
 
 
 class LocalRedisError(RuntimeError):
@@ -166,12 +173,15 @@ def config_warnings(client: redis.Redis) -> list[str]:
             f"Redis maxmemory-policy is {policy!r}: keys (i.e. application data) can be evicted when memory "
             "runs out. Use noeviction."
         )
-    compact = int(COMPACT_SETTINGS["hash-max-listpack-value"])
-    if int(config.get("hash-max-listpack-value") or compact) < compact:
-        found.append(
-            f"Redis hash-max-listpack-value is {config['hash-max-listpack-value']}: each stored message takes "
-            f"about 700 bytes more than needed. Set it to {compact} (see docs/operations.md)."
-        )
+    costs = {
+        "hash-max-listpack-value": "each message of a chat with a long one takes about 50 bytes more than needed",
+        "hash-max-listpack-entries": "chats with more messages than that (and the message lookups once there are "
+        "more than about 200 per bucket) take about 50 bytes more per message",
+    }
+    for name, cost in costs.items():
+        compact = int(COMPACT_SETTINGS[name])
+        if int(config.get(name) or compact) < compact:
+            found.append(f"Redis {name} is {config[name]}: {cost}. Set it to {compact} (see docs/operations.md).")
     node_bytes = int(COMPACT_SETTINGS["stream-node-max-bytes"])
     if int(config.get("stream-node-max-bytes") or node_bytes) not in range(1, node_bytes + 1):  # 0: 4096
         found.append(

@@ -71,7 +71,14 @@ def chat_messages(chat_id: str) -> str:
     return key(f"chat:{{{chat_id}}}:messages")
 
 
-def chat_message(chat_id: str, message_id: str) -> str:
+def chat_message_data(chat_id: str) -> str:
+    """HASH message id -> the message (:meth:`storage.entities.Message.value`): every message of the
+    chat in one key (a key per message cost about 150 bytes before any data)."""
+    return key(f"chat:{{{chat_id}}}:message-data")
+
+
+def old_chat_message(chat_id: str, message_id: str) -> str:
+    """HASH: a message as stored before ``chat_message_data`` (``repair --fix`` moves it there)."""
     return key(f"chat:{{{chat_id}}}:message:{message_id}")
 
 
@@ -85,26 +92,33 @@ def chat_streams(chat_id: str) -> str:
     return key(f"chat:{{{chat_id}}}:streams")
 
 
-# Message lookups are spread over this many hashes (a hash per message id costs about 180 bytes
-# of key overhead; a field about 80-130). Changing it moves every lookup: `repair --fix` does.
+# Message lookups are spread over this many hashes, so each stays small enough for Redis's compact
+# listpack encoding (docs/redis-keys.md says up to what scale). Changing it moves every lookup:
+# `repair --fix` does.
 LOOKUP_BUCKETS = 256
 
 
 def message_lookups(message_id: str) -> str:
-    """HASH message id -> its chat and owner (:class:`storage.entities.MessageLookup`), for
+    """HASH message id -> its chat id (both compact: :func:`storage.entities.compact_id`), for
     getMessageById and unique message ids; the bucket is the id's CRC-32 modulo ``LOOKUP_BUCKETS``,
     a hash tag of its own (a lookup write is one step on one slot)."""
-    return key(f"message-chats:{{{zlib.crc32(message_id.encode()) % LOOKUP_BUCKETS:02x}}}")
+    return message_lookup_bucket(f"{zlib.crc32(message_id.encode()) % LOOKUP_BUCKETS:02x}")
 
 
 def message_lookup_bucket(bucket: str) -> str:
-    """A bucket of :func:`message_lookups` by its name (``00``-``ff``), for repair's scan."""
+    """A bucket of :func:`message_lookups` by its name (two hex digits), for repair's scan."""
+    return key(f"message-chat-ids:{{{bucket}}}")
+
+
+def old_message_lookup_bucket(bucket: str) -> str:
+    """HASH message id -> ``chatId/ownerId`` (or both UUIDs in Base85): the lookups as written
+    before ``message_lookups`` (``repair --fix`` writes those anew and removes these)."""
     return key(f"message-chats:{{{bucket}}}")
 
 
-def message_chat(message_id: str) -> str:
-    """STRING ``chatId/ownerId``: a message's lookup as written before issue 13 (read until
-    ``repair --fix`` moves it into :func:`message_lookups`)."""
+def old_message_chat(message_id: str) -> str:
+    """STRING ``chatId/ownerId``: a message's lookup as written before issue 13 (``repair --fix``
+    removes it)."""
     return key(f"message-chat:{{{message_id}}}")
 
 

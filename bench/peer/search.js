@@ -9,7 +9,7 @@
  *     (cosine, prefiltered by user and kinds) and the full-text (BM25) search of the query's terms,
  *     each term exactly and with 1-2 edits at half weight; score = cosine + weight x BM25/best BM25;
  *   - the hits checked and titled from Redis, one pipeline per kind (HMGET of the chats' and
- *     documents' userId/title, EXISTS of each message), chunks of a message folded, grouped.
+ *     documents' userId/title, HEXISTS of each message in its chat's message data), chunks of a message folded, grouped.
  *
  * The peer cannot embed: a query whose embedding is not cached answers 501 (bench/peer.py searches
  * once through the service first). Learning namespaces, the Pinecone store and an index without a
@@ -246,7 +246,7 @@ function create({ redis, prefix, ApiError, invalid, iso, parseTimestamp, idPatte
     for (const id of owners) pipe.hmget(kind === 'message' ? `${prefix}chat:{${id}}` : `${prefix}document:{${id}}`, 'userId', 'title');
     for (const pair of pairs) {
       const [chatId, messageId] = pair.split('\n');
-      pipe.exists(`${prefix}chat:{${chatId}}:message:${messageId}`);
+      pipe.hexists(`${prefix}chat:{${chatId}}:message-data`, messageId);
     }
     const replies = (await pipe.exec()).map(([error, value]) => {
       if (error) throw error;

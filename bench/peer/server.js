@@ -50,10 +50,9 @@ const keys = {
   token: (digest) => `${PREFIX}token:{${digest}}`,
   chat: (cid) => `${PREFIX}chat:{${cid}}`,
   chatMessages: (cid) => `${PREFIX}chat:{${cid}}:messages`,
-  chatMessage: (cid, mid) => `${PREFIX}chat:{${cid}}:message:${mid}`,
-  messageChat: (mid) => `${PREFIX}message-chat:{${mid}}`, // the lookups written before issue 13
+  chatMessageData: (cid) => `${PREFIX}chat:{${cid}}:message-data`,
   messageLookups: (mid) =>
-    `${PREFIX}message-chats:{${(zlib.crc32(Buffer.from(mid)) % CONFIG.lookupBuckets).toString(16).padStart(2, '0')}}`,
+    `${PREFIX}message-chat-ids:{${(zlib.crc32(Buffer.from(mid)) % CONFIG.lookupBuckets).toString(16).padStart(2, '0')}}`,
   chatRev: (cid) => `${PREFIX}chat:{${cid}}:rev`,
   userRev: (uid) => `${PREFIX}user:{${uid}}:rev`,
   outbox: () => `${PREFIX}outbox:index`,
@@ -169,41 +168,48 @@ function pack(value) {
 }
 const unpack = (value) => zlib.inflateRawSync(b85decode(value)).toString();
 
-function partsFields(parts) {
-  // Message.parts_fields: one text part is kept as its text; long values deflated
+function partsSection(parts) {
+  // Message.parts_section: one text part is kept as its text; long values deflated
   const only = parts.length === 1 ? parts[0] : null;
   if (only && typeof only === 'object' && Object.keys(only).sort().join() === 'text,type' && only.type === 'text'
     && typeof only.text === 'string') {
     const packed = pack(only.text);
-    return packed === null ? ['text', only.text] : ['ztext', packed];
+    return packed === null ? ['t', only.text] : ['T', packed];
   }
   const json = JSON.stringify(parts);
   const packed = pack(json);
-  return packed === null ? ['parts', json] : ['zparts', packed];
+  return packed === null ? ['p', json] : ['P', packed];
 }
 
-function renderMessage(chatId, id, raw) {
-  // Message.stored: ids from the key; either storage format
-  let parts;
-  if (raw.parts !== undefined) parts = JSON.parse(raw.parts);
-  else if (raw.zparts !== undefined) parts = JSON.parse(unpack(raw.zparts));
-  else if (raw.text !== undefined || raw.ztext !== undefined) {
-    parts = [{ type: 'text', text: raw.text !== undefined ? raw.text : unpack(raw.ztext) }];
-  } else parts = [];
+const ROLE_CODES = { user: 'u', assistant: 'a', system: 's' };
+const HEADER = /^([uas])([tTpP])(-?[0-9a-z]+)(?:\.(\d+))?(?:,(\d+))?:/;
+
+function renderMessage(chatId, id, value) {
+  // Message.stored: role, kind, createdAt (base 36), section sizes in bytes, then the sections
+  const [head, role, kind, created, aSize, cSize] = HEADER.exec(value);
+  const rest = Buffer.from(value.slice(head.length));
+  const a = Number(aSize || 0);
+  const c = Number(cSize || 0);
+  let body = rest.subarray(a + c).toString();
+  if (kind === 'T' || kind === 'P') body = unpack(body);
+  const parts = kind === 't' || kind === 'T' ? [{ type: 'text', text: body }] : JSON.parse(body);
   return {
     id,
     chatId,
-    role: raw.role ?? 'user',
+    role: Object.keys(ROLE_CODES).find((r) => ROLE_CODES[r] === role),
     parts,
-    attachments: JSON.parse(raw.attachments || '[]'),
-    content: raw.content || textOf(parts),
-    createdAt: iso(parseInt(raw.createdAt ?? '0', 10)),
+    attachments: a ? JSON.parse(rest.subarray(0, a).toString()) : [],
+    content: c ? rest.subarray(a, a + c).toString() : textOf(parts),
+    createdAt: iso(parseInt(created, 36)),
   };
 }
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+// compact_id: a canonical UUID as its 16 bytes in Base85, another id behind a '.'
+const compactId = (id) => (UUID.test(id) ? b85encode(Buffer.from(id.replaceAll('-', ''), 'hex')) : `.${id}`);
+
 function lookupValue(chatId, ownerId) {
   // MessageLookup.encode: two canonical UUIDs as their 32 bytes in Base85, else chatId/ownerId
-  const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
   if (UUID.test(chatId) && UUID.test(ownerId)) {
     return b85encode(Buffer.from(chatId.replaceAll('-', '') + ownerId.replaceAll('-', ''), 'hex'));
   }
@@ -316,11 +322,9 @@ async function listMessages(actor, params, rev) {
   if (!found) throw notFound('message', 'The cursor message was not found.');
   checkRevision(rev, version);
   if (!ids.length) return { messages: [], hasMore };
-  const read = redis.pipeline();
-  for (const id of ids) read.hgetall(keys.chatMessage(chatId, id));
-  const stored = results(await read.exec());
-  const messages = ids.map((id, i) => [id, stored[i]]).filter(([, raw]) => raw && Object.keys(raw).length);
-  return { messages: messages.map(([id, raw]) => renderMessage(chatId, id, raw)), hasMore };
+  const stored = await redis.hmget(keys.chatMessageData(chatId), ...ids);
+  const messages = ids.map((id, i) => [id, stored[i]]).filter(([, value]) => value !== null);
+  return { messages: messages.map(([id, value]) => renderMessage(chatId, id, value)), hasMore };
 }
 
 // --- the message write (MessageManager.save, events.stage, outbox.stage, gamification) -------------
@@ -345,13 +349,15 @@ function messageInput(item, index) {
 }
 
 function encodeMessage(m) {
-  // Message.encode: no ids (the key has them), attachments only when there are some, content only
-  // when it is not the text of the parts
-  const fields = [...partsFields(m.parts), 'role', m.role];
-  if (m.attachments.length) fields.push('attachments', JSON.stringify(m.attachments));
-  if (m.content !== textOf(m.parts)) fields.push('content', m.content);
-  fields.push('createdAt', String(m.createdAt));
-  return fields;
+  // Message.value: role, kind, createdAt in base 36, the sizes (bytes) of the attachments and of a
+  // content that is not the parts' text, ':', then those sections and the body
+  const [kind, body] = partsSection(m.parts);
+  const attachments = m.attachments.length ? JSON.stringify(m.attachments) : '';
+  const content = m.content !== textOf(m.parts) ? m.content : '';
+  let head = ROLE_CODES[m.role] + kind + m.createdAt.toString(36);
+  if (attachments) head += `.${Buffer.byteLength(attachments)}`;
+  if (content) head += `,${Buffer.byteLength(content)}`;
+  return `${head}:${attachments}${content}${body}`;
 }
 
 // The stored form of mookti.events (see its "stored form"): an event whose type has a codec there is
@@ -541,13 +547,13 @@ async function saveMessages(actor, body) {
   // one read round trip: the chats, the id claims, the user, and the quota reservation
   const read = redis.pipeline();
   for (const cid of chatIds) read.hgetall(keys.chat(cid));
-  for (const m of messages) read.hget(keys.messageLookups(m.id), m.id).get(keys.messageChat(m.id));
+  for (const m of messages) read.hget(keys.messageLookups(m.id), compactId(m.id));
   read.hgetall(keys.user(actor));
   read.eval(SCRIPTS.reserveQuota, 2, keys.user(actor), timesKey, now, now - DAY_US,
     now - MESSAGE_TIMES_RETENTION_US, LIMITS_JSON, ...quota);
   const replies = results(await read.exec());
   const [userRaw, reservation] = replies.slice(-2);
-  const taken = messages.map((m, i) => replies[chatIds.length + 2 * i] || replies[chatIds.length + 2 * i + 1]);
+  const taken = messages.map((m, i) => replies[chatIds.length + i]);
   const chats = new Map();
   let user;
   try {
@@ -581,12 +587,12 @@ async function saveMessages(actor, body) {
     let last = Math.max(...group.map((m) => m.createdAt));
     if (chat.lastMessageAt && chat.lastMessageAt > last) last = chat.lastMessageAt;
     chat.lastMessageAt = last;
-    for (const m of group) multi.hset(keys.chatMessage(cid, m.id), ...encodeMessage(m));
+    multi.hset(keys.chatMessageData(cid), ...group.flatMap((m) => [m.id, encodeMessage(m)]));
     multi.zadd(keys.chatMessages(cid), ...group.flatMap((m) => [m.createdAt, m.id]));
     multi.eval(SCRIPTS.raiseField, 1, keys.chat(cid), 'lastMessageAt', last);
     multi.eval(SCRIPTS.bump, 1, keys.chatRev(cid), nowUs(), 'chat', 'messages'); // revisions.touch_chat
   }
-  for (const m of messages) multi.hset(keys.messageLookups(m.id), m.id, lookupValue(m.chatId, actor));
+  for (const m of messages) multi.hset(keys.messageLookups(m.id), compactId(m.id), lookupValue(m.chatId, actor));
   for (const [cid, chat] of chats) multi.zadd(keys.userChatsByActivity(actor), 'GT', chat.lastMessageAt, cid);
   multi.eval(SCRIPTS.bump, 1, keys.userRev(actor), nowUs(), 'chats'); // revisions.touch_user
   const rendered = messages.map((m) => ({ ...m, createdAt: iso(m.createdAt) }));

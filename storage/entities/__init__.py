@@ -1,4 +1,4 @@
-"""Typed definitions of the storage app's stored entities, with their Redis hash encoding."""
+"""Typed definitions of the storage app's stored entities, with their Redis encoding."""
 
 from storage.entities.records import (
     Chat,
@@ -10,7 +10,22 @@ from storage.entities.records import (
     Token,
     User,
     Vote,
+    compact_id,
+    expand_id,
     text_of,
 )
 
-__all__ = ["Chat", "Document", "Message", "MessageLookup", "Stream", "Suggestion", "Token", "User", "Vote", "text_of"]
+__all__ = [
+    "Chat",
+    "Document",
+    "Message",
+    "MessageLookup",
+    "Stream",
+    "Suggestion",
+    "Token",
+    "User",
+    "Vote",
+    "compact_id",
+    "expand_id",
+    "text_of",
+]

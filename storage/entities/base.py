@@ -31,7 +31,7 @@ def _parse(kind: str, raw: str) -> Any:
     return _parser(kind)(raw)
 
 
-def _json(raw: str) -> Any:
+def load_json(raw: str) -> Any:
     """JSON as stored (orjson, several times faster; ``json`` for what orjson refuses, e.g. an
     integer over 64 bits in imported data)."""
     try:
@@ -52,9 +52,9 @@ def _parser(kind: str) -> Callable[[str], Any]:
     elif kind.startswith("int"):
         parse = lambda raw: int(raw or 0)  # noqa: E731
     elif kind.startswith("dict"):
-        parse = lambda raw: _json(raw or "{}")  # noqa: E731
+        parse = lambda raw: load_json(raw or "{}")  # noqa: E731
     elif kind.startswith("list"):
-        parse = lambda raw: _json(raw or "[]")  # noqa: E731
+        parse = lambda raw: load_json(raw or "[]")  # noqa: E731
     else:
         parse = _same
     if kind.endswith("| None"):

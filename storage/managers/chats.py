@@ -207,8 +207,8 @@ class ChatManager:
         write.step(unindex)
         touch_user(write, user_id, "chats")
         lookups.stage_delete(write, message_ids)
-        chat_keys = [keys.chat_message(chat_id, m) for m in message_ids]
-        chat_keys += [
+        chat_keys = [
+            keys.chat_message_data(chat_id),
             keys.chat_messages(chat_id),
             keys.chat_votes(chat_id),
             keys.chat_streams(chat_id),

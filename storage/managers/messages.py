@@ -1,8 +1,9 @@
 """Messages and votes of a chat.
 
-A message is ``chat:{cid}:message:{mid}`` (HASH) indexed in ``chat:{cid}:messages`` (ZSET by
-createdAt); both live in the chat's slot, so saving a message, indexing it and bumping the
-chat's lastMessageAt is one MULTI/EXEC. A field of ``message-chats:{bucket}`` lets a message be
+A message is a field of ``chat:{cid}:message-data`` (HASH: message id -> its compact value,
+:meth:`Message.value`) indexed in ``chat:{cid}:messages`` (ZSET by createdAt); both live in the
+chat's slot, so saving a message, indexing it and bumping the chat's lastMessageAt is one
+MULTI/EXEC, and a page is one HMGET. A field of ``message-chat-ids:{bucket}`` lets a message be
 found by id alone (ai-chatbot's getMessageById; :mod:`storage.managers.lookups`).
 """
 
@@ -20,10 +21,10 @@ from mookti.ids import current_scope, new_id, now_us
 from mookti.redis import Plan, Write, get_redis, pipeline, register_script, run_plan
 from storage import keys, signals
 from storage.entities import Message, Vote, text_of
-from storage.entities.records import PARTS_FIELDS
+from storage.entities.records import MESSAGE_LUA
 from storage.managers import lookups
 from storage.managers.chats import decode_chat, require_owned, require_readable
-from storage.managers.common import Actor, flat, queue_actor
+from storage.managers.common import Actor, queue_actor
 from storage.managers.paging import PageRequest
 from storage.managers.revisions import Revision, touch_chat, touch_user
 from storage.managers.users import decode_user
@@ -73,15 +74,25 @@ return {1}
 """
 )
 
-# KEYS[1] message hash, KEYS[2] chat hash; ARGV field/value pairs.
-# Updates an existing message; replies {0} if it is gone, else {1, visibility, field, value, ...}.
+# KEYS[1] the chat's message data, KEYS[2] the chat; ARGV[1] message id, ARGV[2] the sections to
+# replace (letters: p parts, a attachments, c content), then the new parts' kind and body,
+# attachments and content. Updates the message only if it exists (keeping its role and time);
+# replies {0} when it is gone, else {1, visibility, its new value}.
 UPDATE_IF_EXISTS = register_script(
-    """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
-redis.call('HSET', KEYS[1], unpack(ARGV))
-local reply = {1, redis.call('HGET', KEYS[2], 'visibility') or 'private'}
-for _, v in ipairs(redis.call('HGETALL', KEYS[1])) do table.insert(reply, v) end
-return reply
+    MESSAGE_LUA
+    + """
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if not old then return {0} end
+local head, attachments, content, body = parse_message(old)
+local changes = ARGV[2]
+if string.find(changes, 'p', 1, true) then  -- the kind is the header's second letter
+  head, body = string.sub(head, 1, 1) .. ARGV[3] .. string.sub(head, 3), ARGV[4]
+end
+if string.find(changes, 'a', 1, true) then attachments = ARGV[5] end
+if string.find(changes, 'c', 1, true) then content = ARGV[6] end
+local value = build_message(head, attachments, content, body)
+redis.call('HSET', KEYS[1], ARGV[1], value)
+return {1, redis.call('HGET', KEYS[2], 'visibility') or 'private', value}
 """
 )
 
@@ -101,8 +112,7 @@ def _lookup(message_id: str) -> tuple[str, str]:
 
 def stage_chat_write(p: Any, chat_id: str, group: list[dict[str, Any]], last: int) -> None:
     """Messages of one chat, their index entries and the chat's lastMessageAt (never moved back)."""
-    for message in group:
-        p.hset(keys.chat_message(chat_id, message["id"]), mapping=Message.build(message).encode())
+    p.hset(keys.chat_message_data(chat_id), mapping={m["id"]: Message.build(m).value() for m in group})
     p.zadd(keys.chat_messages(chat_id), {m["id"]: m["createdAt"] for m in group})
     RAISE_FIELD(keys=[keys.chat(chat_id)], args=["lastMessageAt", last], client=p)
 
@@ -149,8 +159,8 @@ class MessageManager:
             chats = {
                 cid: require_owned(decode_chat(raw), actor_id) for cid, raw in zip(chat_ids, replies, strict=False)
             }
-            found = replies[len(chat_ids) : len(chat_ids) + 2 * len(messages)]
-            owners = [lookups.parse(*pair) for pair in zip(found[::2], found[1::2], strict=True)]
+            found = replies[len(chat_ids) : len(chat_ids) + len(messages)]
+            owners = [lookups.parse(value) for value in found]
             scope = current_scope()
             replay = scope is not None and scope.replay
             for message, owner in zip(messages, owners, strict=True):
@@ -204,9 +214,9 @@ class MessageManager:
         signals.messages_saving.send(sender=MessageManager, write=write, user=user, messages=messages)
         yield write
         if write.applied_before:  # a replay: answer with what the first attempt stored
-            raws = yield lambda pipe: [pipe.hgetall(keys.chat_message(n["chatId"], n["id"])) for n in messages]
-            found = zip(messages, raws, strict=True)
-            return [m for m in (decode_message(n["chatId"], n["id"], raw) for n, raw in found) if m]
+            values = yield lambda pipe: [pipe.hget(keys.chat_message_data(n["chatId"]), n["id"]) for n in messages]
+            found = zip(messages, values, strict=True)
+            return [m for m in (decode_message(n["chatId"], n["id"], value) for n, value in found) if m]
         return messages
 
     def list(
@@ -242,8 +252,8 @@ class MessageManager:
             rev.check(version[0])
         if not ids:
             return [], has_more
-        raws = yield lambda pipe: [pipe.hgetall(keys.chat_message(chat_id, m)) for m in ids]
-        found = (decode_message(chat_id, m, raw) for m, raw in zip(ids, raws, strict=True))
+        values = (yield lambda pipe: pipe.hmget(keys.chat_message_data(chat_id), ids))[0]
+        found = (decode_message(chat_id, m, value) for m, value in zip(ids, values, strict=True))
         return [m for m in found if m], has_more
 
     def get(self, actor_id: str | None, message_id: str) -> dict[str, Any]:
@@ -251,10 +261,10 @@ class MessageManager:
         chat_id, _ = _lookup(message_id)
         pipe = pipeline()
         pipe.hgetall(keys.chat(chat_id))
-        pipe.hgetall(keys.chat_message(chat_id, message_id))
-        raw_chat, raw = pipe.execute()
+        pipe.hget(keys.chat_message_data(chat_id), message_id)
+        raw_chat, value = pipe.execute()
         require_readable(decode_chat(raw_chat), actor_id)
-        message = decode_message(chat_id, message_id, raw)
+        message = decode_message(chat_id, message_id, value)
         if message is None:
             raise NotFound("message")
         return message
@@ -264,25 +274,24 @@ class MessageManager:
         chat_id, owner_id = _lookup(message_id)
         if owner_id != actor_id:
             raise NotFound("message")
-        fields: dict[str, str] = {}
-        if "parts" in changes:
-            fields.update(Message.parts_fields(changes["parts"]))
+        changed, kind, body, attachments, content = "", "", "", "", ""
+        if "parts" in changes:  # and content: kept only when it is not the parts' text
+            kind, body = Message.parts_section(changes["parts"])
+            changed += "pc"
             content = changes.get("content") or ""
-            if content and content != text_of(changes["parts"]):
-                fields["content"] = content
+            if content == text_of(changes["parts"]):
+                content = ""
         elif "content" in changes:
-            fields["content"] = changes["content"]
+            changed += "c"
+            content = changes["content"]
         if "attachments" in changes:
-            fields["attachments"] = json.dumps(changes["attachments"], separators=(",", ":"))
+            changed += "a"
+            attachments = Message.attachments_section(changes["attachments"])
         write = Write()
-
-        message_key = keys.chat_message(chat_id, message_id)
+        args = [message_id, changed, kind, body, attachments, content]
 
         def replace(p: Any) -> None:
-            if "parts" in changes:  # the parts' other field, and content when it is their text (derived on read)
-                gone = [name for name in PARTS_FIELDS if name not in fields]
-                p.hdel(message_key, *gone, *([] if "content" in fields else ["content"]))
-            UPDATE_IF_EXISTS(keys=[message_key, keys.chat(chat_id)], args=flat(fields), client=p)
+            UPDATE_IF_EXISTS(keys=[keys.chat_message_data(chat_id), keys.chat(chat_id)], args=args, client=p)
 
         index = write.step(replace)
         touch_chat(write, chat_id, "messages")
@@ -291,8 +300,8 @@ class MessageManager:
         event_index = events.stage(write, actor_id, "message.updated", data, chat_id=chat_id)
 
         def fan_out(replies: list[list[Any]]) -> None:
-            found, visibility = replies[index][-1][:2]
-            if found and visibility == "public":
+            reply = replies[index][-1]  # {0} when the message is gone
+            if reply[0] and reply[1] == "public":
                 events.notify_chat(chat_id, actor_id, replies[event_index][0], "message.updated", data)
 
         write.on_commit(fan_out)
@@ -301,7 +310,7 @@ class MessageManager:
             return self.get(actor_id, message_id)
         if not reply[0]:
             raise NotFound("message")
-        return decode_message(chat_id, message_id, dict(zip(reply[2::2], reply[3::2], strict=True)))  # type: ignore[return-value]
+        return decode_message(chat_id, message_id, reply[2])  # type: ignore[return-value]
 
     def delete_after(self, actor_id: str, chat_id: str, timestamp: int) -> list[str]:
         """deleteMessagesByChatIdAfterTimestamp: createdAt >= timestamp (inclusive), votes too."""
@@ -317,7 +326,7 @@ class MessageManager:
         def unindex(p: Any) -> None:
             p.zrem(keys.chat_messages(chat_id), *message_ids)
             p.hdel(keys.chat_votes(chat_id), *message_ids)
-            p.unlink(*(keys.chat_message(chat_id, m) for m in message_ids))
+            p.hdel(keys.chat_message_data(chat_id), *message_ids)
 
         lookups.stage_delete(write, message_ids)
         write.step(unindex)
@@ -348,7 +357,7 @@ class VoteManager:
         """voteMessage: upsert keyed by (chat, message); only the chat's owner votes."""
         pipe = pipeline()
         pipe.hgetall(keys.chat(chat_id))
-        pipe.exists(keys.chat_message(chat_id, message_id))
+        pipe.hexists(keys.chat_message_data(chat_id), message_id)
         raw_chat, exists = pipe.execute()
         require_owned(decode_chat(raw_chat), actor_id)
         if not exists:

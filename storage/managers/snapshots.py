@@ -47,8 +47,8 @@ def messages(pairs: Sequence[tuple[str, str]]) -> list[dict[str, Any] | None]:
     """The messages named by (chatId, messageId), in order (None for a missing one)."""
     pipe = pipeline()
     for chat_id, message_id in pairs:
-        pipe.hgetall(keys.chat_message(chat_id, message_id))
-    return [decode_message(c, m, raw) for (c, m), raw in zip(pairs, pipe.execute(), strict=True)] if pairs else []
+        pipe.hget(keys.chat_message_data(chat_id), message_id)
+    return [decode_message(c, m, value) for (c, m), value in zip(pairs, pipe.execute(), strict=True)] if pairs else []
 
 
 def documents(document_ids: Sequence[str]) -> dict[str, DocumentSnapshot]:
@@ -78,7 +78,7 @@ def owned_titles(
     for document_id in document_ids:
         pipe.hmget(keys.document(document_id), "userId", "title")
     for chat_id, message_id in message_pairs:
-        pipe.exists(keys.chat_message(chat_id, message_id))
+        pipe.hexists(keys.chat_message_data(chat_id), message_id)
     replies = pipe.execute()
     heads = dict(zip([("c", c) for c in chat_ids] + [("d", d) for d in document_ids], replies, strict=False))
     chat_titles = {c: heads[("c", c)][1] or "" for c in chat_ids if heads[("c", c)][0] == user_id}

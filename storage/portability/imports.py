@@ -249,7 +249,7 @@ class ImportManager:
             pipe.hgetall(keys.chat(chat_id))
         for position in valid:
             lookups.queue_read(pipe, items[position]["id"])
-            pipe.hgetall(keys.chat_message(items[position]["chatId"], items[position]["id"]))
+            pipe.hget(keys.chat_message_data(items[position]["chatId"]), items[position]["id"])
         replies = pipe.execute()
         owners = {cid: (Chat.view(raw) or {}).get("userId") for cid, raw in zip(chat_ids, replies, strict=False)}
         if planned:
@@ -257,8 +257,8 @@ class ImportManager:
         rest = replies[len(chat_ids) :]
         new = []
         for n, position in enumerate(valid):
-            item, raw = items[position], rest[3 * n + 2]
-            found = lookups.parse(rest[3 * n], rest[3 * n + 1])
+            item, raw = items[position], rest[2 * n + 1]
+            found = lookups.parse(rest[2 * n])
             lookup = found.chatId if found else None  # the chat that holds the id
             if planned and not lookup and item["id"] in planned.messages:
                 lookup = planned.messages[item["id"]]
@@ -267,8 +267,8 @@ class ImportManager:
             elif lookup and lookup != item["chatId"]:
                 outcomes[position] = f"message id used by another chat: {lookup}"
             elif raw:
-                stored = Message.stored(item["chatId"], item["id"], raw)  # either storage format
-                same = stored == Message.stored(item["chatId"], item["id"], Message.build(item).encode())
+                stored = Message.stored(item["chatId"], item["id"], raw)
+                same = stored == Message.stored(item["chatId"], item["id"], Message.build(item).value())
                 outcomes[position] = EXISTS if same else CHANGED
             elif lookup:
                 outcomes[position] = EXISTS
@@ -322,7 +322,7 @@ class ImportManager:
         for position in valid:
             item = items[position]
             pipe.exists(keys.chat(item["chatId"]))
-            pipe.exists(keys.chat_message(item["chatId"], item["messageId"]))
+            pipe.hexists(keys.chat_message_data(item["chatId"]), item["messageId"])
             pipe.hget(keys.chat_votes(item["chatId"]), item["messageId"])
         replies = pipe.execute()
         new: dict[str, dict[str, str]] = defaultdict(dict)

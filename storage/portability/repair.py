@@ -34,7 +34,8 @@ from mookti import outbox
 from mookti.progress import progress as progress_bar
 from mookti.redis import Write, current_prefix, get_redis, glob_escape, pipeline, register_script
 from storage import keys
-from storage.entities import MessageLookup
+from storage.entities import Message, MessageLookup, compact_id, expand_id
+from storage.entities.records import ROLE_CODES
 from storage.managers import lookups
 from storage.managers.chats import ChatManager
 from storage.managers.documents import DocumentManager
@@ -188,15 +189,31 @@ def _unset(key: str, value: str) -> Callable[[Write], None]:
 
 
 def dangling_members(
-    index: str, members: list[str], entity_of: Callable[[str], str], label: str, remove: Callable[[Any, str], Any]
+    index: str, members: list[str], present: list[Any], label: str, remove: Callable[[Any, str], Any]
 ) -> list[Problem]:
-    """Members of an index (ZSET or HASH) whose entity is gone; the fix removes them with ``remove``."""
-    present = _read(lambda p: [p.exists(entity_of(m)) for m in members])
+    """Members of an index (ZSET or HASH) whose entity is gone (``present`` says, member by member);
+    the fix removes them with ``remove``."""
     return [
         Problem("index entry without entity", index, f"{label} {m}", lambda w, m=m: w.step(lambda p: remove(p, m)))
         for m, exists in zip(members, present, strict=True)
         if not exists
     ]
+
+
+def _keys_exist(names: list[str]) -> list[Any]:
+    return _read(lambda p: [p.exists(n) for n in names])
+
+
+def _messages_exist(chat_id: str, message_ids: list[str]) -> list[bool]:
+    """Which of these messages the chat holds, in its message data or still in the old layout
+    (moved by this same repair: their votes and index entries stay)."""
+    replies = _read(
+        lambda p: [
+            (p.hexists(keys.chat_message_data(chat_id), m), p.exists(keys.old_chat_message(chat_id, m)))
+            for m in message_ids
+        ]
+    )
+    return [bool(new or old) for new, old in zip(replies[::2], replies[1::2], strict=True)]
 
 
 def check_users_index(found: list[tuple[str, ...]]) -> list[Problem]:
@@ -364,82 +381,97 @@ def unindexed(index: str, what: str, member: str, score: int) -> Problem:
 
 
 def check_chat_messages(found: list[tuple[str, ...]]) -> list[Problem]:
-    """Members whose message is gone, with or without the chat (a message that is still there
-    but has no chat is reported, and removed with the index, as a message without chat)."""
+    """Members whose message is gone, with or without the chat (messages that are still there but
+    have no chat are reported, and removed with the index, as messages without chat)."""
     problems = []
     for (chat_id,) in found:
+        members = get_redis().zrange(keys.chat_messages(chat_id), 0, -1)
         problems += dangling_members(
             keys.chat_messages(chat_id),
-            get_redis().zrange(keys.chat_messages(chat_id), 0, -1),
-            lambda m, c=chat_id: keys.chat_message(c, m),
+            members,
+            _messages_exist(chat_id, members),
             "message",
             lambda p, m, c=chat_id: (p.zrem(keys.chat_messages(c), m), p.hdel(keys.chat_votes(c), m)),
         )
     return problems
 
 
-def check_chat_message(found: list[tuple[str, ...]]) -> list[Problem]:
-    raws = _read(
-        lambda p: [
-            (
-                p.hget(keys.chat(c), "userId"),
-                p.zscore(keys.chat_messages(c), m),
-                lookups.queue_read(p, m),
-                p.hget(keys.chat_message(c, m), "createdAt"),
-            )
-            for c, m in found
-        ]
-    )
+def check_message_data(found: list[tuple[str, ...]]) -> list[Problem]:
+    """Every message of a chat: readable, indexed, found by its id; none without its chat."""
     problems = []
-    for n, (chat_id, message_id) in enumerate(found):
-        owner, score, current, old, created = raws[5 * n : 5 * n + 5]
-        lookup = lookups.parse(current, old)
+    for (chat_id,) in found:
+        data = keys.chat_message_data(chat_id)
+        values = dict(get_redis().hscan_iter(data, count=1000))
+        ids = list(values)
+        owner, scores = _read(
+            lambda p, c=chat_id: [
+                p.hget(keys.chat(c), "userId"),
+                p.zrange(keys.chat_messages(c), 0, -1, withscores=True),
+            ]
+        )
+        seen = [lookups.parse(v) for v in _read(lambda p, ms=ids: [lookups.queue_read(p, m) for m in ms])]
         if not owner:
-
-            def remove(
-                w: Write, c: str = chat_id, m: str = message_id, found: tuple[str | None, str | None] = (current, old)
-            ) -> None:
-                owner = None
-                seen = lookups.parse(*found)
-                if seen and seen.chatId == c:
-                    owner = seen.ownerId
-                    if found[0]:
-                        w.step(lambda p: HDEL_IF_EQUAL(keys=[keys.message_lookups(m)], args=[m, found[0]], client=p))
-                    if found[1]:
-                        w.step(lambda p: DELETE_IF_EQUAL(keys=[keys.message_chat(m)], args=[found[1]], client=p))
-                w.step(lambda p: p.delete(keys.chat_message(c, m), keys.chat_messages(c), keys.chat_votes(c)))
-                outbox.stage(w, "delete", kind="message", userId=owner, chatId=c, messageIds=m)
-
-            problems.append(Problem("message without chat", keys.chat_message(chat_id, message_id), "", remove))
+            problems.append(
+                Problem("messages without chat", data, f"{len(ids)} messages", _remove_messages(chat_id, ids, seen))
+            )
             continue
-        if score is None:
-            problems.append(unindexed(keys.chat_messages(chat_id), "message", message_id, int(created or 0)))
+        indexed = dict(scores)
         expected = MessageLookup(chat_id, owner)
-        if lookup != expected and (not lookup or lookup.chatId == chat_id):
-            problems.append(
-                Problem(
-                    "message lookup missing or wrong",
-                    keys.message_lookups(message_id),
-                    f"{message_id}: {lookup}, should be {expected}",
-                    lambda w, m=message_id, v=expected: _set_lookup(w, m, v),
+        for message_id, lookup in zip(ids, seen, strict=True):
+            try:
+                created = Message.from_value(chat_id, message_id, values[message_id]).createdAt
+            except ValueError as exc:
+                problems.append(Problem("message unreadable", data, f"{message_id}: {exc}"))
+                continue
+            if message_id not in indexed:
+                problems.append(unindexed(keys.chat_messages(chat_id), "message", message_id, created))
+            if lookup != expected and (not lookup or lookup.chatId == chat_id):
+                problems.append(
+                    Problem(
+                        "message lookup missing or wrong",
+                        keys.message_lookups(message_id),
+                        f"{message_id}: {lookup}, should be {expected}",
+                        lambda w, m=message_id, v=expected: lookups.stage_set(w, m, v.chatId, v.ownerId),
+                    )
                 )
-            )
-        elif old is not None and lookup == expected:
-            problems.append(
-                Problem(
-                    "message lookup in the old format",
-                    keys.message_chat(message_id),
-                    f"-> {old}",
-                    lambda w, m=message_id, v=expected: _set_lookup(w, m, v),
-                )
-            )
     return problems
 
 
-def _set_lookup(write: Write, message_id: str, lookup: MessageLookup) -> None:
-    """Write a message's lookup into its bucket (first), then drop any old-format STRING."""
-    lookups.stage_set(write, message_id, lookup.chatId, lookup.ownerId)
-    write.step(lambda p: p.delete(keys.message_chat(message_id)))
+def _remove_messages(chat_id: str, message_ids: list[str], seen: list[MessageLookup | None]) -> Callable[[Write], None]:
+    """The fix for messages without a chat: their lookups (those that still point here), then the
+    chat's message keys, and the search index's copies."""
+
+    def remove(w: Write) -> None:
+        owner = next((s.ownerId for s in seen if s and s.chatId == chat_id), None)
+        for message_id, lookup in zip(message_ids, seen, strict=True):
+            if lookup and lookup.chatId == chat_id:
+                bucket, name, value = keys.message_lookups(message_id), compact_id(message_id), lookup.encode()
+                w.step(lambda p, b=bucket, n=name, v=value: HDEL_IF_EQUAL(keys=[b], args=[n, v], client=p))
+        chat_keys = [keys.chat_message_data(chat_id), keys.chat_messages(chat_id), keys.chat_votes(chat_id)]
+        w.step(lambda p: p.delete(*chat_keys))
+        outbox.stage(w, "delete", kind="message", userId=owner, chatId=chat_id, messageIds=",".join(message_ids))
+
+    return remove
+
+
+def check_old_chat_message(found: list[tuple[str, ...]]) -> list[Problem]:
+    """Messages still in the per-message hashes of the old layout: the fix moves each into its
+    chat's message data (unless a message of that id is there already) and removes the hash."""
+    raws = _read(lambda p: [p.hgetall(keys.old_chat_message(c, m)) for c, m in found])
+    problems = []
+    for (chat_id, message_id), raw in zip(found, raws, strict=True):
+        message = Message.from_hash(chat_id, message_id, raw)
+        old = keys.old_chat_message(chat_id, message_id)
+        if message is None or message.role not in ROLE_CODES:
+            problems.append(Problem("message unreadable", old, f"{message_id}: {raw}"))
+            continue
+        value = message.value()
+
+        def move(w: Write, c: str = chat_id, m: str = message_id, v: str = value, o: str = old) -> None:
+            w.step(lambda p: (p.hsetnx(keys.chat_message_data(c), m, v), p.delete(o)))
+
+        problems.append(Problem("message in the old layout", old, "", move))
+    return problems
 
 
 def check_lookup_buckets(found: list[tuple[str, ...]]) -> list[Problem]:
@@ -448,44 +480,37 @@ def check_lookup_buckets(found: list[tuple[str, ...]]) -> list[Problem]:
     for (bucket,) in found:
         name = keys.message_lookup_bucket(bucket)
         entries = list(get_redis().hscan_iter(name, count=1000))
-        parsed = [(m, v, MessageLookup.decode(v)) for m, v in entries]
-        present = _read(lambda p: [p.exists(keys.chat_message(lk.chatId, m)) for m, _, lk in parsed])  # noqa: B023
-        for (message_id, value, lookup), exists in zip(parsed, present, strict=True):
+        parsed = []
+        for field_name, value in entries:
+            try:
+                parsed.append((field_name, value, expand_id(field_name), MessageLookup.decode(value)))
+            except ValueError:
+                parsed.append((field_name, value, field_name, None))
+        present = _read(
+            lambda p, ps=parsed: [p.hexists(keys.chat_message_data(lk.chatId if lk else "-"), m) for _, _, m, lk in ps]
+        )
+        for (field_name, value, message_id, lookup), exists in zip(parsed, present, strict=True):
             if not exists or keys.message_lookups(message_id) != name:
                 problems.append(
                     Problem(
                         "message lookup in the wrong bucket" if exists else "message lookup pointing nowhere",
                         name,
                         f"{message_id} -> {lookup}",
-                        lambda w, n=name, m=message_id, v=value: w.step(
-                            lambda p: HDEL_IF_EQUAL(keys=[n], args=[m, v], client=p)
+                        lambda w, n=name, f=field_name, v=value: w.step(
+                            lambda p: HDEL_IF_EQUAL(keys=[n], args=[f, v], client=p)
                         ),
                     )
                 )
     return problems
 
 
-def check_message_lookup(found: list[tuple[str, ...]]) -> list[Problem]:
-    ids = [g[0] for g in found]
-    values = _read(lambda p: [p.get(keys.message_chat(m)) for m in ids])
-    exists = _read(
-        lambda p: [
-            p.exists(keys.chat_message((v or "/").partition("/")[0] or "-", m))
-            for m, v in zip(ids, values, strict=True)
-        ]
-    )
-    problems = []
-    for message_id, value, present in zip(ids, values, exists, strict=True):
-        if value and not present:
-            problems.append(
-                Problem(
-                    "message lookup pointing nowhere",
-                    keys.message_chat(message_id),
-                    f"-> {value}",
-                    _unset(keys.message_chat(message_id), value),
-                )
-            )
-    return problems
+def check_old_lookups(found: list[tuple[str, ...]], key_of: Callable[[str], str]) -> list[Problem]:
+    """Lookups as written before (``message-chat:{id}`` STRINGs, ``message-chats:{bucket}``
+    hashes): the message data checks write them anew, so the fix removes these."""
+    names = [key_of(n) for (n,) in found]
+    return [
+        Problem("message lookups in the old format", k, "", lambda w, k=k: w.step(lambda p: p.delete(k))) for k in names
+    ]
 
 
 def check_chat_parts(found: list[tuple[str, ...]], kind: str, key_of: Callable[[str], str]) -> list[Problem]:
@@ -502,10 +527,11 @@ def check_votes(found: list[tuple[str, ...]]) -> list[Problem]:
     for (chat_id,) in found:
         index = keys.chat_votes(chat_id)
         if index not in gone:
+            voted = get_redis().hkeys(index)
             problems += dangling_members(
                 index,
-                get_redis().hkeys(index),
-                lambda m, c=chat_id: keys.chat_message(c, m),
+                voted,
+                _messages_exist(chat_id, voted),
                 "vote on message",
                 lambda p, m, i=index: p.hdel(i, m),
             )
@@ -583,7 +609,7 @@ def check_document_versions(found: list[tuple[str, ...]]) -> list[Problem]:
         missing = dangling_members(
             index,
             stamps,
-            lambda s, d=document_id: keys.document_version(d, int(s)),
+            _keys_exist([keys.document_version(document_id, int(s)) for s in stamps]),
             "version",
             lambda p, s, i=index: p.zrem(i, s),
         )
@@ -613,10 +639,11 @@ def check_document_suggestions(found: list[tuple[str, ...]]) -> list[Problem]:
     problems = []
     for (document_id,) in found:
         index = keys.document_suggestions(document_id)
+        suggestions = get_redis().zrange(index, 0, -1)
         problems += dangling_members(
             index,
-            get_redis().zrange(index, 0, -1),
-            lambda m, d=document_id: keys.document_suggestion(d, m),
+            suggestions,
+            _keys_exist([keys.document_suggestion(document_id, m) for m in suggestions]),
             "suggestion",
             lambda p, m, i=index: p.zrem(i, m),
         )
@@ -664,11 +691,18 @@ for _name, _key, _groups, _run in [
     ("user_documents", keys.user_documents, (ID,), _owned_index("document", keys.user_documents, keys.document)),
     ("chat", keys.chat, (ID,), check_chat),
     ("chat_messages", keys.chat_messages, (ID,), check_chat_messages),
-    ("chat_message", keys.chat_message, (ID, ID), check_chat_message),
+    ("chat_message_data", keys.chat_message_data, (ID,), check_message_data),
+    ("old_chat_message", keys.old_chat_message, (ID, ID), check_old_chat_message),
     ("chat_votes", keys.chat_votes, (ID,), check_votes),
     ("chat_streams", keys.chat_streams, (ID,), lambda found: check_chat_parts(found, "stream ids", keys.chat_streams)),
-    ("message_chat", keys.message_chat, (ID,), check_message_lookup),
-    ("message_lookups", keys.message_lookup_bucket, (r"[0-9a-f]{2}",), check_lookup_buckets),
+    ("message_lookups", keys.message_lookup_bucket, (r"[0-9a-f]+",), check_lookup_buckets),
+    ("old_message_chat", keys.old_message_chat, (ID,), lambda found: check_old_lookups(found, keys.old_message_chat)),
+    (
+        "old_message_lookups",
+        keys.old_message_lookup_bucket,
+        (r"[0-9a-f]{2}",),
+        lambda found: check_old_lookups(found, keys.old_message_lookup_bucket),
+    ),
     ("document", keys.document, (ID,), check_document),
     ("document_versions", keys.document_versions, (ID,), check_document_versions),
     ("document_version", keys.document_version, (ID, r"\d+"), check_document_version),

@@ -31,9 +31,9 @@ from django.utils.module_loading import autodiscover_modules
 from mookti import redis as kernel_redis
 from mookti.ids import now_us, rfc3339, to_us
 from mookti.progress import progress as progress_bar
-from mookti.redis import current_prefix, pipeline
+from mookti.redis import current_prefix, get_redis, pipeline
 from storage import keys
-from storage.entities import Chat, Document, Message, Stream, Suggestion, User, Vote
+from storage.entities import Chat, Document, Message, Stream, Suggestion, User, Vote, compact_id
 from storage.managers.users import USER_TYPES, users
 from storage.portability.imports import Planned, imports
 from storage.portability.migration.report import ImportReport
@@ -210,10 +210,8 @@ def export_storage_user(user_id: str, emit: Emit) -> None:
                 {**chat, "createdAt": ts_out(chat["createdAt"]), "lastMessageAt": ts_out(chat["lastMessageAt"])},
             )
             for ids in _chunks(message_ids):
-                pipe = pipeline()
-                for message_id in ids:
-                    pipe.hgetall(keys.chat_message(chat_id, message_id))
-                found = (Message.stored(chat_id, m, raw) for m, raw in zip(ids, pipe.execute(), strict=True))
+                values = get_redis().hmget(keys.chat_message_data(chat_id), ids)
+                found = (Message.stored(chat_id, m, value) for m, value in zip(ids, values, strict=True))
                 for message in filter(None, found):
                     emit("messages", {**message, "createdAt": ts_out(message["createdAt"])})
             for message_id, value in sorted(votes.items()):
@@ -296,10 +294,8 @@ def snapshot_storage_user(user_id: str) -> dict[str, Any]:
             pipe.zrange(keys.chat_messages(chat_id), 0, -1)
         for chat_id, message_ids in zip(chunk, pipe.execute(), strict=True):
             names += [keys.chat(chat_id), keys.chat_messages(chat_id), keys.chat_votes(chat_id)]
-            names.append(keys.chat_streams(chat_id))
-            names += [keys.chat_message(chat_id, m) for m in message_ids]
-            names += [keys.message_chat(m) for m in message_ids]  # old-format lookups
-            message_fields += [(keys.message_lookups(m), m) for m in message_ids]
+            names += [keys.chat_streams(chat_id), keys.chat_message_data(chat_id)]
+            message_fields += [(keys.message_lookups(m), compact_id(m)) for m in message_ids]
     for document_id in document_ids:
         pipe = pipeline()
         pipe.zrange(keys.document_versions(document_id), 0, -1)

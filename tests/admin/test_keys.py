@@ -165,7 +165,7 @@ def test_operations_page_reports_redis_and_the_keyspace(staff_client: Client, le
     assert dict(sections["Throughput"])["Ops/s"] != "—"
     namespaces = {row["namespace"]: row for row in response.context["analysis"]["rows"]}
     assert namespaces["user:{*}"]["type"] == "hash"
-    assert namespaces["chat:{*}:message:*"]["count"] >= 2
+    assert namespaces["chat:{*}:message-data"]["type"] == "hash"  # a chat's messages, one key
     counts = dict(response.context["counts"])
     assert counts["Users"] >= 1
     small = staff_client.get(reverse("admin:mookti_operations"), {"scan_limit": "100"})

@@ -56,6 +56,15 @@ def test_rdb_only_is_reported_as_not_durable_enough(local_redis):
     assert "only RDB snapshots" in warning
 
 
+def test_started_server_keeps_chats_compact_and_warns_below_it(local_redis):
+    _, client, _ = local_redis
+    config = client.config_get("hash-max-listpack-*")
+    assert config == {"hash-max-listpack-value": "8192", "hash-max-listpack-entries": "256"}
+    client.config_set("hash-max-listpack-entries", 128)
+    (warning,) = localredis.config_warnings(client)
+    assert "hash-max-listpack-entries is 128" in warning and "Set it to 256" in warning
+
+
 def test_data_survives_a_restart(tmp_path):
     """AOF: what was written before SIGTERM is there after the next start from the same folder."""
     url = f"redis://127.0.0.1:{free_port()}/0"

@@ -8,6 +8,7 @@ import pytest
 
 from mookti.redis import get_redis
 from storage import keys
+from storage.entities import compact_id
 
 
 @pytest.fixture
@@ -99,11 +100,11 @@ def test_delete_chat_cascades(alice):
     assert not client.exists(
         keys.chat(chat["id"]),
         keys.chat_messages(chat["id"]),
-        keys.chat_message(chat["id"], msg["id"]),
+        keys.chat_message_data(chat["id"]),
         keys.chat_votes(chat["id"]),
         keys.chat_streams(chat["id"]),
     )
-    assert client.hget(keys.message_lookups(msg["id"]), msg["id"]) is None
+    assert client.hget(keys.message_lookups(msg["id"]), compact_id(msg["id"])) is None
     assert client.zscore(keys.user_chats(alice["id"]), chat["id"]) is None
     assert api.get(f"/api/storage/chat/{chat['id']}").status_code == 404
     assert api.get(f"/api/storage/message/{msg['id']}").status_code == 404

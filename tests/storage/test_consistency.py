@@ -12,7 +12,7 @@ from mookti.errors import NotFound, RateLimited
 from mookti.ids import now_us
 from mookti.redis import get_redis
 from storage import keys
-from storage.entities import MessageLookup
+from storage.entities import MessageLookup, compact_id
 from storage.managers import chats, messages, users
 from storage.managers.paging import PageRequest
 from storage.signals import messages_saving
@@ -22,13 +22,12 @@ from tests.conftest import delete_keys
 def assert_chat_consistent(chat_id: str) -> list[str]:
     client = get_redis()
     ids = client.zrange(keys.chat_messages(chat_id), 0, -1)
+    stored = client.hkeys(keys.chat_message_data(chat_id))
     pipe = client.pipeline()
     for message_id in ids:
-        pipe.exists(keys.chat_message(chat_id, message_id))
-        pipe.hget(keys.message_lookups(message_id), message_id)
-    replies = pipe.execute()
-    assert all(replies[::2]), "index entry without message"
-    found = [MessageLookup.decode(value) for value in replies[1::2]]
+        pipe.hget(keys.message_lookups(message_id), compact_id(message_id))
+    found = [MessageLookup.decode(value) for value in pipe.execute()]
+    assert sorted(stored) == sorted(ids), "index entry without message, or message without index entry"
     assert all(lookup and lookup.chatId == chat_id for lookup in found), "lookup does not point to the chat"
     assert len(set(ids)) == len(ids)
     return ids

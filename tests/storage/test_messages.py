@@ -7,6 +7,7 @@ import pytest
 from mookti.ids import now_us
 from mookti.redis import get_redis
 from storage import keys
+from storage.entities import compact_id
 
 T0 = 1_760_000_000_000  # epoch ms
 
@@ -96,7 +97,8 @@ def test_delete_after_timestamp_is_inclusive_and_takes_votes(alice, chat):
     assert [m["id"] for m in remaining] == [kept["id"]]
     votes = alice["api"].get("/api/storage/vote", {"chatId": chat["id"]}).json()
     assert [v["messageId"] for v in votes] == [kept["id"]]
-    assert get_redis().hget(keys.message_lookups(at["id"]), at["id"]) is None
+    assert get_redis().hget(keys.message_lookups(at["id"]), compact_id(at["id"])) is None
+    assert get_redis().hkeys(keys.chat_message_data(chat["id"])) == [kept["id"]]
 
 
 def test_votes_upsert(alice, chat):
@@ -161,17 +163,20 @@ def test_message_pages_with_equal_timestamps(alice, chat):
     assert sorted(seen) == sorted(m["id"] for m in saved) and len(seen) == 5
 
 
-# --- the compact hash (issue 13): ids in the key, one text part kept as its text, long text deflated
-def test_a_message_hash_holds_neither_its_ids_nor_a_second_copy_of_its_text(alice, chat):
+# --- the compact value: ids in the key and field, one text part kept as its text, long text deflated
+def test_a_message_value_holds_neither_its_ids_nor_a_second_copy_of_its_text(alice, chat):
     api, long_text = alice["api"], "the numerator over the denominator " * 30
     short, long, parted = (
         api.post("/api/storage/message", {"chatId": chat["id"], "role": "user", "content": text}).json()[0]
         for text in ("a short question", long_text, "x")
     )
-    raw = get_redis().hgetall(keys.chat_message(chat["id"], short["id"]))
-    assert set(raw) == {"role", "text", "createdAt"} and raw["text"] == "a short question"
-    packed = get_redis().hgetall(keys.chat_message(chat["id"], long["id"]))
-    assert set(packed) == {"role", "ztext", "createdAt"} and len(packed["ztext"]) < len(long_text) / 2
+
+    def stored(message):
+        return get_redis().hget(keys.chat_message_data(chat["id"]), message["id"])
+
+    assert stored(short).startswith("ut") and stored(short).endswith(":a short question")
+    assert len(stored(short)) <= len("a short question") + 13
+    assert stored(long).startswith("uT") and len(stored(long)) < len(long_text) / 2
     got = api.get(f"/api/storage/message/{long['id']}").json()
     assert got["parts"] == [{"type": "text", "text": long_text}] and got["content"] == long_text
     assert got["id"] == long["id"] and got["chatId"] == chat["id"] and got["attachments"] == []
@@ -180,32 +185,28 @@ def test_a_message_hash_holds_neither_its_ids_nor_a_second_copy_of_its_text(alic
     parts = [{"type": "text", "text": "two"}, {"type": "reasoning", "text": "parts"}]
     r = api.patch(f"/api/storage/message/{parted['id']}", {"parts": parts})
     assert r.status_code == 200, r.content
-    raw = get_redis().hgetall(keys.chat_message(chat["id"], parted["id"]))
-    assert "text" not in raw and "ztext" not in raw and r.json()["parts"] == parts
+    assert stored(parted).startswith("up") and r.json()["parts"] == parts
     r = api.patch(f"/api/storage/message/{short['id']}", {"content": "a summary"})
     assert r.status_code == 200 and r.json()["parts"] == [{"type": "text", "text": "a short question"}]
-    assert r.json()["content"] == "a summary"
+    assert r.json()["content"] == "a summary" and stored(short).endswith(":a summarya short question")
     r = api.patch(f"/api/storage/message/{long['id']}", {"parts": [{"type": "text", "text": "shorter"}]})
-    assert get_redis().hgetall(keys.chat_message(chat["id"], long["id"])).keys() == {"role", "text", "createdAt"}
+    assert stored(long).startswith("ut") and stored(long).endswith(":shorter")
     listed = api.get(f"/api/storage/message?chatId={chat['id']}").json()["messages"]
     assert [m["content"] for m in listed] == ["a summary", "shorter", "two"]
+    assert [m["createdAt"] for m in listed] == [m["createdAt"] for m in (short, long, parted)]  # kept by updates
 
 
-def test_a_message_stored_in_the_old_format_reads_the_same(alice, chat):
-    """Hashes written before the compact format (ids, parts JSON and attachments always present)."""
+def test_an_update_keeps_what_it_does_not_name(alice, chat):
     api = alice["api"]
-    parts = '[{"type":"text","text":"from before"}]'
-    old = {"id": "old-1", "chatId": chat["id"], "role": "user", "parts": parts, "attachments": "[]"}
-    client = get_redis()
-    client.hset(keys.chat_message(chat["id"], "old-1"), mapping={**old, "createdAt": T0 * 1000})
-    client.zadd(keys.chat_messages(chat["id"]), {"old-1": T0 * 1000})
-    client.set(keys.message_chat("old-1"), f"{chat['id']}/{alice['id']}")
-    got = api.get("/api/storage/message/old-1").json()
-    assert got["parts"] == [{"type": "text", "text": "from before"}] and got["content"] == "from before"
-    assert got["chatId"] == chat["id"] and got["role"] == "user"
-    r = api.patch("/api/storage/message/old-1", {"parts": [{"type": "text", "text": "rewritten"}]})
-    assert r.status_code == 200 and r.json()["content"] == "rewritten"
-    assert "parts" not in client.hgetall(keys.chat_message(chat["id"], "old-1"))  # the new format from now on
+    attachments = [{"url": "https://x.test/a.png", "name": "ä.png", "contentType": "image/png"}]
+    body = {"chatId": chat["id"], "role": "assistant", "content": "own ✓", "attachments": attachments}
+    saved = api.post("/api/storage/message", {**body, "parts": [{"type": "text", "text": "text ✓"}]}).json()[0]
+    url = f"/api/storage/message/{saved['id']}"
+    r = api.patch(url, {"attachments": []})
+    assert r.json() == {**saved, "attachments": []}
+    r = api.patch(url, {"parts": [{"type": "text", "text": "new"}], "attachments": attachments})
+    assert r.json() == {**saved, "parts": [{"type": "text", "text": "new"}], "content": "new"}  # its text again
+    assert api.get(url).json() == r.json()
 
 
 def test_the_rate_limit_log_holds_message_ids_and_still_counts_old_members(alice, chat):
