@@ -197,15 +197,34 @@ async def answer_asgi(scope: dict[str, Any], receive: Receive, send: Callable) -
     except Skip:
         return receive
     try:
-        response = _response(route.view, await arun_plan(plan))
+        code, data, extra = await arun_plan(plan)
     except Exception as exc:
         response = _error(route.view, request, exc, credential, kwargs)
+        for middleware in _HEADER_MIDDLEWARE:
+            response = middleware.process_response(request, response)
+        code, body = response.status_code, response.content
+        headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.items()]
+    else:  # the headers _response and the middleware would give, without building them per request
+        body = b"" if data is None else _render(data)
+        headers = [] if data is None else [(b"Content-Type", MEDIA_TYPE.encode())]
+        headers += [(name.encode("latin-1"), value.encode("latin-1")) for name, value in extra.items()]
+        headers += [(b"Allow", allowed_methods(route.view).encode()), (b"Content-Length", b"%d" % len(body))]
+        headers += _middleware_headers(request.is_secure())
+    await send({"type": "http.response.start", "status": code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+    return None
+
+
+@functools.cache
+def _middleware_headers(secure: bool) -> list[tuple[bytes, bytes]]:
+    """What the header middleware adds to an API answer: the same for every answer of a scheme."""
+    request = HttpRequest()
+    request.is_secure = lambda: secure  # type: ignore[method-assign]
+    response = HttpResponse()
     for middleware in _HEADER_MIDDLEWARE:
         response = middleware.process_response(request, response)
-    headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.items()]
-    await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
-    await send({"type": "http.response.body", "body": response.content})
-    return None
+    own = {"Content-Type", "Content-Length"}
+    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.items() if name not in own]
 
 
 def _plain_write(scope: dict[str, Any]) -> bool:
