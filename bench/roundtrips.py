@@ -65,6 +65,16 @@ def install() -> None:
 
     _patch(redis.connection.AbstractConnection, "send_packed_command", counted_sync)
     _patch(redis.asyncio.connection.AbstractConnection, "send_packed_command", counted_async)
+    from mookti import redis as mookti_redis  # its plan reads write to the connection themselves
+
+    plan_write = mookti_redis._write
+
+    @functools.wraps(plan_write)
+    async def counted_plan_write(connection: Any, packed: Any) -> None:
+        _count(1)
+        await plan_write(connection, packed)
+
+    _patch(mookti_redis, "_write", counted_plan_write)
 
 
 def uninstall() -> None:

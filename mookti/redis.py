@@ -170,9 +170,7 @@ class _AsyncBreakerMixin:
     could take a dead connection and fail (no re-send: retries are off). The socket itself knows."""
 
     async def can_read(self) -> bool:
-        writer = getattr(self, "_writer", None)
-        sock = writer.transport.get_extra_info("socket") if writer is not None else None
-        if sock is not None and select.select([sock.fileno()], [], [], 0)[0]:
+        if getattr(self, "_writer", None) is not None and _has_input(self):
             return True  # an idle connection with something to read: closed, or stray data (the pool reconnects)
         return await super().can_read()  # type: ignore[misc]
 
@@ -409,35 +407,86 @@ async def _execute_pipeline(client: Any, pipe: Any) -> list[Any]:
 
 async def _execute_reads(client: redis.asyncio.Redis, pipe: Any) -> list[Any]:
     """A plan's round trip on a standalone Redis: what ``pipe.execute()`` does, with one timeout for
-    the whole round trip instead of one per reply. redis-py's asyncio pipeline spends more than the
-    rest of a small request on its per-command bookkeeping (a timer and a parse call per reply,
-    retries that are off anyway): issue 16. Replies get the client's response callbacks, the first
-    error reply is raised once every reply is read (the connection stays in step), and a timeout
-    drops the connection and opens the breaker as a per-reply timeout would."""
+    the whole round trip instead of a timer per reply and per write, on a connection from the
+    loop's :class:`_IdleConnections`. redis-py's asyncio pipeline and blocking pool spent more than
+    the rest of a small request on their bookkeeping (issue 16). Replies get the client's response
+    callbacks, the first error reply is raised once every reply is read (the connection stays in
+    step), and a timeout drops the connection and opens the breaker as a per-reply timeout would."""
     commands = pipe.command_stack
     if not commands:
         return []
-    pool = client.connection_pool
-    connection = await pool.get_connection()
+    idle = _IdleConnections.of(client)
+    connection = await idle.take()
+    replies: list[Any] = []
     try:
-        await connection.send_packed_command(connection.pack_commands([args for args, _ in commands]))
-        replies: list[Any] = []
-        try:
-            async with asyncio.timeout(connection.socket_timeout):
-                for args, options in commands:
-                    replies.append(await _read_reply(client, connection, args[0], options))
-        except TimeoutError:
-            _breaker(connection).trip()
-            raise redis.TimeoutError("Timeout reading from Redis") from None
-    except BaseException:
+        async with asyncio.timeout(connection.socket_timeout):
+            _breaker(connection).check(connection)
+            await _write(connection, connection.pack_commands([args for args, _ in commands]))
+            for args, options in commands:
+                replies.append(await _read_reply(client, connection, args[0], options))
+    except BaseException as exc:
         await connection.disconnect(nowait=True)
+        await idle.pool.release(connection)
+        if isinstance(exc, TimeoutError):
+            _breaker(connection).trip()
+            raise redis.TimeoutError("Timeout talking to Redis") from None
+        if isinstance(exc, OSError):
+            raise redis.ConnectionError(f"Error talking to Redis: {exc}") from exc
         raise
-    finally:
-        await pool.release(connection)
+    await idle.give_back(connection)
     for reply in replies:
         if isinstance(reply, ResponseError):
             raise reply
     return replies
+
+
+async def _write(connection: Any, packed: list[bytes]) -> None:
+    """Send one round trip's commands (bench.roundtrips counts these calls as round trips)."""
+    connection._writer.writelines(packed)
+    await connection._writer.drain()
+
+
+class _IdleConnections:
+    """The idle connections of one event loop's asyncio client for plan reads: a stack, taken from
+    and given back to without the pool's locks, timers and metrics hooks. A connection is checked
+    as the pool checks it (open, nothing to read); beyond ``KEEP`` idle ones go back to the pool,
+    which also makes the new ones (and waits, when all are in use)."""
+
+    KEEP = 32
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self.stack: list[Any] = []
+
+    @classmethod
+    def of(cls, client: redis.asyncio.Redis) -> _IdleConnections:
+        idle = getattr(client, "_mookti_idle", None)
+        if idle is None:
+            idle = client._mookti_idle = cls(client.connection_pool)  # type: ignore[attr-defined]
+        return idle
+
+    async def take(self) -> Any:
+        while self.stack:
+            connection = self.stack.pop()
+            if connection.is_connected and not _has_input(connection):
+                return connection
+            await connection.disconnect(nowait=True)
+            await self.pool.release(connection)
+        connection = await self.pool.get_connection()
+        await connection.connect()
+        return connection
+
+    async def give_back(self, connection: Any) -> None:
+        if len(self.stack) < self.KEEP:
+            self.stack.append(connection)
+        else:
+            await self.pool.release(connection)
+
+
+def _has_input(connection: Any) -> bool:
+    """True if an idle connection's socket has something to read: the server closed it, or stray data."""
+    sock = connection._writer.transport.get_extra_info("socket")
+    return sock is None or bool(select.select([sock.fileno()], [], [], 0)[0])
 
 
 async def _read_reply(client: redis.asyncio.Redis, connection: Any, command: str, options: dict[str, Any]) -> Any:
