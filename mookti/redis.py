@@ -277,6 +277,9 @@ _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[
 )
 
 
+_last_loop: tuple[asyncio.AbstractEventLoop, dict[float | None, Any]] | None = None  # the last lookup
+
+
 def get_async_redis(
     *, raw: bool = False, read_timeout: float | None = None
 ) -> redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster:
@@ -287,10 +290,16 @@ def get_async_redis(
     ``read_timeout`` (seconds, default ``MOOKTI_REDIS_TIMEOUT``) must exceed the longest ``BLOCK``
     of the commands sent with it (the stream hub's shared ``XREAD``); each combination has a pool of its own.
     """
+    global _last_loop
     loop = asyncio.get_running_loop()
-    clients = _async_clients.get(loop)
-    if clients is None:
-        clients = _async_clients[loop] = {}
+    last = _last_loop  # read once: other threads' loops replace it
+    if last is not None and last[0] is loop:  # the common case: the web process's one loop
+        clients = last[1]
+    else:
+        clients = _async_clients.get(loop)
+        if clients is None:
+            clients = _async_clients[loop] = {}
+        _last_loop = (loop, clients)
     client = clients.get((raw, read_timeout))
     if client is None:
         options = _client_options(raw, timeout=read_timeout, asynchronous=True)

@@ -94,7 +94,9 @@ def _plain(request: HttpRequest) -> BearerCredential | None:
     if not ENABLED or request.method != "GET" or request.META.get("HTTP_ACCEPT") not in PLAIN_ACCEPT:
         return None
     credential = BearerCredential.of(request.META)
-    return None if credential is None or "format" in request.GET else credential
+    if credential is None or (request.META.get("QUERY_STRING") and "format" in request.GET):
+        return None
+    return credential
 
 
 def hot_view(view: Callable, handler: Handler | None, writer: WriteHandler | None = None) -> Callable:
