@@ -416,23 +416,69 @@ async def _execute_pipeline(client: Any, pipe: Any) -> list[Any]:
 
 async def _execute_reads(client: redis.asyncio.Redis, pipe: Any) -> list[Any]:
     """A plan's round trip on a standalone Redis: what ``pipe.execute()`` does, with one timeout for
-    the whole round trip instead of a timer per reply and per write, on a connection from the
-    loop's :class:`_IdleConnections`. redis-py's asyncio pipeline and blocking pool spent more than
-    the rest of a small request on their bookkeeping (issue 16). Replies get the client's response
-    callbacks, the first error reply is raised once every reply is read (the connection stays in
-    step), and a timeout drops the connection and opens the breaker as a per-reply timeout would."""
+    the whole round trip instead of a timer per reply and per write (:func:`_round_trip`). Replies
+    get the client's response callbacks; the first error reply is raised once every reply is read
+    (the connection stays in step)."""
     commands = pipe.command_stack
     if not commands:
         return []
+
+    async def read(connection: Any) -> list[Any]:
+        return [await _read_reply(client, connection, args[0], options) for args, options in commands]
+
+    replies = await _round_trip(client, [args for args, _ in commands], read)
+    for reply in replies:
+        if isinstance(reply, ResponseError):
+            raise reply
+    return replies
+
+
+async def _execute_transaction(client: redis.asyncio.Redis, pipe: Any) -> list[Any]:
+    """``pipe.execute()`` of a MULTI/EXEC pipeline on a standalone Redis, as :func:`_execute_reads`
+    does a read: one write, the replies read under one timeout, the results given the client's
+    response callbacks. A command Redis refused to queue aborts the whole transaction (raised); an
+    error reply among the results is raised after all were read, as redis-py raises it."""
+    commands = pipe.command_stack
+    if not commands:
+        return []
+
+    async def read(connection: Any) -> list[Any]:
+        await connection.read_response(timeout=math.inf)  # MULTI: OK
+        refused = []
+        for _ in commands:
+            try:
+                await connection.read_response(timeout=math.inf)  # QUEUED
+            except ResponseError as exc:
+                refused.append(exc)
+        try:
+            results = await connection.read_response(timeout=math.inf)
+        except ExecAbortError:
+            raise (refused[0] if refused else ExecAbortError("Transaction aborted")) from None
+        return results
+
+    results = await _round_trip(client, [("MULTI",), *(args for args, _ in commands), ("EXEC",)], read)
+    replies = []
+    for (args, options), result in zip(commands, results, strict=True):
+        if isinstance(result, ResponseError):
+            raise result
+        callback = client.response_callbacks.get(args[0])
+        kwargs = {name: value for name, value in options.items() if name not in _NOT_FOR_CALLBACKS}
+        replies.append(callback(result, **kwargs) if callback else result)
+    return replies
+
+
+async def _round_trip(client: redis.asyncio.Redis, commands: list[Any], read: Callable[[Any], Any]) -> Any:
+    """Send ``commands`` in one write and ``read`` their replies, under one timeout, on a connection
+    from the loop's :class:`_IdleConnections`. redis-py's asyncio pipeline and blocking pool spent
+    more than the rest of a small request on their bookkeeping (issue 16). A timeout drops the
+    connection and opens the breaker as a per-reply timeout would; any failure drops it."""
     idle = _IdleConnections.of(client)
     connection = await idle.take()
-    replies: list[Any] = []
     try:
         async with asyncio.timeout(connection.socket_timeout):
             _breaker(connection).check(connection)
-            await _write(connection, connection.pack_commands([args for args, _ in commands]))
-            for args, options in commands:
-                replies.append(await _read_reply(client, connection, args[0], options))
+            await _write(connection, connection.pack_commands(commands))
+            result = await read(connection)
     except BaseException as exc:
         await connection.disconnect(nowait=True)
         await idle.pool.release(connection)
@@ -443,10 +489,7 @@ async def _execute_reads(client: redis.asyncio.Redis, pipe: Any) -> list[Any]:
             raise redis.ConnectionError(f"Error talking to Redis: {exc}") from exc
         raise
     await idle.give_back(connection)
-    for reply in replies:
-        if isinstance(reply, ResponseError):
-            raise reply
-    return replies
+    return result
 
 
 async def _write(connection: Any, packed: list[bytes]) -> None:
@@ -606,9 +649,10 @@ class Write:
         other in a worker thread (the guarded and cluster paths are synchronous)."""
         if not self.runs_on_loop():
             return await asyncio.to_thread(self.execute)
-        pipe = get_async_redis().pipeline(transaction=True)
+        client = get_async_redis()
+        pipe = client.pipeline(transaction=True)
         bounds = self._queue(pipe)
-        flat = await pipe.execute() if len(pipe) else []
+        flat = await _execute_transaction(client, pipe)  # type: ignore[arg-type]
         replies = [flat[a:b] for a, b in bounds]
         for callback in self._callbacks:
             callback(replies)
