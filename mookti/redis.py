@@ -39,6 +39,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
+import hiredis
 import redis
 import redis.asyncio
 import redis.asyncio.cluster
@@ -468,7 +469,7 @@ async def _execute_transaction(client: redis.asyncio.Redis, pipe: Any) -> list[A
 
 
 async def _round_trip(client: redis.asyncio.Redis, commands: list[Any], read: Callable[[Any], Any]) -> Any:
-    """Send ``commands`` in one write and ``read`` their replies, under one timeout, on a connection
+    """Send ``commands`` (packed by hiredis) in one write and ``read`` their replies, under one timeout, on a connection
     from the loop's :class:`_IdleConnections`. redis-py's asyncio pipeline and blocking pool spent
     more than the rest of a small request on their bookkeeping (issue 16). A timeout drops the
     connection and opens the breaker as a per-reply timeout would; any failure drops it."""
@@ -477,7 +478,7 @@ async def _round_trip(client: redis.asyncio.Redis, commands: list[Any], read: Ca
     try:
         async with asyncio.timeout(connection.socket_timeout):
             _breaker(connection).check(connection)
-            await _write(connection, connection.pack_commands(commands))
+            await _write(connection, [hiredis.pack_command(tuple(command)) for command in commands])
             result = await read(connection)
     except BaseException as exc:
         await connection.disconnect(nowait=True)
