@@ -9,10 +9,10 @@ found by id alone (ai-chatbot's getMessageById; :mod:`storage.managers.lookups`)
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from typing import Any
 
+import orjson
 from django.conf import settings
 
 from mookti import events, outbox
@@ -147,7 +147,7 @@ class MessageManager:
                     now,
                     now - DAY_US,
                     now - MESSAGE_TIMES_RETENTION_US,
-                    json.dumps(settings.MOOKTI_MESSAGE_LIMITS),
+                    orjson.dumps(settings.MOOKTI_MESSAGE_LIMITS).decode(),
                     *quota,
                 ],
                 client=pipe,
