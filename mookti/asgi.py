@@ -50,5 +50,9 @@ application = ProtocolTypeRouter({"http": http_app, "websocket": URLRouter(webso
 
 # The ~100k objects of the loaded code and settings live as long as the process: moved out of the
 # collector's generations, a full collection no longer walks them (about 37 ms of every thread
-# held up, every few thousand requests: the p99 of issue 16).
+# held up). With them frozen, CPython's rule "a full collection once the survivors since the last
+# one reach a quarter of the long-lived" fired every few hundred requests; collecting less often
+# (20,000 allocations for the youngest generation, 20 for the older ones) took the p99 of posts
+# from 165-211 ms to about 50 ms at the same throughput (issue 16, docs/benchmarks.md).
 gc.freeze()
+gc.set_threshold(20_000, 20, 20)
