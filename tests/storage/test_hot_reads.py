@@ -42,39 +42,46 @@ def answer(headers: dict[str, str], path: str, query: dict[str, Any] | None = No
 Answer = tuple[int, bytes, dict]
 
 
-async def asgi_answer(headers: dict[str, str], path: str, query: dict[str, Any] | None = None) -> Answer:
+async def asgi_call(method: str, headers: dict[str, str], path: str, query_string: str, body: bytes) -> Answer:
     """The answer of ``mookti.asgi.application`` called in this context (no server, so the round
-    trip counter sees its Redis calls), header names lowercased."""
+    trip counter sees its Redis calls), header names lowercased; a body comes in two messages."""
     from mookti.asgi import application
 
-    path, _, inline_query = path.partition("?")
     raw = [(name[5:].lower().replace("_", "-").encode(), value.encode()) for name, value in headers.items()]
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
-        "method": "GET",
+        "method": method,
         "scheme": "http",
         "path": unquote(path),
         "raw_path": path.encode(),
         "root_path": "",
-        "query_string": (urlencode(query) if query else inline_query).encode(),
+        "query_string": query_string.encode(),
         "headers": raw,
         "client": ("127.0.0.1", 50000),
         "server": ("testserver", 80),
     }
+    chunks = [body[: len(body) // 2], body[len(body) // 2 :]]
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
+        if chunks:
+            return {"type": "http.request", "body": chunks.pop(0), "more_body": bool(chunks)}
+        return {"type": "http.disconnect"}
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
     await application(scope, receive, send)
-    start, body = sent[0], b"".join(m.get("body", b"") for m in sent[1:])
+    start, answer = sent[0], b"".join(m.get("body", b"") for m in sent[1:])
     kept = {name.decode().lower(): value.decode() for name, value in start["headers"]}
-    return start["status"], body, {k: v for k, v in kept.items() if k.title() not in VOLATILE}
+    return start["status"], answer, {k: v for k, v in kept.items() if k.title() not in VOLATILE}
+
+
+async def asgi_answer(headers: dict[str, str], path: str, query: dict[str, Any] | None = None) -> Answer:
+    path, _, inline_query = path.partition("?")
+    return await asgi_call("GET", headers, path, urlencode(query) if query else inline_query, b"")
 
 
 def both(headers: dict[str, str], path: str, query: dict[str, Any] | None = None) -> tuple[Any, Any]:
@@ -361,41 +368,11 @@ ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 
 async def asgi_post(headers: dict[str, str], body: Any, content_type: str = "application/json") -> Answer:
     """A POST of ``body`` (JSON) to saveMessages through the ASGI application, in this context."""
-    from mookti.asgi import application
-
     payload = json.dumps(body).encode() if not isinstance(body, bytes) else body
-    raw = [(name[5:].lower().replace("_", "-").encode(), value.encode()) for name, value in headers.items()]
-    raw += [(b"content-type", content_type.encode()), (b"content-length", str(len(payload)).encode())]
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/api/storage/message",
-        "raw_path": b"/api/storage/message",
-        "root_path": "",
-        "query_string": b"",
-        "headers": raw,
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-    }
-    chunks = [payload[: len(payload) // 2], payload[len(payload) // 2 :]]  # a body in two messages
-
-    async def receive() -> dict[str, Any]:
-        if chunks:
-            return {"type": "http.request", "body": chunks.pop(0), "more_body": bool(chunks)}
-        return {"type": "http.disconnect"}
-
-    sent: list[dict[str, Any]] = []
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await application(scope, receive, send)
-    start, answer = sent[0], b"".join(m.get("body", b"") for m in sent[1:])
-    kept = {name.decode().lower(): value.decode() for name, value in start["headers"]}
-    return start["status"], answer, {k: v for k, v in kept.items() if k.title() not in VOLATILE}
+    length = {"CONTENT_TYPE": content_type, "CONTENT_LENGTH": str(len(payload))}
+    return await asgi_call(
+        "POST", {**headers, **{f"HTTP_{k}": v for k, v in length.items()}}, "/api/storage/message", "", payload
+    )
 
 
 def same_shape(answer: Answer) -> Answer:
