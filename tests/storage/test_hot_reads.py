@@ -476,7 +476,7 @@ def test_saving_messages_answers_as_drf(alice, bob, monkeypatch):
                     if "HTTP_IDEMPOTENCY_KEY" in headers:  # a key per request, as a client sends
                         headers = {**headers, "HTTP_IDEMPOTENCY_KEY": str(uuid.uuid4())}
                     answers.append(await asgi_post(headers, body(chat)))
-                    assert lane == [enabled and fast], name
+                    assert lane == [enabled and fast and not is_cluster()], name  # a cluster write is DRF's
                     assert answers[-1][0] == status, (name, enabled, answers[-1])
                 finally:
                     hot.ENABLED = True
