@@ -278,7 +278,7 @@ _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[
 )
 
 
-_last_loop: tuple[asyncio.AbstractEventLoop, dict[float | None, Any]] | None = None  # the last lookup
+_last_loop: tuple[asyncio.AbstractEventLoop, dict[tuple[bool, float | None], Any]] | None = None  # the last lookup
 
 
 def get_async_redis(
@@ -462,17 +462,16 @@ async def _execute_transaction(client: redis.asyncio.Redis, pipe: Any) -> list[A
     for (args, options), result in zip(commands, results, strict=True):
         if isinstance(result, ResponseError):
             raise result
-        callback = client.response_callbacks.get(args[0])
-        kwargs = {name: value for name, value in options.items() if name not in _NOT_FOR_CALLBACKS}
-        replies.append(callback(result, **kwargs) if callback else result)
+        replies.append(_with_callback(client, args[0], options, result))
     return replies
 
 
 async def _round_trip(client: redis.asyncio.Redis, commands: list[Any], read: Callable[[Any], Any]) -> Any:
-    """Send ``commands`` (packed by hiredis) in one write and ``read`` their replies, under one timeout, on a connection
-    from the loop's :class:`_IdleConnections`. redis-py's asyncio pipeline and blocking pool spent
-    more than the rest of a small request on their bookkeeping (issue 16). A timeout drops the
-    connection and opens the breaker as a per-reply timeout would; any failure drops it."""
+    """Send ``commands`` (packed by hiredis) in one write and ``read`` their replies, under one
+    timeout, on a connection from the loop's :class:`_IdleConnections`. redis-py's asyncio pipeline
+    and blocking pool spent more than the rest of a small request on their bookkeeping (issue 16).
+    A timeout drops the connection and opens the breaker as a per-reply timeout would; any failure
+    drops it."""
     idle = _IdleConnections.of(client)
     connection = await idle.take()
     try:
@@ -525,9 +524,7 @@ class _IdleConnections:
                 return connection
             await connection.disconnect(nowait=True)
             await self.pool.release(connection)
-        connection = await self.pool.get_connection()
-        await connection.connect()
-        return connection
+        return await self.pool.get_connection()  # connected and checked by the pool
 
     async def give_back(self, connection: Any) -> None:
         if len(self.stack) < self.KEEP:
@@ -548,6 +545,11 @@ async def _read_reply(client: redis.asyncio.Redis, connection: Any, command: str
         reply = await connection.read_response(disable_decoding=NEVER_DECODE in options, timeout=math.inf)
     except ResponseError as exc:
         return options.get(EMPTY_RESPONSE, exc)
+    return _with_callback(client, command, options, reply)
+
+
+def _with_callback(client: redis.asyncio.Redis, command: str, options: dict[str, Any], reply: Any) -> Any:
+    """``reply`` through the client's response callback for ``command`` (HGETALL -> dict, ...)."""
     callback = client.response_callbacks.get(command)
     if callback is None:
         return reply
